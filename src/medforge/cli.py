@@ -1,0 +1,46 @@
+"""The ``medforge`` command. Thin: each subcommand calls the same library function as ``ray_jobs/``.
+
+Subcommands are registered in ``COMMANDS`` as ``name -> "module:function"``; the module is
+imported only when the subcommand runs, so ``medforge --help`` never imports vLLM or Ray.
+Each target takes ``argv: list[str]`` and returns an exit code.
+"""
+
+from __future__ import annotations
+
+import importlib
+import logging
+import sys
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "make-tiny-models": ("medforge.engines.tiny:cli_main", "build the tiny random LLaMA and BERT used by tests/demo"),
+    "generate-instructions": ("medforge.datagen.job:cli_main", "AlpaCare-style task + response synthesis"),
+    "filter": ("medforge.datagen.novelty_cli:cli_main", "exact ROUGE-L novelty filter over a JSONL file"),
+    "demo": ("medforge.demo:cli_main", "run the offline end-to-end demo on the tiny model"),
+}
+
+
+def _usage() -> str:
+    width = max(len(n) for n in COMMANDS)
+    lines = ["usage: medforge <command> [args...]", "", "commands:"]
+    lines += [f"  {name:<{width}}  {help_}" for name, (_, help_) in COMMANDS.items()]
+    lines += ["", "Run `medforge <command> --help` for a command's options."]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in {"-h", "--help", "help"}:
+        print(_usage())
+        return 0
+    name, rest = argv[0], argv[1:]
+    if name not in COMMANDS:
+        print(f"medforge: unknown command {name!r}\n\n{_usage()}", file=sys.stderr)
+        return 2
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    module_name, func_name = COMMANDS[name][0].split(":")
+    func = getattr(importlib.import_module(module_name), func_name)
+    return int(func(rest) or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

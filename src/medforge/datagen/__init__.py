@@ -1,0 +1,1 @@
+"""Instruction synthesis (AlpaCare / MedInstruct-52k): seeds, tasks, parsing, filters, resume."""
