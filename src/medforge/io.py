@@ -1,0 +1,83 @@
+"""Small, crash-safe file helpers shared by every job.
+
+Every file a job relies on for resuming is written to a temporary name in the same folder
+and renamed into place, so a kill at any moment leaves either the old file or the new one,
+never half of one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+
+def atomic_write_text(path: str | Path, text: str) -> None:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def atomic_write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
+    """Write rows as JSON lines atomically; returns the row count."""
+    lines = [json.dumps(r, ensure_ascii=False, default=_json_default) for r in rows]
+    atomic_write_text(path, "".join(line + "\n" for line in lines))
+    return len(lines)
+
+
+def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            if line.strip():
+                yield json.loads(line)
+
+
+def atomic_write_parquet_shards(folder: str | Path, rows: list[dict[str, Any]], shard_rows: int, prefix: str = "part") -> list[Path]:
+    """Write ``rows`` as ``prefix-00000.parquet``... shards; stale shards from an earlier write are removed."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, start in enumerate(range(0, max(len(rows), 1), shard_rows)):
+        chunk = rows[start : start + shard_rows]
+        if not chunk and i > 0:
+            break
+        table = pa.Table.from_pylist(chunk) if chunk else pa.table({})
+        path = folder / f"{prefix}-{i:05d}.parquet"
+        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+        os.close(fd)
+        try:
+            pq.write_table(table, tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        written.append(path)
+    keep = {p.name for p in written}
+    for stale in folder.glob(f"{prefix}-*.parquet"):
+        if stale.name not in keep:
+            stale.unlink()
+    return written
+
+
+def _json_default(obj: Any) -> Any:
+    # numpy scalars / arrays coming back from Ray Data
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    if hasattr(obj, "item"):
+        return obj.item()
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
