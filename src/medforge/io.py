@@ -15,10 +15,17 @@ from pathlib import Path
 from typing import Any
 
 
+def _umask_mode() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return 0o666 & ~mask
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.chmod(tmp, _umask_mode())  # mkstemp creates 0600; outputs should be readable like any file
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
@@ -60,6 +67,7 @@ def atomic_write_parquet_shards(folder: str | Path, rows: list[dict[str, Any]], 
         path = folder / f"{prefix}-{i:05d}.parquet"
         fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
         os.close(fd)
+        os.chmod(tmp, _umask_mode())
         try:
             pq.write_table(table, tmp)
             os.replace(tmp, path)

@@ -89,7 +89,8 @@ def _coerce_task(raw: Any) -> tuple[dict[str, Any] | None, str]:
 def _salvage_json_tasks(text: str) -> tuple[list[Any], bool]:
     """Parse ``{"tasks": [...]}``; if truncated, return the complete objects before the cut."""
     try:
-        obj = json.loads(text)
+        # strict=False: models (random ones especially) emit raw control characters in strings
+        obj = json.loads(text, strict=False)
         if isinstance(obj, dict) and isinstance(obj.get("tasks"), list):
             return obj["tasks"], True
         if isinstance(obj, list):
@@ -100,7 +101,7 @@ def _salvage_json_tasks(text: str) -> tuple[list[Any], bool]:
     start = text.find("[")
     if start < 0:
         return [], False
-    decoder = json.JSONDecoder()
+    decoder = json.JSONDecoder(strict=False)
     items: list[Any] = []
     pos = start + 1
     while True:

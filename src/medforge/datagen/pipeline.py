@@ -22,10 +22,12 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import math
 import random
 import shutil
 import time
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,23 +66,26 @@ def _structured(cfg: InstructionJobConfig) -> bool:
     return cfg.generation.structured_output
 
 
+def build_request(cfg: InstructionJobConfig, seeds: list[dict[str, Any]], round_idx: int, index: int,
+                  structured: bool) -> dict[str, Any]:
+    """Request ``index`` of round ``round_idx``: a pure function of (config, seeds, round, index)."""
+    rng = random.Random(f"{cfg.seed}:{round_idx}:{index}")
+    examples = rng.sample(seeds, min(cfg.seeds.per_prompt, len(seeds)))
+    return {
+        # not "request_id": the vLLM stage uses that column name for its own ids
+        "req_id": f"r{round_idx:05d}-q{index:04d}",
+        "round": round_idx,
+        "request_index": index,
+        "seed_ids": [e["id"] for e in examples],
+        "request_seed": _request_seed(cfg.seed, round_idx, index, "task"),
+        "messages": instruction_task.format_input(examples, cfg.generation.tasks_per_request, structured),
+    }
+
+
 def build_round_requests(cfg: InstructionJobConfig, seeds: list[dict[str, Any]], round_idx: int) -> list[dict[str, Any]]:
-    """The requests of one round: a pure function of (config, seeds, round index)."""
-    rng = random.Random(f"{cfg.seed}:{round_idx}")
-    k = min(cfg.seeds.per_prompt, len(seeds))
+    """All requests of one round."""
     structured = _structured(cfg)
-    rows = []
-    for i in range(cfg.generation.requests_per_round):
-        examples = rng.sample(seeds, k)
-        rows.append({
-            "request_id": f"r{round_idx:05d}-q{i:04d}",
-            "round": round_idx,
-            "request_index": i,
-            "seed_ids": [e["id"] for e in examples],
-            "request_seed": _request_seed(cfg.seed, round_idx, i, "task"),
-            "messages": instruction_task.format_input(examples, cfg.generation.tasks_per_request, structured),
-        })
-    return rows
+    return [build_request(cfg, seeds, round_idx, i, structured) for i in range(cfg.generation.requests_per_round)]
 
 
 class InstructionRun:
@@ -101,6 +106,7 @@ class InstructionRun:
             )
         self.filters = TaskFilters(cfg.filters)
         self.structured = _structured(cfg)
+        self.seeded = False  # set once Ray is up: do per-request seeds reach the engine?
         self.reset_state()
 
     # ---------------------------------------------------------------- state
@@ -167,7 +173,7 @@ class InstructionRun:
         target = self.cfg.budget.target_tasks
         for req in sorted(raw_rows, key=lambda r: r["request_index"]):
             result.generated_tokens += int(req.get("num_generated_tokens") or 0)
-            base = {"request_id": req["request_id"], "seed_ids": list(req["seed_ids"])}
+            base = {"request_id": req["req_id"], "seed_ids": list(req["seed_ids"])}
             if req.get("engine_error"):
                 result.rejected.append({**base, "reason": "engine_error", "detail": req["engine_error"]})
                 continue
@@ -177,10 +183,10 @@ class InstructionRun:
                                         "raw_text": req["generated_text"][:2000]})
             for j, task in enumerate(tasks):
                 row = {
-                    "id": f"{req['request_id']}-t{j:02d}",
+                    "id": f"{req['req_id']}-t{j:02d}",
                     **task,
                     "seed_ids": list(req["seed_ids"]),
-                    "request_id": req["request_id"],
+                    "request_id": req["req_id"],
                     "request_seed": int(req["request_seed"]),
                 }
                 reason = self.filters.reject_reason(task)
@@ -235,45 +241,79 @@ class InstructionRun:
                 f" | rejected: {reasons}{speed}")
 
 
-def _generate(rows: list[dict[str, Any]], cfg: InstructionJobConfig, sampling, json_schema: dict | None) -> list[dict[str, Any]]:
-    import ray
-
-    from medforge.engines.chat import generate_chat
-
-    ds = ray.data.from_items(rows)
-    out = generate_chat(ds, cfg.teacher, sampling, json_schema=json_schema)
-    keep = ("request_id", "request_index", "round", "seed_ids", "request_seed", "task_id",
-            "generated_text", "num_input_tokens", "num_generated_tokens", "engine_error")
-    return [{k: _plain(r[k]) for k in keep if k in r} for r in out.iter_rows()]
+_KEEP = ("req_id", "request_index", "round", "seed_ids", "request_seed", "task_id",
+         "generated_text", "num_input_tokens", "num_generated_tokens", "engine_error")
 
 
 def _plain(v: Any) -> Any:
-    if hasattr(v, "tolist"):
-        return v.tolist()
-    return v
+    return v.tolist() if hasattr(v, "tolist") else v
+
+
+def _stream_replies(ds, cfg: InstructionJobConfig, sampling, json_schema: dict | None) -> Iterator[dict[str, Any]]:
+    """Stream teacher replies for ``ds`` (one engine start for the whole stream)."""
+    from medforge.engines.chat import generate_chat
+
+    for r in generate_chat(ds, cfg.teacher, sampling, json_schema=json_schema).iter_rows():
+        yield {k: _plain(r[k]) for k in _KEEP if k in r}
+
+
+def _rounds_for_next_stream(run: InstructionRun) -> int:
+    cfg = run.cfg
+    if cfg.budget.max_rounds is not None:
+        return cfg.budget.max_rounds - run.rounds_done
+    # Enough rounds for twice the remaining target at one task per request slot; a stream
+    # that ends short of the target is simply followed by another.
+    per_round = cfg.generation.tasks_per_request * cfg.generation.requests_per_round
+    remaining = cfg.budget.target_tasks - len(run.accepted)
+    return max(2, math.ceil(2 * remaining / per_round))
 
 
 def generate_tasks(run: InstructionRun) -> None:
+    """Generate rounds until the target or a budget is reached.
+
+    All rounds of a stream go through one Ray Data execution, so the engine starts once;
+    replies arrive out of order and are buffered until their round is complete, then that
+    round is saved and filtered in order.
+    """
+    import ray
+
     cfg = run.cfg
+    rpr = cfg.generation.requests_per_round
     schema = (instruction_task.task_json_schema(cfg.generation.tasks_per_request, cfg.generation.max_instruction_chars,
                                                 cfg.generation.max_input_chars) if run.structured else None)
     logger.info(run.progress_line())
+    seeds, structured = run.seedset.seeds, run.structured
     while (stop := run.budget_left()) is None:
-        idx = run.rounds_done
-        requests = build_round_requests(cfg, run.seedset.seeds, idx)
-        t0 = time.perf_counter()
-        replies = _generate(requests, cfg, cfg.generation.sampling, schema)
-        elapsed = time.perf_counter() - t0
-        got = {r["request_id"] for r in replies}
-        missing = [q["request_id"] for q in requests if q["request_id"] not in got]
-        if missing:  # never silently drop: a reply that vanished is an engine error record
-            replies += [{**{k: q[k] for k in ("request_id", "request_index", "round", "seed_ids", "request_seed")},
-                         "generated_text": "", "num_input_tokens": 0, "num_generated_tokens": 0,
-                         "engine_error": "no reply returned by the engine"} for q in requests if q["request_id"] in missing]
-        atomic_write_jsonl(run.raw_path(idx), sorted(replies, key=lambda r: r["request_index"]))
-        result = run.process_round(replies)
-        run._absorb(result)
-        logger.info(run.progress_line(result.generated_tokens / elapsed if elapsed > 0 else None))
+        first, n_rounds = run.rounds_done, _rounds_for_next_stream(run)
+        logger.info("streaming rounds %d..%d through the teacher", first, first + n_rounds - 1)
+
+        def to_request(row: dict[str, Any], _first: int = first) -> dict[str, Any]:
+            i = int(row["id"])
+            return build_request(cfg, seeds, _first + i // rpr, i % rpr, structured)
+
+        ds = ray.data.range(n_rounds * rpr).map(to_request)
+        buffers: dict[int, list[dict[str, Any]]] = {}
+        t_start, stream_tokens = time.perf_counter(), 0  # tok/s since the stream started (incl. engine start)
+        replies = _stream_replies(ds, cfg, cfg.generation.sampling, schema)
+        try:
+            for reply in replies:
+                buffers.setdefault(int(reply["round"]), []).append(reply)
+                while len(buffers.get(run.rounds_done, ())) == rpr:
+                    idx = run.rounds_done
+                    rows = sorted(buffers.pop(idx), key=lambda r: r["request_index"])
+                    atomic_write_jsonl(run.raw_path(idx), rows)
+                    result = run.process_round(rows)
+                    run._absorb(result)
+                    stream_tokens += result.generated_tokens
+                    logger.info(run.progress_line(stream_tokens / max(time.perf_counter() - t_start, 1e-9)))
+                    if run.budget_left() is not None:
+                        break
+                if run.budget_left() is not None:
+                    break
+        finally:
+            replies.close()  # stops the Ray Data execution (and its engine actors)
+        if run.rounds_done == first:
+            raise RuntimeError("the teacher stream ended without completing a round; see the engine errors above")
     logger.info("task generation stops: %s", stop)
 
 
@@ -288,53 +328,60 @@ def _load_responses(run: InstructionRun) -> tuple[dict[str, dict[str, Any]], int
 
 
 def generate_responses(run: InstructionRun) -> dict[str, dict[str, Any]]:
+    """Answer every accepted task without a saved response, in one stream, saving chunk by chunk."""
+    import ray
+
     cfg = run.cfg
     done, next_part = _load_responses(run)
     pending = [t for t in run.accepted if t["id"] not in done]
-    if done:
-        logger.info("responses: %d already answered, %d to go", len(done), len(pending))
+    logger.info("responses: %d already answered, %d to go", len(done), len(pending))
+    if not pending:
+        return done
     use_schema = run.structured or isinstance(cfg.teacher, VLLMTeacherConfig)
-    for start in range(0, len(pending), cfg.responses.chunk_size):
-        chunk = pending[start : start + cfg.responses.chunk_size]
-        rows = []
-        for i, task in enumerate(chunk):
-            mc_schema = (response_task.mc_json_schema(task) if cfg.responses.structured_multiple_choice and use_schema
-                         and response_task.is_multiple_choice(task) else None)
-            rows.append({
-                "task_id": task["id"],
-                "request_index": i,
-                "request_seed": _request_seed(cfg.seed, 0, 0, f"response:{task['id']}"),
-                "messages": response_task.format_input(task),
-                "json_schema": json.dumps(mc_schema) if mc_schema else "",
-            })
-        t0 = time.perf_counter()
-        replies = _generate(rows, cfg, cfg.responses.sampling, None)
-        by_id = {r["task_id"]: r for r in replies}
+    cs = cfg.responses.chunk_size
+    rows = []
+    for i, task in enumerate(pending):
+        mc_schema = (response_task.mc_json_schema(task) if cfg.responses.structured_multiple_choice and use_schema
+                     and response_task.is_multiple_choice(task) else None)
+        rows.append({
+            "task_id": task["id"],
+            "request_index": i,
+            "request_seed": _request_seed(cfg.seed, 0, 0, f"response:{task['id']}"),
+            "messages": response_task.format_input(task),
+            "json_schema": json.dumps(mc_schema) if mc_schema else "",
+        })
+    tasks = {t["id"]: t for t in pending}
+    structured_ids = {r["task_id"] for r in rows if r["json_schema"]}
+    chunks: dict[int, list[dict[str, Any]]] = {}
+    expected = {c: len(rows[c * cs:(c + 1) * cs]) for c in range(math.ceil(len(rows) / cs))}
+    t0 = time.perf_counter()
+    for rep in _stream_replies(ray.data.from_items(rows), cfg, cfg.responses.sampling, None):
+        c = int(rep["request_index"]) // cs
+        chunks.setdefault(c, []).append(rep)
+        if len(chunks[c]) < expected[c]:
+            continue
         part_rows = []
-        for row, task in zip(rows, chunk, strict=True):
-            rep = by_id.get(row["task_id"])
-            if rep is None:
-                output, reason = None, "no reply returned by the engine"
-            elif rep["engine_error"]:
+        for rep in sorted(chunks.pop(c), key=lambda r: r["request_index"]):
+            task = tasks[rep["task_id"]]
+            if rep["engine_error"]:
                 output, reason = None, f"engine error: {rep['engine_error']}"
             else:
-                output, reason = response_task.format_output(task, rep["generated_text"], bool(row["json_schema"]))
+                output, reason = response_task.format_output(task, rep["generated_text"], task["id"] in structured_ids)
             part_rows.append({
-                "task_id": row["task_id"],
+                "task_id": task["id"],
                 "output": output,
                 "error": reason,
-                "raw_text": (rep or {}).get("generated_text", "")[:4000] if output is None else "",
-                "num_generated_tokens": int((rep or {}).get("num_generated_tokens") or 0),
-                "request_seed": row["request_seed"],
+                "raw_text": rep["generated_text"][:4000] if output is None else "",
+                "num_generated_tokens": int(rep["num_generated_tokens"] or 0),
+                "request_seed": int(rep["request_seed"]),
             })
         atomic_write_jsonl(run.resp_dir / f"part_{next_part:05d}.jsonl", part_rows)
         next_part += 1
-        for r in part_rows:
-            done[r["task_id"]] = r
-        toks = sum(r["num_generated_tokens"] for r in part_rows)
+        done.update({r["task_id"]: r for r in part_rows})
         dt = time.perf_counter() - t0
-        logger.info(f"responses: {len(done)}/{len(run.accepted)} answered | "
-                    f"{toks / dt if dt > 0 else 0.0:,.0f} generated tok/s")
+        toks = sum(r["num_generated_tokens"] for r in part_rows)
+        logger.info(f"responses: {len(done)}/{len(run.accepted)} answered | {toks / max(dt, 1e-9):,.0f} generated tok/s")
+        t0 = time.perf_counter()
     return done
 
 
@@ -349,8 +396,9 @@ def _provenance(run: InstructionRun, task: dict[str, Any], response: dict[str, A
         "response_template_sha256": template_hash(response_task.SYSTEM_TEMPLATE) + ":" + template_hash(response_task.USER_TEMPLATE),
         "seed_ids": task["seed_ids"],
         "request_id": task["request_id"],
-        "generation_sampling": {**cfg.generation.sampling.model_dump(), "seed": task["request_seed"]},
-        "response_sampling": {**cfg.responses.sampling.model_dump(), "seed": (response or {}).get("request_seed")},
+        "generation_sampling": {**cfg.generation.sampling.model_dump(), "seed": task["request_seed"] if run.seeded else None},
+        "response_sampling": {**cfg.responses.sampling.model_dump(),
+                              "seed": (response or {}).get("request_seed") if run.seeded else None},
         "structured_output": run.structured,
     }
 
@@ -404,8 +452,11 @@ def write_outputs(run: InstructionRun, responses: dict[str, dict[str, Any]] | No
 def run_instruction_synthesis(cfg: InstructionJobConfig) -> dict[str, Any]:
     """Run (or resume) the whole pipeline. Ray must already be initialised."""
     t0 = time.perf_counter()
+    from medforge.engines.chat import seeds_applied
+
     run = InstructionRun(cfg)
     run.prepare_folder()
+    run.seeded = seeds_applied(cfg.teacher)
     if isinstance(cfg.teacher, OpenAITeacherConfig) and cfg.teacher.check_endpoint:
         from medforge.engines.chat import check_openai_endpoint
 

@@ -63,7 +63,7 @@ def format_output(task: dict[str, Any], text: str, structured: bool) -> tuple[st
         return text, ""
     if structured:
         try:
-            obj = json.loads(text)
+            obj = json.loads(text, strict=False)
             explanation, answer = str(obj["explanation"]).strip(), str(obj["answer"]).strip()
         except (json.JSONDecodeError, KeyError, TypeError):
             return None, "multiple-choice reply is not the requested JSON (truncated?)"

