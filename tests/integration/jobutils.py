@@ -1,0 +1,64 @@
+"""Helpers for running job entry scripts as real subprocesses in integration tests."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[2]
+JOB = REPO / "ray_jobs" / "generate_instructions.py"
+TINY_CONFIG = REPO / "configs" / "generate" / "local_tiny.yaml"
+
+
+def job_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.setdefault("PYTHONUNBUFFERED", "1")
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def run_job(args: list[str], log: Path, timeout: float = 900) -> subprocess.CompletedProcess:
+    """Run a job entry script as a real subprocess (its own local Ray cluster)."""
+    with open(log, "w") as f:
+        proc = subprocess.run([sys.executable, *args], cwd=REPO, env=job_env(), stdout=f, stderr=subprocess.STDOUT,
+                              timeout=timeout, start_new_session=True)
+    if proc.returncode != 0:
+        raise AssertionError(f"job failed ({proc.returncode}); log tail:\n" + log.read_text()[-6000:])
+    return proc
+
+
+def start_job(args: list[str], log: Path) -> subprocess.Popen:
+    f = open(log, "w")  # noqa: SIM115 - closed when the process is reaped
+    return subprocess.Popen([sys.executable, *args], cwd=REPO, env=job_env(), stdout=f, stderr=subprocess.STDOUT,
+                            start_new_session=True)
+
+
+def kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the job and everything it started (its local Ray cluster, engine processes)."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=60)
+    time.sleep(2)
+
+
+def wait_for(path_glob: tuple[Path, str], proc: subprocess.Popen, timeout: float = 600) -> None:
+    folder, pattern = path_glob
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if list(folder.glob(pattern)):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"job exited ({proc.returncode}) before {folder}/{pattern} appeared")
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {folder}/{pattern}")
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]

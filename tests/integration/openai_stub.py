@@ -1,0 +1,88 @@
+"""A minimal OpenAI-compatible chat server on loopback: stands in for a paid API in tests.
+
+It answers task-generation requests with well-formed tasks (varied wording, so the novelty
+filter keeps many), multiple-choice requests with ``{"explanation", "answer"}``, and other
+requests with plain text. ``fail_every`` makes every n-th request a 429 or 500 so retries
+are exercised. Every request body is recorded.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+import random
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+WORDS = ("anemia asthma sepsis gout migraine stroke eczema lupus angina malaria pneumonia cirrhosis psoriasis "
+         "glaucoma hepatitis epilepsy scurvy rickets tetanus measles mumps rubella").split()
+VOCAB = [f"{w}{i}" for w in WORDS for i in range(4)]
+VERBS = ("Explain", "Summarize", "Describe", "Compare", "Outline", "List", "Discuss", "Classify")
+
+
+class StubOpenAI:
+    def __init__(self, fail_every: int = 0):
+        self.fail_every = fail_every
+        self.bodies: list[dict] = []
+        self._count = itertools.count(1)
+        self._lock = threading.Lock()
+        stub = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):  # keep test output clean
+                pass
+
+            def _send(self, code: int, obj: dict) -> None:
+                data = json.dumps(obj).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self._send(200, {"object": "list", "data": [{"id": "stub-teacher", "object": "model"}]})
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                with stub._lock:
+                    n = next(stub._count)
+                    stub.bodies.append(body)
+                if stub.fail_every and n % stub.fail_every == 0:
+                    code = 429 if n % (2 * stub.fail_every) == 0 else 500
+                    self._send(code, {"error": {"message": "injected failure", "type": "test"}})
+                    return
+                self._send(200, stub.reply(body, n))
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+
+    def reply(self, body: dict, n: int) -> dict:
+        schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
+        props = schema.get("properties", {})
+        if "tasks" in props:
+            k = props["tasks"]["minItems"]
+            tasks = []
+            for j in range(k):
+                rng = random.Random(n * 1000 + j)
+                words = rng.sample(VOCAB, 10)
+                tasks.append({"type": "Open Q&A", "topic": words[0], "view": "Medical student",
+                              "difficulty": 1 + (n + j) % 5,
+                              "instruction": f"{rng.choice(VERBS)} {' '.join(words)}.", "input": "<noinput>"})
+            content = json.dumps({"tasks": tasks})
+        elif "answer" in props:
+            content = json.dumps({"explanation": "Stub reasoning.", "answer": props["answer"]["enum"][0]})
+        else:
+            content = f"Stub answer number {n}."
+        return {"id": f"c{n}", "object": "chat.completion", "model": body.get("model", "stub"),
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                "usage": {"prompt_tokens": 10, "completion_tokens": len(content) // 4, "total_tokens": 10 + len(content) // 4}}
+
+    def __enter__(self) -> StubOpenAI:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.server.shutdown()
+        self.server.server_close()
