@@ -50,6 +50,8 @@ _MAX_STR_ID = _MAX_CODEPOINT - _SURROGATE_SPAN
 
 # Raw prefix matches materialised per chunk while joining; bounds peak memory (~5 arrays x 8 B).
 _CHUNK_MATCHES = 4_000_000
+# Lengths below this use a precomputed L(m, n) table instead of the float scan.
+_TABLE = 256
 
 
 def tokenize(text: str) -> list[str]:
@@ -168,22 +170,26 @@ class NoveltyFilter:
         threshold: A candidate whose ROUGE-L F against any pool member is ``> threshold`` is
             rejected. Must lie in ``[0, 1]``.
         workers: Threads for the LCS verification (rapidfuzz); -1 uses all cores.
+        sub_batch: Candidates judged per internal step (a tuning knob; decisions never depend
+            on it).
     """
 
-    def __init__(self, threshold: float = 0.7, workers: int = -1):
+    def __init__(self, threshold: float = 0.7, workers: int = -1, sub_batch: int = 2048):
         if not (0.0 <= float(threshold) <= 1.0) or math.isnan(threshold):
             raise ValueError(f"threshold must be in [0, 1], got {threshold!r}")
         self.threshold = float(threshold)
         self.workers = workers
+        self.sub_batch = max(1, int(sub_batch))
+        self._need_table = _min_rejecting_lcs(
+            *np.meshgrid(np.arange(_TABLE), np.arange(_TABLE), indexing="ij"), self.threshold
+        )
         self._ids: list[str] = []
         self._vocab: dict[str, int] = {}
         self._elem_of: dict[int, int] = {}  # (token id << 32 | occurrence) -> element id
         self._rank = np.zeros(0, dtype=np.int64)  # element id -> global order (rarest first)
         self._next_new_rank = -1  # elements first seen after a re-rank count as rarest
         # Pool storage. Records [0, _n_main) are in the main index; the rest form the delta.
-        self._lengths: list[np.ndarray] = []
-        self._elems: list[np.ndarray] = []
-        self._seqs: list[Any] = []
+        self._seqs = np.empty(0, dtype=object)  # used length is len(self._ids)
         self._pool_lengths = np.zeros(0, dtype=np.int64)
         self._pool_elems = np.zeros(0, dtype=np.int64)
         self._pool_ptr = np.zeros(1, dtype=np.int64)
@@ -226,9 +232,15 @@ class NoveltyFilter:
             One decision per candidate, in order.
         """
         texts, ids = self._check_inputs(texts, ids)
+        out: list[NoveltyDecision] = []
+        # Sub-batches bound the wasted work on in-batch pairs whose earlier member ends up
+        # rejected (their verdict is only known after the sequential pass).
+        for a in range(0, len(texts), self.sub_batch):
+            out.extend(self._filter_batch(texts[a : a + self.sub_batch], ids[a : a + self.sub_batch]))
+        return out
+
+    def _filter_batch(self, texts: list[str], ids: list[str]) -> list[NoveltyDecision]:
         b = len(texts)
-        if b == 0:
-            return []
         enc = self._encode(texts)
         n_pool = len(self._ids)
         if b + (n_pool - self._n_main) > max(256, self._n_main // 4):
@@ -258,22 +270,13 @@ class NoveltyFilter:
         pj = np.concatenate(pj_parts)
         pi = np.concatenate(pi_parts)
 
-        seqs = self._seqs
-        bseqs = enc.seqs
-        if len(pj):
-            q = [bseqs[x] for x in (pj - n_pool).tolist()]
-            c = [seqs[x] if x < n_pool else bseqs[x - n_pool] for x in pi.tolist()]
-            lcs = self._lcs_pairs(q, c)
-        else:
-            lcs = np.zeros(0, dtype=np.int64)
-        scores = _f_vec(lcs, all_len[pj], all_len[pi])
-        decisions, kept_mask = self._resolve(pj - n_pool, pi, scores, n_pool, b, ids)
+        bj = pj - n_pool
+        decisions, kept_mask = self._verify_and_resolve(bj, pi, all_len, n_pool, enc.seqs, ids)
 
         ref_pairs = b * n_pool + int(np.cumsum(kept_mask)[:-1].sum()) if b else 0
         self.stats["candidates"] += b
         self.stats["kept"] += int(kept_mask.sum())
         self.stats["reference_pairs"] += ref_pairs
-        self.stats["verified_pairs"] += len(pj)
         self._append(enc, np.flatnonzero(kept_mask), [ids[k] for k in np.flatnonzero(kept_mask)])
         logger.debug("filtered %d candidates: kept %d, verified %d pairs", b, kept_mask.sum(), len(pj))
         return decisions
@@ -359,7 +362,13 @@ class NoveltyFilter:
         self._pool_elems = np.concatenate([self._pool_elems, enc.elems[idx]])
         self._pool_ptr = np.concatenate([self._pool_ptr, self._pool_ptr[-1] + np.cumsum(lens)])
         self._pool_lengths = np.concatenate([self._pool_lengths, lens])
-        self._seqs.extend(enc.seqs[r] for r in rows.tolist())
+        n_old, n_new = len(self._ids), len(self._ids) + len(rows)
+        if n_new > len(self._seqs):
+            grown = np.empty(max(n_new, 2 * len(self._seqs), 1024), dtype=object)
+            grown[:n_old] = self._seqs[:n_old]
+            self._seqs = grown
+        for k, r in enumerate(rows.tolist()):
+            self._seqs[n_old + k] = enc.seqs[r]
         self._ids.extend(ids)
 
     # ------------------------------------------------------------------ index
@@ -487,7 +496,7 @@ class NoveltyFilter:
                 j, i, p, qpos = j[sel], i[sel], p[sel], qpos[sel]
             m = lengths[j]
             n = lengths[i]
-            need = _min_rejecting_lcs(m, n, self.threshold)
+            need = self._need(m, n)
             sel = (need <= np.minimum(m, n)) & (p <= m - need) & (qpos <= n - need)
             j, i, p, qpos, m, n, need = j[sel], i[sel], p[sel], qpos[sel], m[sel], n[sel], need[sel]
             if len(j) == 0:
@@ -510,6 +519,16 @@ class NoveltyFilter:
             return empty
         return np.concatenate(out_j), np.concatenate(out_i)
 
+    def _need(self, m: np.ndarray, n: np.ndarray) -> np.ndarray:
+        """L(m, n) for arrays of lengths, from the table where it covers them."""
+        small = (m < _TABLE) & (n < _TABLE)
+        if small.all():
+            return self._need_table[m, n]
+        out = np.empty(len(m), dtype=np.int64)
+        out[small] = self._need_table[m[small], n[small]]
+        out[~small] = _min_rejecting_lcs(m[~small], n[~small], self.threshold)
+        return out
+
     # ------------------------------------------------------------------ verify and decide
 
     def _lcs_pairs(self, q: list[Any], c: list[Any]) -> np.ndarray:
@@ -518,42 +537,59 @@ class NoveltyFilter:
 
         return process.cpdist(q, c, scorer=LCSseq.similarity, workers=self.workers).astype(np.int64)
 
-    def _resolve(
+    def _verify_and_resolve(
         self,
         bj: np.ndarray,
         pi: np.ndarray,
-        scores: np.ndarray,
+        lengths: np.ndarray,
         n_pool: int,
-        b: int,
+        bseqs: list[Any],
         ids: list[str],
     ) -> tuple[list[NoveltyDecision], np.ndarray]:
-        """Greedy decisions from the verified pairs (bj: batch index, pi: global index)."""
+        """Verify candidate pairs in stages and take the greedy decisions.
+
+        ``bj`` indexes the batch, ``pi`` the pool followed by the batch. Stages skip pairs whose
+        score cannot change any decision: pool partners first (they are kept for sure), then
+        in-batch pairs between candidates the pool did not reject, and finally pairs with a kept
+        in-batch partner, which only feed ``best_score``/``nearest_id``.
+        """
         t = self.threshold
-        rej = scores > t
+        b = len(ids)
+        # Object arrays: fancy indexing gathers the pair lists in C, ~10x faster than list comps.
+        allseq = np.empty(n_pool + b, dtype=object)
+        allseq[:n_pool] = self._seqs[:n_pool]
+        allseq[n_pool:] = bseqs
+        scores = np.full(len(bj), -1.0)  # -1: not verified
+
+        def verify(mask: np.ndarray) -> None:
+            sel = np.flatnonzero(mask)
+            if len(sel) == 0:
+                return
+            lcs = self._lcs_pairs(list(allseq[bj[sel] + n_pool]), list(allseq[pi[sel]]))
+            scores[sel] = _f_vec(lcs, lengths[bj[sel] + n_pool], lengths[pi[sel]])
+            self.stats["verified_pairs"] += len(sel)
+
         from_pool = pi < n_pool
+        verify(from_pool)
         kept = np.ones(b, dtype=bool)
-        kept[bj[rej & from_pool]] = False
-        inb = rej & ~from_pool
-        if inb.any():
-            # Sequential part: a batch member rejects later ones only if it was itself kept.
-            jj = bj[inb]
-            ii = pi[inb] - n_pool
+        kept[bj[from_pool & (scores > t)]] = False
+        inb = ~from_pool
+        bi = np.where(inb, pi - n_pool, 0)
+        verify(inb & kept[bj] & kept[bi])
+        rej_in = np.flatnonzero(inb & (scores > t))
+        if len(rej_in):
+            # Sequential part: an earlier candidate rejects a later one only if it was kept.
+            jj, ii = bj[rej_in], bi[rej_in]
             order = np.lexsort((ii, jj))
-            jj, ii = jj[order].tolist(), ii[order].tolist()
-            k = 0
-            kept_l = kept.tolist()
-            while k < len(jj):
-                j = jj[k]
-                e = k
-                while e < len(jj) and jj[e] == j:
-                    e += 1
-                if kept_l[j] and any(kept_l[x] for x in ii[k:e]):
-                    kept_l[j] = False
-                k = e
-            kept = np.asarray(kept_l, dtype=bool)
+            jj, ii = jj[order], ii[order]
+            groups, starts = np.unique(jj, return_index=True)
+            ends = np.append(starts[1:], len(jj))
+            for j, a, z in zip(groups.tolist(), starts.tolist(), ends.tolist(), strict=True):
+                if kept[j] and kept[ii[a:z]].any():
+                    kept[j] = False
+        eff = from_pool | (inb & kept[bi])
+        verify(eff & (scores < 0))
         # Best pair per candidate among partners that are really in the pool at that time.
-        eff = from_pool.copy()
-        eff[~from_pool] = kept[pi[~from_pool] - n_pool]
         ej, ei, es = bj[eff], pi[eff], scores[eff]
         best = np.zeros(b, dtype=np.float64)
         nearest = np.full(b, -1, dtype=np.int64)
