@@ -40,6 +40,14 @@ THRESHOLD = 0.7
 
 
 def _maxrss_mb() -> float:
+    # VmHWM is per address space, so a spawned child does not inherit the parent's peak (Linux
+    # ru_maxrss survives fork+exec and would report the parent's high-water mark).
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
