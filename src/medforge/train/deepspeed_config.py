@@ -21,7 +21,8 @@ _SCHEDULERS = {"cosine": "WarmupCosineLR", "linear": "WarmupDecayLR", "constant"
 
 def scheduler_block(optim: OptimSection, total_steps: int) -> dict[str, Any]:
     """DeepSpeed scheduler for ``optim.scheduler`` over ``total_steps`` optimizer steps."""
-    warmup = max(int(round(optim.warmup_ratio * total_steps)), 0)
+    # DeepSpeed rejects warmup_num_steps=0; one step of warmup is harmless.
+    warmup = max(int(round(optim.warmup_ratio * total_steps)), 1)
     total = max(total_steps, 1)
     if optim.scheduler == "cosine":
         params: dict[str, Any] = {

@@ -434,7 +434,7 @@ def train_loop(config: dict[str, Any]) -> None:
             engine.backward(loss)
             engine.step()
             state["micro_in_epoch"] += 1
-            window_loss += float(loss)
+            window_loss += float(loss.detach())
             window_n += 1
             window_tokens += batch["num_tokens"]
             if state["micro_in_epoch"] % accum:
@@ -466,7 +466,7 @@ def train_loop(config: dict[str, Any]) -> None:
                     state["history"].append({"step": step, "eval_loss": ev})
                     mlog.log({"eval_loss": ev}, step)
             if ckpt_every and step % ckpt_every == 0:
-                _save_checkpoint(engine, state, {"step": step, "train_loss": _last(state, "train_loss")})
+                _save_checkpoint(engine, state, _final_metrics(state))
                 last_saved = step
             if step >= total_steps:
                 done = True
@@ -481,7 +481,7 @@ def train_loop(config: dict[str, Any]) -> None:
                 mlog.log({"eval_loss": ev}, state["step"])
         if not ckpt_every or done:
             if last_saved != state["step"]:
-                _save_checkpoint(engine, state, {"step": state["step"], "train_loss": _last(state, "train_loss")})
+                _save_checkpoint(engine, state, _final_metrics(state))
                 last_saved = state["step"]
     if progress:
         progress.close()
@@ -500,15 +500,11 @@ def train_loop(config: dict[str, Any]) -> None:
             export_folder(out, cfg.output.export_dir, cfg.output.overwrite)
         logger.info("exported %s", cfg.output.export_dir)
     mlog.close()
-    final = {
-        "step": state["step"],
-        "train_loss": _last(state, "train_loss"),
-        "eval_loss": _last(state, "eval_loss"),
-        "tokens_per_s": _last(state, "tokens_per_s"),
-        "mfu": _last(state, "mfu"),
-        "exported": True,
-    }
-    ray.train.report(final)
+
+
+def _final_metrics(state: dict[str, Any]) -> dict[str, Any]:
+    keys = ("train_loss", "eval_loss", "tokens_per_s", "mfu")
+    return {"step": state["step"], **{k: v for k in keys if (v := _last(state, k)) is not None}}
 
 
 def _last(state: dict[str, Any], key: str) -> float | None:
@@ -567,6 +563,7 @@ def run_llm_finetune(cfg: LLMFinetuneConfig) -> dict[str, Any]:
     result = trainer.fit()
     summary = {
         **{k: v for k, v in (result.metrics or {}).items() if not k.startswith("_")},
+        "first_train_loss": _first_loss(cfg.output.export_dir),
         "wall_s": round(time.perf_counter() - t0, 1),
         "rows": plan.stats.rows,
         "truncated": plan.stats.truncated,
@@ -577,3 +574,11 @@ def run_llm_finetune(cfg: LLMFinetuneConfig) -> dict[str, Any]:
         "checkpoint": result.checkpoint.path if result.checkpoint else None,
     }
     return summary
+
+
+def _first_loss(export_dir: str) -> float | None:
+    hist = Path(export_dir) / "training_logs" / "history.json"
+    if "://" in export_dir or not hist.is_file():
+        return None
+    losses = [h["train_loss"] for h in json.loads(hist.read_text()) if "train_loss" in h]
+    return losses[0] if losses else None
