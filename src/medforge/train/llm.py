@@ -533,10 +533,12 @@ def run_llm_finetune(cfg: LLMFinetuneConfig) -> dict[str, Any]:
     plan = preflight(cfg)
     logger.info("DeepSpeed config:\n%s", json.dumps(plan.ds_config, indent=1))
     logger.info("plan: %d optimizer steps (%d per epoch)", plan.total_steps, plan.steps_per_epoch)
-    tokenized = tokenized_dataset(cfg).filter(expr="status != 'dropped'")
-    datasets = {"train": tokenized.filter(expr="split == 'train'")}
+    from ray.data.expressions import col
+
+    tokenized = tokenized_dataset(cfg).filter(expr=col("status") != "dropped")
+    datasets = {"train": tokenized.filter(expr=col("split") == "train")}
     if plan.stats.eval >= cfg.scaling.num_workers:
-        datasets["eval"] = tokenized.filter(expr="split == 'eval'")
+        datasets["eval"] = tokenized.filter(expr=col("split") == "eval")
     trainer = TorchTrainer(
         train_loop,
         train_loop_config={
