@@ -15,6 +15,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-tiny-models": ("medforge.engines.tiny:cli_main", "build the tiny random LLaMA and BERT used by tests/demo"),
     "generate-instructions": ("medforge.datagen.job:cli_main", "AlpaCare-style task + response synthesis"),
     "filter": ("medforge.datagen.novelty_cli:cli_main", "exact ROUGE-L novelty filter over a JSONL file"),
+    "finetune-llm": ("medforge.train.job:cli_llm", "instruction-tune a causal LM (Ray Train + DeepSpeed ZeRO)"),
+    "finetune-slm": ("medforge.train.job:cli_slm", "multiple-choice fine-tuning of a small encoder, with/without context"),
     "demo": ("medforge.demo:cli_main", "run the offline end-to-end demo on the tiny model"),
 }
 

@@ -1,0 +1,160 @@
+"""Configs of the fine-tuning jobs (``ray_jobs/finetune_llm.py`` and ``ray_jobs/finetune_slm.py``).
+
+Both jobs share the sections that drive Ray Train and DeepSpeed (scaling, ZeRO, optimisation,
+checkpoints, metrics logger). Everything here is validated before Ray starts; checks that need
+the data or the cluster (empty dataset, worker count) live in ``medforge.train.preflight``.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from medforge.config.base import MedforgeModel
+
+
+class ScalingSection(MedforgeModel):
+    num_workers: int = Field(2, ge=1, description="Ray Train workers (one process each; one GPU each when use_gpu).")
+    use_gpu: bool = Field(False, description="Give each worker a GPU (NCCL, bf16). False: CPU workers (gloo, fp32).")
+    cpus_per_worker: float = Field(1.0, gt=0, description="Logical CPUs each worker reserves.")
+
+
+class DeepSpeedSection(MedforgeModel):
+    zero_stage: Literal[2, 3] = Field(3, description="ZeRO stage: 2 shards optimizer+gradients, 3 also parameters.")
+    offload_optimizer: bool = Field(False, description="Keep optimizer states in CPU memory (GPU runs only).")
+    offload_params: bool = Field(False, description="ZeRO-3 only: keep parameters in CPU memory (GPU runs only).")
+    config_path: str | None = Field(
+        None,
+        description="A DeepSpeed JSON to use instead of the generated one. Batch sizes, gradient accumulation "
+        "and precision in it must agree with this config (checked before any worker starts); 'auto' is filled in.",
+    )
+    gradient_clipping: float = Field(1.0, ge=0, description="Global gradient-norm clip (0 disables).")
+
+    @model_validator(mode="after")
+    def _offload_params_needs_zero3(self) -> DeepSpeedSection:
+        if self.offload_params and self.zero_stage != 3:
+            raise ValueError("offload_params=true needs zero_stage=3; set deepspeed.zero_stage=3 or offload_params=false")
+        return self
+
+
+class OptimSection(MedforgeModel):
+    lr: float = Field(2e-5, gt=0, description="Peak learning rate (AlpaCare: 2e-5).")
+    weight_decay: float = Field(0.0, ge=0, description="AdamW weight decay.")
+    betas: tuple[float, float] = Field((0.9, 0.999), description="AdamW betas.")
+    eps: float = Field(1e-8, gt=0, description="AdamW epsilon.")
+    scheduler: Literal["cosine", "linear", "constant"] = Field("cosine", description="LR schedule after warmup.")
+    warmup_ratio: float = Field(0.03, ge=0, lt=1, description="Fraction of total steps spent warming up (AlpaCare: 0.03).")
+    epochs: int = Field(3, ge=1, description="Passes over the training split (AlpaCare: 3).")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many optimizer steps (overrides epochs when smaller).")
+    micro_batch_size: int = Field(4, ge=1, description="Sequences (or packed rows) per worker per forward pass.")
+    grad_accum_steps: int = Field(1, ge=1, description="Micro-batches accumulated per optimizer step.")
+    seed: int = Field(0, description="Seed for init of new weights, shuffling and dropout.")
+
+
+class CheckpointSection(MedforgeModel):
+    storage_path: str = Field(
+        description="Where Ray Train persists checkpoints: a local folder or a cloud URI (s3://, gs://). "
+        "Rerunning with the same storage_path and name resumes from the latest checkpoint."
+    )
+    name: str = Field(description="Run name: the folder under storage_path.")
+    every_steps: int = Field(0, ge=0, description="Checkpoint every N optimizer steps (0: at the end of each epoch only).")
+    num_to_keep: int = Field(2, ge=1, description="Checkpoints kept in storage.")
+    max_failures: int = Field(1, ge=-1, description="Worker failures Ray Train recovers from (from the latest checkpoint).")
+
+
+class LoggerSection(MedforgeModel):
+    kind: Literal["console", "jsonl", "wandb", "mlflow"] = Field(
+        "jsonl", description="Where metrics go (rank 0 only). jsonl also logs to the console."
+    )
+    project: str = Field("medforge", description="wandb project / mlflow experiment name.")
+    every_steps: int = Field(10, ge=1, description="Log training metrics every N optimizer steps.")
+
+
+class LoRASection(MedforgeModel):
+    enabled: bool = Field(False, description="Train LoRA adapters (peft) instead of all weights; merged at export.")
+    r: int = Field(16, ge=1, description="LoRA rank.")
+    alpha: int = Field(32, ge=1, description="LoRA alpha (scale = alpha / r).")
+    dropout: float = Field(0.05, ge=0, lt=1, description="Dropout on the LoRA input.")
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj"], description="Module names that get adapters."
+    )
+
+
+class LLMDataSection(MedforgeModel):
+    path: str = Field(
+        description="Instruction data: a JSONL file (instruction, input, output) or a folder of Parquet shards, "
+        "e.g. runs/generate_tiny/dataset/medinstruct.jsonl."
+    )
+    format: Literal["alpaca", "chat"] = Field(
+        "alpaca", description="alpaca: Alpaca prompt (with/without input). chat: the tokenizer's chat template."
+    )
+    system_prompt: str | None = Field(None, description="chat format only: a system message put before each user turn.")
+    max_length: int = Field(1024, ge=16, description="Tokens per example (and per packed row).")
+    overflow: Literal["truncate", "drop"] = Field(
+        "truncate", description="Examples longer than max_length: cut the response's tail, or drop the example."
+    )
+    packing: bool = Field(False, description="Pack several examples per row; attention stays within each example.")
+    eval_fraction: float = Field(0.02, ge=0, lt=1, description="Held-out fraction for eval loss (stable hash split).")
+    max_rows: int | None = Field(None, ge=1, description="Use only the first N rows (smoke runs).")
+
+
+class OutputSection(MedforgeModel):
+    export_dir: str = Field(
+        description="Final HF model folder (safetensors + tokenizer), loadable by vLLM; a local path on a "
+        "shared filesystem or a cloud URI. Loss curve and metrics are written next to it."
+    )
+    overwrite: bool = Field(False, description="Replace an existing export_dir.")
+
+
+class LLMFinetuneConfig(MedforgeModel):
+    """Supervised fine-tuning of a causal LM (AlpaCare recipe) on Ray Train + DeepSpeed ZeRO."""
+
+    model: str = Field(description="Base model: a local HF folder or a hub id (e.g. meta-llama/Llama-2-7b-hf).")
+    data: LLMDataSection = Field(description="Training data and formatting.")
+    optim: OptimSection = Field(default_factory=OptimSection, description="Optimiser, schedule and batch sizes.")
+    deepspeed: DeepSpeedSection = Field(default_factory=DeepSpeedSection, description="DeepSpeed ZeRO settings.")
+    scaling: ScalingSection = Field(default_factory=ScalingSection, description="Ray Train workers.")
+    checkpoint: CheckpointSection = Field(description="Checkpoint storage and fault tolerance.")
+    logger: LoggerSection = Field(default_factory=LoggerSection, description="Metrics logger.")
+    lora: LoRASection = Field(default_factory=LoRASection, description="LoRA adapters.")
+    output: OutputSection = Field(description="Exported model.")
+    gradient_checkpointing: bool = Field(False, description="Recompute activations in backward to save memory.")
+    attn_implementation: Literal["auto", "sdpa", "eager", "flash_attention_2"] = Field(
+        "auto", description="auto: flash_attention_2 on GPU when installed, else sdpa."
+    )
+    eval_every_steps: int = Field(0, ge=0, description="Eval loss every N steps (0: at each epoch end).")
+    ray_address: str | None = Field(None, description="Ray cluster to join; empty: RAY_ADDRESS or a local cluster.")
+    ray_num_cpus: int | None = Field(None, ge=1, description="Logical CPUs for a locally started Ray.")
+
+
+class SLMDataSection(MedforgeModel):
+    train_path: str = Field(description="JSONL: id, question, options (dict or list), answer, [overall_context, option_contexts].")
+    dev_path: str = Field(description="Dev JSONL (early stopping).")
+    test_path: str | None = Field(None, description="Test JSONL (reported accuracy); empty: report dev accuracy.")
+    use_context: bool = Field(True, description="Append overall_context + option_context to each option.")
+    max_length: int = Field(512, ge=8, le=512, description="Tokens per (question, option) pair; BERT's limit is 512.")
+    overflow: Literal["truncate", "drop"] = Field("truncate", description="Longer pairs: cut the option side, or drop the row.")
+    few_shot: int | None = Field(None, ge=1, description="Train on a seeded subset of this many rows (100/200/500); empty: all.")
+
+
+class SLMFinetuneConfig(MedforgeModel):
+    """Multiple-choice fine-tuning of a small encoder (BioLinkBERT-style), with or without generated context."""
+
+    model: str = Field(description="Encoder with a multiple-choice head: HF folder or hub id.")
+    data: SLMDataSection = Field(description="Train/dev/test data.")
+    optim: OptimSection = Field(
+        default_factory=lambda: OptimSection(lr=2e-5, epochs=10, warmup_ratio=0.1, micro_batch_size=8),
+        description="Optimiser, schedule and batch sizes.",
+    )
+    seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="One run per seed; mean/std reported.")
+    patience: int = Field(3, ge=1, description="Stop after this many epochs without a better dev accuracy.")
+    deepspeed: DeepSpeedSection = Field(
+        default_factory=lambda: DeepSpeedSection(zero_stage=2), description="DeepSpeed ZeRO settings."
+    )
+    scaling: ScalingSection = Field(default_factory=ScalingSection, description="Ray Train workers.")
+    checkpoint: CheckpointSection = Field(description="Checkpoint storage (one run per seed: <name>-seed<k>).")
+    logger: LoggerSection = Field(default_factory=LoggerSection, description="Metrics logger.")
+    output_dir: str = Field(description="Summary JSON, per-seed metrics and loss curves go here.")
+    ray_address: str | None = Field(None, description="Ray cluster to join; empty: RAY_ADDRESS or a local cluster.")
+    ray_num_cpus: int | None = Field(None, ge=1, description="Logical CPUs for a locally started Ray.")

