@@ -16,6 +16,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate-instructions": ("medforge.datagen.job:cli_main", "AlpaCare-style task + response synthesis"),
     "filter": ("medforge.datagen.novelty_cli:cli_main", "exact ROUGE-L novelty filter over a JSONL file"),
     "demo": ("medforge.demo:cli_main", "run the offline end-to-end demo on the tiny model"),
+    "keywords": ("medforge.privacy.cli:cli_main", "extract guarded keywords locally: what would be sent, per row"),
+    "generate-contexts": ("medforge.contexts.job:cli_main", "privacy-preserving contextual prompting (keywords -> LLM contexts)"),
 }
 
 
