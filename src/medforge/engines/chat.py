@@ -134,7 +134,27 @@ class _OpenAIChatUDF:
             max_retries=0,  # we retry ourselves, with our own backoff and error records
             timeout=teacher.timeout_s,
         )
+        # One event loop for the actor's life: the semaphore and the client's connection pool
+        # bind to the loop they first run on, so a fresh asyncio.run() per batch breaks them
+        # ("... is bound to a different event loop") from the second batch on.
+        self.loop = asyncio.new_event_loop()
         self.sem = asyncio.Semaphore(teacher.max_concurrent_requests)
+        self.limiter = None
+        if teacher.rate_limit is not None:
+            from medforge.engines.ratelimit import get_limiter
+
+            self.limiter = get_limiter(teacher.rate_limit)
+
+    async def _wait_for_slot(self, messages: list[dict[str, Any]]) -> None:
+        """Reserve a slot in the cluster-wide limiter (every attempt, retries included)."""
+        if self.limiter is None:
+            return
+        from medforge.engines.ratelimit import estimate_tokens
+
+        rl = self.teacher.rate_limit
+        delay = await self.limiter.reserve.remote(estimate_tokens(messages, self.sampling.max_tokens, rl.chars_per_token))
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     def _retryable(self, exc: Exception) -> bool:
         o = self._openai
@@ -163,6 +183,7 @@ class _OpenAIChatUDF:
         for attempt in range(t.max_retries + 1):
             try:
                 async with self.sem:
+                    await self._wait_for_slot(kwargs["messages"])
                     resp = await self.client.chat.completions.create(**kwargs)
                 text = resp.choices[0].message.content or "" if resp.choices else ""
                 usage = resp.usage
@@ -192,7 +213,7 @@ class _OpenAIChatUDF:
         rows = [{k: batch[k][i] for k in keys} for i in range(n)]
         for r in rows:
             r["messages"] = [dict(m) for m in r["messages"]]
-        results = asyncio.run(self._all(rows))
+        results = self.loop.run_until_complete(self._all(rows))
         out = {k: v for k, v in batch.items() if k != "json_schema"}
         for col in OUTPUT_COLUMNS:
             out[col] = np.array([r[col] for r in results], dtype=object if col in ("generated_text", "engine_error") else np.int64)
