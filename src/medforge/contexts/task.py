@@ -89,9 +89,9 @@ def json_schema(letters: list[str], max_overall_chars: int = 2000, max_option_ch
 
 
 _FENCE = re.compile(r"^```(?:json)?\s*|\s*```$", re.I)
-_OVERALL = re.compile(r"^\s*(?:\*\*)?\s*overall(?:\s+context)?\s*(?:\*\*)?\s*[:\-]\s*(.*)$", re.I)
-_OPTION = re.compile(r"^\s*(?:[-*]\s*)?(?:\*\*)?\s*(?:option|answer|choice)?\s*\(?([A-J])\)?(?:\s+context)?\s*(?:\*\*)?\s*[:.)\-]\s*(.*)$", re.I)
-_PRELIM = re.compile(r"^\s*(?:\*\*)?\s*preliminary\s+answer\s*(?:\*\*)?\s*[:\-]\s*\(?([A-J])\b", re.I)
+_OVERALL = re.compile(r"^\s*(?:\*\*)?\s*overall(?:\s+context)?\s*(?:\*\*)?\s*[:\-]\s*(?:\*\*)?\s*(.*)$", re.I)
+_OPTION = re.compile(r"^\s*(?:[-*]\s*)?(?:\*\*)?\s*(?:option|answer|choice)?\s*\(?([A-J])\)?(?:\s+context)?\s*(?:\*\*)?\s*[:.)\-]\s*(?:\*\*)?\s*(.*)$", re.I)
+_PRELIM = re.compile(r"^\s*(?:\*\*)?\s*preliminary\s+answer\s*(?:\*\*)?\s*[:\-]\s*(?:\*\*)?\s*\(?([A-J])\b", re.I)
 
 
 def _parse_json(text: str) -> dict[str, Any] | None:
