@@ -348,7 +348,8 @@ def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
         keep = ("id", "chunk", "row_index", "answer", "keywords", "sent_options_json", "privacy_budget", "n_words",
                 "request_seed", "generated_text", "num_input_tokens", "num_generated_tokens", "overall_context",
                 "option_contexts_json", "preliminary_answer", "error")
-        for batch in ds.iter_batches(batch_size=1024, batch_format="numpy"):
+        # batch_size=None: take blocks as they arrive, so finished chunks are written at once
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             cols = {k: batch[k] for k in keep if k in batch}
             for i in range(len(cols["id"])):
                 writer.add({k: v[i] for k, v in cols.items()})
