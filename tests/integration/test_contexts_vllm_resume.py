@@ -64,7 +64,7 @@ def test_job_on_vllm_cpu_tiny_model(tmp_path, tiny_llama):
 
 
 def test_kill_and_resume_loses_nothing_and_repeats_nothing(tmp_path):
-    n_rows, chunk = 40, 5
+    n_rows, chunk = 60, 5
     inp = tmp_path / "in.jsonl"
     lines = [json.loads(x) for x in DATA.read_text().splitlines() if x.strip()]
     with open(inp, "w") as f:
@@ -74,7 +74,7 @@ def test_kill_and_resume_loses_nothing_and_repeats_nothing(tmp_path):
         cfg = {
             "teacher": {"kind": "openai", "base_url": srv.base_url, "model": "loopback", "concurrency": 1,
                         "max_concurrent_requests": 2, "batch_size": 5, "timeout_s": 5.0,
-                        "rate_limit": {"requests_per_minute": 4, "tokens_per_minute": 10**7, "window_s": 1.0,
+                        "rate_limit": {"requests_per_minute": 3, "tokens_per_minute": 10**7, "window_s": 1.0,
                                        "safety_margin_s": 0.0}},
             "input": {"path": str(inp)},
             "keyword_concurrency": [1, 1],
@@ -86,12 +86,12 @@ def test_kill_and_resume_loses_nothing_and_repeats_nothing(tmp_path):
         cfg_path.write_text(yaml.safe_dump(cfg))
         cmd = [sys.executable, str(JOB), "--config", str(cfg_path)]
         out_dir = tmp_path / "run" / "out"
-        proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                start_new_session=True)
+        log = open(tmp_path / "first_run.log", "w")
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.time() + 180
             while len(list(out_dir.glob("part-*.parquet"))) < 2:
-                assert proc.poll() is None, "job ended before it could be killed"
+                assert proc.poll() is None, (tmp_path / "first_run.log").read_text()[-3000:]
                 assert time.time() < deadline, "no chunk finished in time"
                 time.sleep(0.2)
         finally:

@@ -318,11 +318,14 @@ def build_dataset(cfg: ContextJobConfig, paths: list[str]):
 
     from medforge.engines.chat import generate_chat
 
+    # Batches never span more than a chunk's worth of rows, so small chunks still stream
+    # (a larger batch would bundle several chunks and finish them all at once).
+    batch = min(256, cfg.output.chunk_rows)
     ds = ray.data.read_parquet(paths)
     ds = ds.map_batches(KeywordStage, fn_constructor_kwargs={"cfg": cfg}, concurrency=tuple(cfg.keyword_concurrency),
-                        batch_size=256, batch_format="numpy", num_cpus=0.5)
+                        batch_size=batch, batch_format="numpy", num_cpus=0.5)
     ds = generate_chat(ds, cfg.teacher, cfg.generation.sampling)
-    return ds.map_batches(parse_stage, batch_format="numpy", batch_size=256, num_cpus=0.25)
+    return ds.map_batches(parse_stage, batch_format="numpy", batch_size=batch, num_cpus=0.25)
 
 
 def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:

@@ -42,7 +42,7 @@ MAX_PHRASE_TOKENS = 6
 TOKEN_RE = re.compile(r"[A-Za-z0-9]+(?:['\u2019][A-Za-z]+)?")
 _SPLIT_RE = re.compile(r",\s+|\s+(?:due to|with|without|and|or|in|of unspecified|unspecified|NOS)\s+|\s*[()\[\];:]\s*",
                        re.IGNORECASE)
-_BUILD_VERSION = "3"  # bump when the build logic changes
+_BUILD_VERSION = "4"  # bump when the build logic changes
 
 
 def tokenize(text: str) -> list[tuple[str, int, int]]:
@@ -153,7 +153,10 @@ def _keep(phrase: str) -> bool:
     if len(toks) == 1:
         t = toks[0]
         return len(t) >= 3 and t not in stopwords() and t not in name_denylist()
-    # a phrase made only of stop words / names ("and the") is no term either
+    # ICD splits leave fragments like "and neck" / "with hematuria": a term neither starts
+    # nor ends with a stop word; one made only of stop words / names is no term either
+    if toks[0] in stopwords() or toks[-1] in stopwords():
+        return False
     return any(t not in stopwords() and t not in name_denylist() for t in toks)
 
 
