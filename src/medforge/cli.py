@@ -18,6 +18,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "finetune-llm": ("medforge.train.job:cli_llm", "instruction-tune a causal LM (Ray Train + DeepSpeed ZeRO)"),
     "finetune-slm": ("medforge.train.job:cli_slm", "multiple-choice fine-tuning of a small encoder, with/without context"),
     "demo": ("medforge.demo:cli_main", "run the offline end-to-end demo on the tiny model"),
+    "keywords": ("medforge.privacy.cli:cli_main", "extract guarded keywords locally: what would be sent, per row"),
+    "generate-contexts": ("medforge.contexts.job:cli_main", "privacy-preserving contextual prompting (keywords -> LLM contexts)"),
 }
 
 

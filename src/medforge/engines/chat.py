@@ -159,6 +159,22 @@ class _OpenAIChatUDF:
             return client, asyncio.Semaphore(teacher.max_concurrent_requests)
 
         self.client, self.sem = asyncio.run_coroutine_threadsafe(_make(), self.loop).result()
+        self.limiter = None
+        if teacher.rate_limit is not None:
+            from medforge.engines.ratelimit import get_limiter
+
+            self.limiter = get_limiter(teacher.rate_limit)
+
+    async def _wait_for_slot(self, messages: list[dict[str, Any]]) -> None:
+        """Reserve a slot in the cluster-wide limiter (every attempt, retries included)."""
+        if self.limiter is None:
+            return
+        from medforge.engines.ratelimit import estimate_tokens
+
+        rl = self.teacher.rate_limit
+        delay = await self.limiter.reserve.remote(estimate_tokens(messages, self.sampling.max_tokens, rl.chars_per_token))
+        if delay > 0:
+            await asyncio.sleep(delay)
 
     def _retryable(self, exc: Exception) -> bool:
         o = self._openai
@@ -187,6 +203,7 @@ class _OpenAIChatUDF:
         for attempt in range(t.max_retries + 1):
             try:
                 async with self.sem:
+                    await self._wait_for_slot(kwargs["messages"])
                     resp = await self.client.chat.completions.create(**kwargs)
                 text = resp.choices[0].message.content or "" if resp.choices else ""
                 usage = resp.usage

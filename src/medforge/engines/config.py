@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from medforge.config.base import MedforgeModel
+from medforge.engines.ratelimit import RateLimitConfig
 
 logger = logging.getLogger(__name__)
 
@@ -107,6 +108,9 @@ class OpenAITeacherConfig(MedforgeModel):
         True, description="Send response_format=json_schema where the task has a schema (disable for old servers)."
     )
     check_endpoint: bool = Field(True, description="Probe GET /models before the job starts and fail fast if down.")
+    rate_limit: RateLimitConfig | None = Field(
+        None, description="Cluster-wide requests/tokens per minute shared by all actors (a named Ray actor); null: none."
+    )
 
     @field_validator("base_url")
     @classmethod

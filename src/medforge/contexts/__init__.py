@@ -1,0 +1,1 @@
+"""Privacy-preserving contextual prompting (Zhang et al., ICLR 2024): keywords -> clinician-style contexts."""

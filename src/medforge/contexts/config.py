@@ -1,0 +1,77 @@
+"""Config of the context-generation job (``ray_jobs/generate_contexts.py``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field, model_validator
+
+from medforge.config.base import MedforgeModel
+from medforge.datasets.mcq import MAX_QUESTION_CHARS
+from medforge.engines.config import OpenAITeacherConfig, SamplingConfig, TeacherConfig
+from medforge.privacy.keywords import KeywordConfig
+
+
+class ContextInputConfig(MedforgeModel):
+    """Where the questions come from."""
+
+    path: str = Field(description="JSONL of MedQA / MedMCQA / HEADQA / generic rows.")
+    format: Literal["auto", "medqa", "medmcqa", "headqa", "generic"] = Field(
+        "auto", description="Row format; auto detects it per row from the keys.")
+    cop_base: Literal[0, 1] = Field(1, description="MedMCQA cop: 1 = original release (1..4), 0 = HF datasets export (0..3).")
+    max_question_chars: int = Field(MAX_QUESTION_CHARS, ge=1, le=MAX_QUESTION_CHARS,
+                                    description="Longer questions are quarantined.")
+    max_rows: int | None = Field(None, ge=1, description="Read only the first N good rows (smoke runs); null: all.")
+
+
+class ContextGenerationConfig(MedforgeModel):
+    """Prompt and decoding."""
+
+    output_format: Literal["json", "text"] = Field(
+        "json", description="Ask for a JSON object (needed for structured output) or the line layout of the paper.")
+    structured_output: bool = Field(True, description="Constrain decoding with the per-question JSON schema (json only).")
+    num_demonstrations: int = Field(5, ge=0, le=5, description="Few-shot demonstrations in the prompt.")
+    max_overall_chars: int = Field(2000, ge=16, description="Schema bound on the overall context (structured output).")
+    max_option_chars: int = Field(600, ge=8, description="Schema bound on each option context (structured output).")
+    sampling: SamplingConfig = Field(
+        default_factory=lambda: SamplingConfig(temperature=0.0, top_p=1.0, presence_penalty=0.0, max_tokens=1000),
+        description="Decoding; greedy with 1000 new tokens as in the paper.")
+
+    @model_validator(mode="after")
+    def _structured_needs_json(self) -> ContextGenerationConfig:
+        if self.structured_output and self.output_format != "json":
+            raise ValueError("structured_output=true needs output_format=json; set one of them differently")
+        return self
+
+
+class ContextOutputConfig(MedforgeModel):
+    """Where and how results are written."""
+
+    dir: str = Field(description="Run folder: staged input, output parts, quarantine, summary.")
+    chunk_rows: int = Field(10_000, ge=1, description="Rows per chunk: the unit of resume and of one output shard.")
+    format: Literal["parquet", "jsonl"] = Field("parquet", description="Output shard format.")
+    overwrite: bool = Field(False, description="Delete an existing run folder instead of resuming it.")
+
+
+class ContextJobConfig(MedforgeModel):
+    """Privacy-preserving contextual prompting at scale."""
+
+    teacher: TeacherConfig = Field(description="vLLM actors (kind: vllm) or an OpenAI-compatible API (kind: openai).")
+    input: ContextInputConfig = Field(description="Input questions.")
+    keywords: KeywordConfig = Field(default_factory=KeywordConfig, description="Local keyword extraction and guard.")
+    keyword_concurrency: tuple[int, int] = Field(
+        (1, 2), description="(min, max) keyword-extraction actors; each loads the vocabulary once.")
+    generation: ContextGenerationConfig = Field(default_factory=ContextGenerationConfig, description="Prompt and decoding.")
+    output: ContextOutputConfig = Field(description="Output folder and sharding.")
+    seed: int = Field(0, description="Base of every request's seed (seed + hash of the row id).")
+    ray_address: str | None = Field(None, description="Ray cluster to join; null starts a local one (or uses RAY_ADDRESS).")
+    ray_num_cpus: int | None = Field(None, ge=1, description="Logical CPUs of a local cluster; null: max(4, cores).")
+
+    @model_validator(mode="after")
+    def _checks(self) -> ContextJobConfig:
+        lo, hi = self.keyword_concurrency
+        if lo < 1 or hi < lo:
+            raise ValueError(f"keyword_concurrency={self.keyword_concurrency}: need 1 <= min <= max")
+        if isinstance(self.teacher, OpenAITeacherConfig) and self.generation.structured_output and not self.teacher.structured_output:
+            raise ValueError("generation.structured_output=true but teacher.structured_output=false; disable one")
+        return self

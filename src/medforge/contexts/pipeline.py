@@ -1,0 +1,390 @@
+"""Context generation at million scale: read -> keywords -> teacher -> parse -> write, streamed.
+
+Run folder layout (``output.dir``)::
+
+    run.json                      fingerprint of everything that shapes the data
+    staged/chunk_NNNNN.parquet    normalised input rows, ``output.chunk_rows`` per chunk
+    staged/manifest.json          chunk -> row count (written when staging finished)
+    out/part-NNNNN.parquet|jsonl  one output shard per chunk (atomic)
+    quarantine/input.jsonl        input lines that could not be read, with the reason
+    quarantine/part-NNNNN.jsonl   rows of chunk N whose generation failed or did not parse
+    summary.json
+
+How it stays flat in memory and resumable:
+
+1. **Stage** (driver, streaming): the input is read line by line as bytes, normalised by
+   :mod:`medforge.datasets.mcq` and written in fixed-size chunks by row order. Only one chunk
+   is in memory. Chunk N always holds the same rows, so chunks are the unit of resume.
+2. **Generate** (Ray Data, streaming): ``read_parquet`` over the chunks that have no output
+   shard yet -> ``map_batches`` keyword actors (the guard; the question text is dropped here
+   and never reaches the teacher stage) -> :func:`medforge.engines.chat.generate_chat` ->
+   ``map_batches`` parse. The driver consumes the stream with ``iter_batches`` and buffers
+   rows per chunk; a complete chunk is written atomically (quarantine part first, output
+   shard last -- the shard is the "done" marker) and dropped from memory.
+3. **Resume**: a restart skips chunks whose shard exists. A kill loses at most the chunks in
+   flight; they are regenerated with the same request seeds. No row is written twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+from medforge.contexts import task
+from medforge.contexts.config import ContextJobConfig
+from medforge.datasets.mcq import iter_mcq_file, quarantine_record
+from medforge.engines.config import OpenAITeacherConfig
+from medforge.io import atomic_write_jsonl, atomic_write_text
+
+logger = logging.getLogger(__name__)
+
+STAGED_COLUMNS = ("id", "row_index", "chunk", "question", "options_json", "answer")
+
+
+class RunConfigMismatch(RuntimeError):
+    """The run folder was made by a config that generates different data."""
+
+
+def request_seed(base: int, row_id: str) -> int:
+    digest = hashlib.sha256(f"context:{base}:{row_id}".encode()).digest()
+    return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+def fingerprint(cfg: ContextJobConfig) -> dict[str, Any]:
+    return {
+        "input": cfg.input.model_dump(mode="json"),
+        "chunk_rows": cfg.output.chunk_rows,
+        "teacher_kind": cfg.teacher.kind,
+        "teacher_model": cfg.teacher.model,
+        "keywords": cfg.keywords.model_dump(mode="json", exclude={"cache_dir"}),
+        "generation": cfg.generation.model_dump(mode="json"),
+        "prompt_sha256": task.prompt_hash(),
+        "seed": cfg.seed,
+        "format": cfg.output.format,
+    }
+
+
+def _structured(cfg: ContextJobConfig) -> bool:
+    if cfg.generation.output_format != "json" or not cfg.generation.structured_output:
+        return False
+    return not isinstance(cfg.teacher, OpenAITeacherConfig) or cfg.teacher.structured_output
+
+
+# ----------------------------------------------------------------------------- stage
+def _write_parquet_atomic(path: Path, rows: list[dict[str, Any]], schema=None) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        pq.write_table(pa.Table.from_pylist(rows, schema=schema), tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _staged_schema():
+    import pyarrow as pa
+
+    return pa.schema([("id", pa.string()), ("row_index", pa.int64()), ("chunk", pa.int64()),
+                      ("question", pa.string()), ("options_json", pa.string()), ("answer", pa.string())])
+
+
+def stage_input(cfg: ContextJobConfig, root: Path) -> dict[int, int]:
+    """Normalise the input into fixed-size chunks (streaming). Returns chunk -> row count."""
+    staged = root / "staged"
+    manifest = staged / "manifest.json"
+    if manifest.is_file():
+        return {int(k): v for k, v in json.loads(manifest.read_text())["chunks"].items()}
+    staged.mkdir(parents=True, exist_ok=True)
+    ic = cfg.input
+    counts: dict[int, int] = {}
+    buf: list[dict[str, Any]] = []
+    bad: list[dict[str, Any]] = []
+    n_good = 0
+    schema = _staged_schema()
+
+    def flush() -> None:
+        chunk = len(counts)
+        _write_parquet_atomic(staged / f"chunk_{chunk:05d}.parquet", buf, schema)
+        counts[chunk] = len(buf)
+        buf.clear()
+
+    for index, row, reason in iter_mcq_file(ic.path, ic.format, ic.cop_base, ic.max_question_chars):
+        if row is None:
+            bad.append(quarantine_record(index, reason, ic.path))
+            continue
+        buf.append({"id": row["id"], "row_index": n_good, "chunk": len(counts), "question": row["question"],
+                    "options_json": json.dumps(row["options"], ensure_ascii=False), "answer": row["answer"]})
+        n_good += 1
+        if len(buf) == cfg.output.chunk_rows:
+            flush()
+        if ic.max_rows is not None and n_good >= ic.max_rows:
+            break
+    if buf:
+        flush()
+    atomic_write_jsonl(root / "quarantine" / "input.jsonl", bad)
+    atomic_write_text(manifest, json.dumps({"chunks": counts, "rows": n_good, "quarantined": len(bad)}))
+    logger.info("staged %d rows in %d chunk(s); %d input line(s) quarantined", n_good, len(counts), len(bad))
+    return counts
+
+
+# ----------------------------------------------------------------------------- Ray stages
+class KeywordStage:
+    """Ray Data actor UDF: the trust boundary. Loads the vocabulary once per actor.
+
+    In: ``id, chunk, row_index, question, options_json, answer``. Out: the same minus
+    ``question``, plus ``keywords``, ``sent_options_json``, ``privacy_budget``, ``n_words``,
+    ``phi_kinds_json``, ``messages``, ``request_seed``, ``json_schema``, ``letters_json``.
+    """
+
+    def __init__(self, cfg: ContextJobConfig):
+        from medforge.privacy.vocab import load_vocabulary
+
+        self.cfg = cfg
+        self.vocab = load_vocabulary(tuple(cfg.keywords.sources), cfg.keywords.cache_dir)
+        self.structured = _structured(cfg)
+
+    def __call__(self, batch):
+        from medforge.privacy.keywords import extract_keywords
+
+        g = self.cfg.generation
+        out: dict[str, list[Any]] = {k: [] for k in (
+            "id", "chunk", "row_index", "answer", "keywords", "sent_options_json", "privacy_budget", "n_words",
+            "phi_kinds_json", "messages", "request_seed", "json_schema", "letters_json")}
+        for rid, chunk, ridx, question, opts_json, answer in zip(
+                batch["id"], batch["chunk"], batch["row_index"], batch["question"], batch["options_json"],
+                batch["answer"], strict=True):
+            options = json.loads(opts_json)
+            gq = extract_keywords(question, options, self.cfg.keywords, self.vocab)
+            letters = list(gq.options)
+            sent = gq.payload()  # the ONLY input to the prompt
+            out["id"].append(rid)
+            out["chunk"].append(int(chunk))
+            out["row_index"].append(int(ridx))
+            out["answer"].append(answer)
+            out["keywords"].append(sent["keywords"])
+            out["sent_options_json"].append(json.dumps(sent["options"], ensure_ascii=False))
+            out["privacy_budget"].append(gq.privacy_budget)
+            out["n_words"].append(gq.n_words)
+            out["phi_kinds_json"].append(json.dumps(gq.phi_kinds))
+            out["messages"].append(task.format_input(sent["keywords"], sent["options"], g.output_format,
+                                                     g.num_demonstrations))
+            out["request_seed"].append(request_seed(self.cfg.seed, rid))
+            out["json_schema"].append(json.dumps(task.json_schema(letters, g.max_overall_chars, g.max_option_chars))
+                                      if self.structured else "")
+            out["letters_json"].append(json.dumps(letters))
+        return out
+
+
+def parse_stage(batch):
+    """Ray Data UDF: parse replies. Adds ``overall_context``, ``option_contexts_json``,
+    ``preliminary_answer`` and ``error`` (empty when the row is good)."""
+    n = len(batch["id"])
+    overall, contexts, prelim, errors = [], [], [], []
+    for i in range(n):
+        letters = json.loads(batch["letters_json"][i])
+        err = batch["engine_error"][i]
+        parsed, reason = (None, f"engine error: {err}") if err else task.format_output(batch["generated_text"][i], letters)
+        overall.append(parsed["overall_context"] if parsed else "")
+        contexts.append(json.dumps(parsed["option_contexts"], ensure_ascii=False) if parsed else "")
+        prelim.append(parsed["preliminary_answer"] if parsed else "")
+        errors.append(reason)
+    out = {k: v for k, v in batch.items() if k != "messages"}
+    out.update(overall_context=overall, option_contexts_json=contexts, preliminary_answer=prelim, error=errors)
+    return out
+
+
+# ----------------------------------------------------------------------------- writing
+def _output_schema():
+    import pyarrow as pa
+
+    m = pa.map_(pa.string(), pa.string())
+    return pa.schema([
+        ("id", pa.string()), ("row_index", pa.int64()), ("keywords", pa.list_(pa.string())), ("options", m),
+        ("answer", pa.string()), ("overall_context", pa.string()), ("option_contexts", m),
+        ("preliminary_answer", pa.string()), ("privacy_budget", pa.float64()), ("n_words", pa.int64()),
+        ("num_input_tokens", pa.int64()), ("num_generated_tokens", pa.int64()), ("teacher_model", pa.string()),
+        ("teacher_engine", pa.string()), ("prompt_sha256", pa.string()), ("request_seed", pa.int64()),
+        ("sampling_json", pa.string()),
+    ])
+
+
+def _plain(v: Any) -> Any:
+    return v.tolist() if hasattr(v, "tolist") else v
+
+
+class ChunkWriter:
+    """Buffers streamed rows per chunk and writes a chunk as soon as all its rows are in."""
+
+    def __init__(self, cfg: ContextJobConfig, root: Path, expected: dict[int, int]):
+        self.cfg, self.root, self.expected = cfg, root, expected
+        self.buf: dict[int, list[dict[str, Any]]] = {}
+        self.written = 0
+        self.rows_ok = 0
+        self.rows_bad = 0
+        self.reasons: dict[str, int] = {}
+        self.sampling_json = json.dumps(cfg.generation.sampling.model_dump())
+
+    def out_path(self, chunk: int) -> Path:
+        return self.root / "out" / f"part-{chunk:05d}.{self.cfg.output.format}"
+
+    def add(self, row: dict[str, Any]) -> None:
+        chunk = int(row["chunk"])
+        rows = self.buf.setdefault(chunk, [])
+        rows.append(row)
+        if len(rows) >= self.expected[chunk]:
+            self.flush(chunk)
+
+    def flush(self, chunk: int, missing_reason: str | None = None) -> None:
+        rows = sorted(self.buf.pop(chunk, []), key=lambda r: int(r["row_index"]))
+        good, bad = [], []
+        for r in rows:
+            if r["error"]:
+                reason = r["error"].split(":")[0]
+                self.reasons[reason] = self.reasons.get(reason, 0) + 1
+                bad.append({"id": r["id"], "row_index": int(r["row_index"]), "reason": r["error"],
+                            "raw_text": str(r.get("generated_text") or "")[:2000]})
+                continue
+            good.append({
+                "id": r["id"], "row_index": int(r["row_index"]), "keywords": [str(k) for k in _plain(r["keywords"])],
+                "options": json.loads(r["sent_options_json"]), "answer": r["answer"],
+                "overall_context": r["overall_context"], "option_contexts": json.loads(r["option_contexts_json"]),
+                "preliminary_answer": r["preliminary_answer"], "privacy_budget": float(r["privacy_budget"]),
+                "n_words": int(r["n_words"]), "num_input_tokens": int(r["num_input_tokens"]),
+                "num_generated_tokens": int(r["num_generated_tokens"]), "teacher_model": self.cfg.teacher.model,
+                "teacher_engine": self.cfg.teacher.kind, "prompt_sha256": task.prompt_hash(),
+                "request_seed": int(r["request_seed"]), "sampling_json": self.sampling_json,
+            })
+        if missing_reason is not None:
+            bad.extend(self._missing(chunk, {r["id"] for r in rows}, missing_reason))
+        # quarantine first, shard last: the shard marks the chunk done
+        atomic_write_jsonl(self.root / "quarantine" / f"part-{chunk:05d}.jsonl", bad)
+        path = self.out_path(chunk)
+        if self.cfg.output.format == "parquet":
+            _write_parquet_atomic(path, good, _output_schema())
+        else:
+            atomic_write_jsonl(path, good)
+        self.written += 1
+        self.rows_ok += len(good)
+        self.rows_bad += len(bad)
+
+    def _missing(self, chunk: int, seen: set[str], reason: str) -> list[dict[str, Any]]:
+        import pyarrow.parquet as pq
+
+        staged = pq.read_table(self.root / "staged" / f"chunk_{chunk:05d}.parquet", columns=["id", "row_index"])
+        lost = [r for r in staged.to_pylist() if r["id"] not in seen]
+        self.reasons["missing"] = self.reasons.get("missing", 0) + len(lost)
+        return [{"id": r["id"], "row_index": r["row_index"], "reason": reason, "raw_text": ""} for r in lost]
+
+
+# ----------------------------------------------------------------------------- run
+def prepare_folder(cfg: ContextJobConfig) -> Path:
+    root = Path(cfg.output.dir)
+    if cfg.output.overwrite and root.exists():
+        logger.warning("output.overwrite=true: deleting %s", root)
+        shutil.rmtree(root)
+    fp = fingerprint(cfg)
+    run_json = root / "run.json"
+    if run_json.is_file():
+        old = json.loads(run_json.read_text())
+        changed = sorted(k for k in set(old) | set(fp) if old.get(k) != fp.get(k))
+        if changed:
+            raise RunConfigMismatch(
+                f"{root} was generated with a different config (changed: {', '.join(changed)}); resume with the "
+                "original config, pick a new output.dir, or set output.overwrite=true")
+        logger.info("resuming run in %s", root)
+    else:
+        root.mkdir(parents=True, exist_ok=True)
+        atomic_write_text(run_json, json.dumps(fp, indent=2))
+    (root / "quarantine").mkdir(exist_ok=True)
+    (root / "out").mkdir(exist_ok=True)
+    return root
+
+
+def build_dataset(cfg: ContextJobConfig, paths: list[str]):
+    """The lazy Ray Data pipeline over staged chunk files (nothing runs until consumed)."""
+    import ray
+
+    from medforge.engines.chat import generate_chat
+
+    # Batches never span more than a chunk's worth of rows, so small chunks still stream
+    # (a larger batch would bundle several chunks and finish them all at once).
+    batch = min(256, cfg.output.chunk_rows)
+    ds = ray.data.read_parquet(paths)
+    ds = ds.map_batches(KeywordStage, fn_constructor_kwargs={"cfg": cfg}, concurrency=tuple(cfg.keyword_concurrency),
+                        batch_size=batch, batch_format="numpy", num_cpus=0.5)
+    ds = generate_chat(ds, cfg.teacher, cfg.generation.sampling)
+    return ds.map_batches(parse_stage, batch_format="numpy", batch_size=batch, num_cpus=0.25)
+
+
+def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
+    """Run (or resume) the job. Ray must already be initialised."""
+    t0 = time.perf_counter()
+    root = prepare_folder(cfg)
+    if isinstance(cfg.teacher, OpenAITeacherConfig):
+        if cfg.teacher.check_endpoint:
+            from medforge.engines.chat import check_openai_endpoint
+
+            check_openai_endpoint(cfg.teacher)
+        if cfg.teacher.rate_limit is not None:
+            from medforge.engines.ratelimit import get_limiter
+
+            # Created by the driver so that it lives as long as the job, not as one actor.
+            limiter = get_limiter(cfg.teacher.rate_limit)  # noqa: F841 - the handle keeps it alive
+    counts = stage_input(cfg, root)
+    writer = ChunkWriter(cfg, root, counts)
+    pending = [c for c in sorted(counts) if not writer.out_path(c).is_file()]
+    logger.info("%d of %d chunk(s) to generate", len(pending), len(counts))
+    if pending:
+        ds = build_dataset(cfg, [str(root / "staged" / f"chunk_{c:05d}.parquet") for c in pending])
+        keep = ("id", "chunk", "row_index", "answer", "keywords", "sent_options_json", "privacy_budget", "n_words",
+                "request_seed", "generated_text", "num_input_tokens", "num_generated_tokens", "overall_context",
+                "option_contexts_json", "preliminary_answer", "error")
+        # batch_size=None: take blocks as they arrive, so finished chunks are written at once
+        for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
+            cols = {k: batch[k] for k in keep if k in batch}
+            for i in range(len(cols["id"])):
+                writer.add({k: v[i] for k, v in cols.items()})
+            if writer.written and writer.written % 10 == 0:
+                logger.debug("%d chunk(s) written", writer.written)
+        for chunk in list(writer.buf):
+            writer.flush(chunk, missing_reason="no reply returned by the pipeline")
+        for chunk in pending:  # a chunk with no row back at all
+            if not writer.out_path(chunk).is_file():
+                writer.flush(chunk, missing_reason="no reply returned by the pipeline")
+    summary = _summarise(cfg, root, counts, time.perf_counter() - t0, writer)
+    atomic_write_text(root / "summary.json", json.dumps(summary, indent=2))
+    return summary
+
+
+def _summarise(cfg: ContextJobConfig, root: Path, counts: dict[int, int], elapsed: float, writer: ChunkWriter) -> dict[str, Any]:
+    manifest = json.loads((root / "staged" / "manifest.json").read_text())
+    ok = bad = 0
+    for c in counts:
+        qpath = root / "quarantine" / f"part-{c:05d}.jsonl"
+        n_bad = sum(1 for _ in open(qpath, encoding="utf-8")) if qpath.is_file() else 0
+        bad += n_bad
+        ok += counts[c] - n_bad
+    return {
+        "input_rows": manifest["rows"],
+        "input_quarantined": manifest["quarantined"],
+        "chunks": len(counts),
+        "chunks_this_run": writer.written,
+        "rows_with_context": ok,
+        "rows_quarantined": bad,
+        "reasons_this_run": writer.reasons,
+        "teacher": {"kind": cfg.teacher.kind, "model": cfg.teacher.model},
+        "wall_time_s": round(elapsed, 2),
+        "paths": {"out": str(root / "out"), "quarantine": str(root / "quarantine")},
+    }

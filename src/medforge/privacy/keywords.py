@@ -1,0 +1,206 @@
+"""Local keyword extraction and the privacy guard. Runs with no network.
+
+What crosses the trust boundary for one question is :class:`GuardedQuery`: its ``keywords``
+and its ``options`` -- nothing else (no id, no question text). It is built in two walls:
+
+1. **Allowlist** (main wall): the question is tokenised and greedily matched, longest phrase
+   first, against the medical vocabulary (:mod:`medforge.privacy.vocab`). Only matched
+   phrases become candidate keywords, lower-cased. Numbers, names and places are not
+   vocabulary, so they never become keywords. One pattern is added on purpose: an age with
+   a sex ("45-year-old woman"), kept only when the age is 89 or less (Safe Harbor).
+2. **Denylist** (second wall): :func:`medforge.privacy.phi.find_phi` marks suspected
+   identifiers in the question; a candidate overlapping one is dropped. A keyword that still
+   holds a digit or is on the name list is dropped. Options are sent verbatim except that
+   identifier spans are replaced by ``[REDACTED]``.
+
+The **privacy budget** of a row is the share of the question's word tokens that the sent
+keywords cover (Zhang et al. report ~42% on their data): 0 sends nothing, 1 sends every word.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field, field_validator
+
+from medforge.config.base import MedforgeModel
+from medforge.privacy.phi import find_phi, merge_spans, overlaps, redact
+from medforge.privacy.vocab import SOURCES, MAX_PHRASE_TOKENS, Vocabulary, load_vocabulary, name_denylist, tokenize
+
+logger = logging.getLogger(__name__)
+
+_AGE_SEX = re.compile(
+    r"\b(\d{1,3})[\s-]*(?:year|yr)s?[\s-]*old\s+(man|woman|male|female|boy|girl|infant|child|patient|gentleman|lady)\b",
+    re.IGNORECASE,
+)
+_PLURAL = re.compile(r"(?<=[a-z]{3})(?<!s)s$")
+
+
+class KeywordConfig(MedforgeModel):
+    """How keywords are extracted and guarded."""
+
+    sources: list[str] = Field(
+        default_factory=lambda: list(SOURCES),
+        description=f"Vocabularies that form the allowlist; any of {list(SOURCES)}.",
+    )
+    max_keywords: int | None = Field(
+        None, ge=1, description="Keep at most this many keywords per question (first occurrences); null keeps all."
+    )
+    age_sex: bool = Field(True, description="Send 'N-year-old woman'-style demographics when N <= 89.")
+    redact_options: bool = Field(True, description="Replace identifier-like spans in options with [REDACTED].")
+    cache_dir: str | None = Field(None, description="Vocabulary cache folder; default ~/.cache/medforge/vocab.")
+
+    @field_validator("sources")
+    @classmethod
+    def _sources(cls, v: list[str]) -> list[str]:
+        bad = [s for s in v if s not in SOURCES]
+        if bad or not v:
+            raise ValueError(f"unknown or no vocabulary sources {bad}; use some of {list(SOURCES)}")
+        return v
+
+
+@dataclass
+class GuardedQuery:
+    """The result of extraction + guard for one question.
+
+    ``keywords`` and ``options`` are what is sent; the rest is local bookkeeping.
+    """
+
+    keywords: list[str]
+    options: dict[str, str]
+    privacy_budget: float
+    n_words: int
+    n_sent_words: int
+    phi_kinds: dict[str, int] = field(default_factory=dict)
+    dropped_keywords: int = 0
+    redacted_options: int = 0
+
+    def payload(self) -> dict[str, Any]:
+        """Exactly what crosses the trust boundary."""
+        return {"keywords": list(self.keywords), "options": dict(self.options)}
+
+
+def _match_phrases(tokens: list[tuple[str, int, int]], vocab: Vocabulary) -> list[tuple[str, int, int, int]]:
+    """Greedy longest match. Returns ``(phrase, first_token, last_token_exclusive, unused)``."""
+    low = [t.lower() for t, _, _ in tokens]
+    out = []
+    i = 0
+    while i < len(low):
+        lengths = vocab.first.get(low[i])
+        match = 0
+        phrase = ""
+        if lengths:
+            for n in sorted(lengths, reverse=True):
+                if n > MAX_PHRASE_TOKENS or i + n > len(low):
+                    continue
+                cand = " ".join(low[i:i + n])
+                if cand in vocab.phrases:
+                    match, phrase = n, cand
+                    break
+                # plural of the last token ("fevers" -> "fever")
+                sing = _PLURAL.sub("", low[i + n - 1])
+                if sing != low[i + n - 1]:
+                    cand2 = " ".join([*low[i:i + n - 1], sing])
+                    if cand2 in vocab.phrases:
+                        match, phrase = n, cand2
+                        break
+        if not match:
+            sing = _PLURAL.sub("", low[i])
+            if sing != low[i] and sing in vocab.phrases:
+                match, phrase = 1, sing
+        if match:
+            out.append((phrase, i, i + match, 0))
+            i += match
+        else:
+            i += 1
+    return out
+
+
+def extract_keywords(question: str, options: dict[str, str], cfg: KeywordConfig | None = None,
+                     vocab: Vocabulary | None = None) -> GuardedQuery:
+    """Extract and guard one question (pure apart from the cached vocabulary).
+
+    Args:
+        question: the question text (never sent).
+        options: letter -> option text.
+        cfg: extraction settings; defaults when None.
+        vocab: a loaded vocabulary; loaded from ``cfg`` when None.
+
+    Returns:
+        The :class:`GuardedQuery`; its :meth:`~GuardedQuery.payload` is what may be sent.
+    """
+    cfg = cfg or KeywordConfig()
+    vocab = vocab or load_vocabulary(tuple(cfg.sources), cfg.cache_dir)
+    tokens = tokenize(question)
+    phi = find_phi(question)
+    phi_spans = merge_spans(phi)
+    deny = name_denylist()
+    kinds: dict[str, int] = {}
+    for s in phi:
+        kinds[s.kind] = kinds.get(s.kind, 0) + 1
+
+    # (token start index, keyword, covered token indices)
+    found: list[tuple[int, str, range]] = []
+    dropped = 0
+    used = [False] * len(tokens)
+    if cfg.age_sex:
+        for m in _AGE_SEX.finditer(question):
+            if int(m.group(1)) > 89 or overlaps(phi_spans, m.start(), m.end()):
+                dropped += 1
+                continue
+            idx = [k for k, (_, a, b) in enumerate(tokens) if a >= m.start() and b <= m.end()]
+            if idx:
+                found.append((idx[0], f"{int(m.group(1))}-year-old {m.group(2).lower()}", range(idx[0], idx[-1] + 1)))
+                for k in idx:
+                    used[k] = True
+    free = [(k, t) for k, t in enumerate(tokens) if not used[k]]
+    # Match within runs of consecutive free tokens so a phrase never spans an age keyword.
+    runs: list[list[tuple[int, tuple[str, int, int]]]] = []
+    for k, t in free:
+        if runs and runs[-1][-1][0] == k - 1:
+            runs[-1].append((k, t))
+        else:
+            runs.append([(k, t)])
+    for run in runs:
+        for phrase, a, b, _ in _match_phrases([t for _, t in run], vocab):
+            first, last = run[a][0], run[b - 1][0]
+            start, end = tokens[first][1], tokens[last][2]
+            if overlaps(phi_spans, start, end) or any(ch.isdigit() for ch in phrase) or phrase in deny:
+                dropped += 1
+                continue
+            found.append((first, phrase, range(first, last + 1)))
+    found.sort(key=lambda f: f[0])
+
+    keywords: list[str] = []
+    covered: set[int] = set()
+    for _, kw, span in found:
+        if kw in keywords:
+            covered.update(span)
+            continue
+        if cfg.max_keywords is not None and len(keywords) >= cfg.max_keywords:
+            break
+        keywords.append(kw)
+        covered.update(span)
+
+    sent_options = dict(options)
+    n_redacted = 0
+    if cfg.redact_options:
+        for letter, text in options.items():
+            new, spans = redact(text)
+            if spans:
+                n_redacted += 1
+                sent_options[letter] = new
+    n_words = len(tokens)
+    return GuardedQuery(
+        keywords=keywords,
+        options=sent_options,
+        privacy_budget=round(len(covered) / n_words, 4) if n_words else 0.0,
+        n_words=n_words,
+        n_sent_words=len(covered),
+        phi_kinds=kinds,
+        dropped_keywords=dropped,
+        redacted_options=n_redacted,
+    )

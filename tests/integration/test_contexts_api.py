@@ -1,0 +1,117 @@
+"""Context generation over an API teacher: a recording loopback server with injected faults."""
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from contexts_loopback import Faults, LoopbackServer  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+DATA = Path(__file__).parents[1] / "data" / "phi_vignettes.jsonl"
+VIGNETTES = [json.loads(x) for x in DATA.read_text().splitlines() if x.strip()]
+WINDOW_S, RPW, TPW = 2.0, 8, 16_000
+
+
+@pytest.fixture(scope="module")
+def ray_local():
+    import ray
+
+    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    yield
+    ray.shutdown()
+
+
+def _input(tmp_path: Path, copies: int) -> Path:
+    path = tmp_path / "in.jsonl"
+    with open(path, "w") as f:
+        for c in range(copies):
+            for v in VIGNETTES:
+                f.write(json.dumps({**v, "id": f"{v['id']}-{c}"}) + "\n")
+    return path
+
+
+def _cfg(tmp_path, base_url, inp, **extra):
+    from medforge.contexts.config import ContextJobConfig
+
+    data = {
+        "teacher": {"kind": "openai", "base_url": base_url, "model": "loopback", "concurrency": 2,
+                    "max_concurrent_requests": 4, "batch_size": 8, "timeout_s": 1.0, "max_retries": 4,
+                    "backoff_base_s": 0.05, "backoff_max_s": 0.2,
+                    "rate_limit": {"requests_per_minute": RPW, "tokens_per_minute": TPW, "window_s": WINDOW_S,
+                                   "safety_margin_s": 0.5}},  # > send-latency jitter on a loaded 2-core box
+        "input": {"path": str(inp)},
+        "keyword_concurrency": [1, 1],
+        "generation": {"sampling": {"temperature": 0.0, "max_tokens": 300}},
+        "output": {"dir": str(tmp_path / "run"), "chunk_rows": 10, "format": "jsonl"},
+    }
+    for k, v in extra.items():
+        data[k] = {**data.get(k, {}), **v}
+    return ContextJobConfig.model_validate(data)
+
+
+def _max_in_window(times_tokens, window):
+    times_tokens = sorted(times_tokens)
+    worst_n = worst_tok = 0
+    for i, (t, _) in enumerate(times_tokens):
+        inside = [tok for (u, tok) in times_tokens[i:] if u < t + window]
+        worst_n = max(worst_n, len(inside))
+        worst_tok = max(worst_tok, sum(inside))
+    return worst_n, worst_tok
+
+
+def test_api_teacher_faults_rate_limit_and_no_phi(tmp_path, ray_local):
+    from medforge.contexts import task
+    from medforge.contexts.pipeline import run_context_generation
+
+    inp = _input(tmp_path, copies=3)  # 27 rows
+    faults = Faults(period=6, slots={1: "429", 2: "500", 4: "timeout"}, timeout_sleep_s=2.0)
+    with LoopbackServer(faults) as srv:
+        summary = run_context_generation(_cfg(tmp_path, srv.base_url, inp))
+        log = list(srv.rec.requests)
+
+    # every row complete, none twice
+    rows = [json.loads(x) for p in sorted((tmp_path / "run" / "out").glob("part-*.jsonl")) for x in p.read_text().splitlines()]
+    assert summary["rows_with_context"] == 27 and summary["rows_quarantined"] == 0
+    assert sorted(r["id"] for r in rows) == sorted(f"{v['id']}-{c}" for c in range(3) for v in VIGNETTES)
+    assert all(set(r["option_contexts"]) == set(r["options"]) for r in rows)
+    # faults really happened and were retried
+    statuses = [e["status"] for e in log]
+    assert statuses.count(429) >= 3 and statuses.count(500) >= 3 and statuses.count(0) >= 3
+    # the shared limit held in every window, judged from the server's own log
+    n, tok = _max_in_window([(e["t"], e["prompt_tokens"] + e["completion_tokens"]) for e in log], WINDOW_S)
+    assert n <= RPW, f"{n} requests in one {WINDOW_S}s window > {RPW}"
+    assert tok <= TPW, f"{tok} tokens in one window > {TPW}"
+    # no PHI string of the fixtures in any request body (strings that the fixed few-shot
+    # prompt itself contains, e.g. "Graves" of "Graves disease", are checked in the query part only)
+    static = json.dumps(task.format_input([], {}, "json")).lower()
+    for e in log:
+        body = json.loads(e["body"])
+        query = body["messages"][-1]["content"].lower()
+        whole = e["body"].lower()
+        for v in VIGNETTES:
+            for phi in v["phi"]:
+                assert phi.lower() not in query, f"{phi!r} sent in {query!r}"
+                if phi.lower() not in static:
+                    assert phi.lower() not in whole
+        assert "question" not in body and all("id" not in m for m in body["messages"])
+
+
+def test_api_teacher_empty_and_garbage_replies_are_quarantined(tmp_path, ray_local):
+    from medforge.contexts.pipeline import run_context_generation
+
+    inp = _input(tmp_path, copies=1)  # 9 rows
+    faults = Faults(period=3, slots={0: "empty", 1: "garbage"})
+    with LoopbackServer(faults) as srv:
+        summary = run_context_generation(_cfg(tmp_path, srv.base_url, inp, output={"format": "parquet"}))
+    assert summary["rows_with_context"] == 3 and summary["rows_quarantined"] == 6
+    q = [json.loads(x) for p in (tmp_path / "run" / "quarantine").glob("part-*.jsonl") for x in p.read_text().splitlines()]
+    reasons = {r["reason"] for r in q}
+    assert "empty reply" in reasons and any("no overall context" in r for r in reasons)
+    import pyarrow.parquet as pq
+
+    out = pq.read_table(tmp_path / "run" / "out").to_pylist()
+    assert len(out) == 3 and {r["id"] for r in out}.isdisjoint({r["id"] for r in q})

