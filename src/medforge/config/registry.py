@@ -7,15 +7,20 @@ from pathlib import Path
 
 from pydantic import BaseModel
 
-# configs/<folder>/*.yaml -> "module:Model"
+# "<folder>/<file-name prefix>" under configs/ -> "module:Model"; the longest match wins.
 CONFIG_MODELS: dict[str, str] = {
-    "generate": "medforge.datagen.config:InstructionJobConfig",
+    "generate/": "medforge.datagen.config:InstructionJobConfig",
+    "contexts/": "medforge.contexts.config:ContextJobConfig",
+    "finetune/llm_": "medforge.train.config:LLMFinetuneConfig",
+    "finetune/slm_": "medforge.train.config:SLMFinetuneConfig",
 }
 
 
 def config_model_for(path: str | Path) -> type[BaseModel]:
-    folder = Path(path).parent.name
-    if folder not in CONFIG_MODELS:
-        raise KeyError(f"no config model registered for configs/{folder}/; add it to CONFIG_MODELS")
-    module, name = CONFIG_MODELS[folder].split(":")
+    p = Path(path)
+    key = f"{p.parent.name}/{p.name}"
+    matches = [prefix for prefix in CONFIG_MODELS if key.startswith(prefix)]
+    if not matches:
+        raise KeyError(f"no config model registered for configs/{key}; add it to CONFIG_MODELS in {__name__}")
+    module, name = CONFIG_MODELS[max(matches, key=len)].split(":")
     return getattr(importlib.import_module(module), name)
