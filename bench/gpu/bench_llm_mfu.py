@@ -10,7 +10,8 @@ says so in its output.
     python bench/gpu/bench_llm_mfu.py --smoke         # tiny shapes, 2 steps, works on CPU
 
 Prints one JSON line: card, mode, params, tokens_per_s, mfu, peak_mem_gib, ...
-MFU = tokens/s * (6 N + 12 L H S) / peak bf16 FLOP/s (dense; H100/H200 SXM: 989 TFLOP/s).
+MFU = tokens/s * (6 N + 12 L H S) / peak bf16 FLOP/s (dense; H100/H200 SXM: 989 TFLOP/s), where
+N excludes the input embedding (a lookup) and the attention term is not halved for causality.
 """
 
 from __future__ import annotations
@@ -112,8 +113,8 @@ def main() -> int:
             mode = "deepspeed-zero2"
             if not args.no_compile:
                 engine.compile()
-        except ImportError:
-            notes.append("deepspeed not installed: FALLBACK to a plain torch loop (bf16 weights, fused AdamW)")
+        except ImportError as exc:
+            notes.append(f"deepspeed not importable ({exc}): FALLBACK to a plain torch loop (bf16 weights, fused AdamW)")
     if engine is None:
         opt = torch.optim.AdamW(model.parameters(), lr=1e-5, fused=cuda)
         fwd = model if args.no_compile else torch.compile(model)
@@ -149,7 +150,9 @@ def main() -> int:
     sync()
     dt = time.perf_counter() - t0
     tokens_per_s = done * args.micro_batch * args.seq_len / dt
-    flops_per_token = 6 * n_params + 12 * cfg.num_hidden_layers * cfg.hidden_size * args.seq_len
+    # The input embedding is a lookup, not a matmul: its parameters do no FLOPs.
+    n_matmul = n_params - model.get_input_embeddings().weight.numel()
+    flops_per_token = 6 * n_matmul + 12 * cfg.num_hidden_layers * cfg.hidden_size * args.seq_len
     card = torch.cuda.get_device_name() if cuda else "cpu"
     peak = peak_for(card) if cuda else None
     print(
@@ -162,6 +165,7 @@ def main() -> int:
                 "compiled": not args.no_compile,
                 "dtype": str(dtype).replace("torch.", ""),
                 "params": n_params,
+                "params_matmul": n_matmul,
                 "seq_len": args.seq_len,
                 "micro_batch": args.micro_batch,
                 "measured_steps": done,
