@@ -173,12 +173,30 @@ def test_very_long_strings():
     assert not fast[0].keep and not fast[2].keep and fast[2].best_score == 1.0
 
 
-def test_large_vocabulary_fallback(monkeypatch):
-    # Beyond the code-point range token ids go to int lists; force that path with a tiny limit.
-    monkeypatch.setattr(novelty, "_MAX_STR_ID", 3)
-    cands = ["a b c d e f", "a b c d e g", "x y z", "a b c d e f"]
-    fast, _ = run_fast([], cands)
-    assert_same(fast, reference_filter([], cands))
+@settings(max_examples=150, deadline=None)
+@given(
+    st.lists(st.integers(0, 6), max_size=200),
+    st.lists(st.integers(0, 6), max_size=200),
+    st.integers(0, 3),
+)
+def test_kernel_lcs_matches_rouge_score(a, b, vocab_shift):
+    # Bit-parallel LCS of the numba kernel, single- and multi-word (>64, >128 tokens) records.
+    from medforge.datagen import _novelty_kernels as nk
+
+    a = [x + vocab_shift for x in a]
+    toks = np.array(a + b, dtype=np.int64)
+    ptr = np.array([0, len(a), len(a) + len(b)], dtype=np.int64)
+    got = nk.lcs_pairs(toks, ptr, np.array([0, 1]), np.array([1, 0]), 16)
+    expect = rouge_scorer._lcs_table(a, b)[-1][-1] if a and b else 0
+    assert got.tolist() == [expect, expect]
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.integers(0, 700), st.integers(0, 700), st.sampled_from([0.0, 0.3, 0.5, 0.7, 0.75, 0.9, 1.0]))
+def test_kernel_need_matches_numpy(m, n, t):
+    from medforge.datagen import _novelty_kernels as nk
+
+    assert nk.need_scalar(m, n, t) == int(novelty._min_rejecting_lcs(np.array([m]), np.array([n]), t)[0])
 
 
 def test_threshold_validation_and_lengths():
