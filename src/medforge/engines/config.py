@@ -29,6 +29,7 @@ class SamplingConfig(MedforgeModel):
     presence_penalty: float = Field(1.5, ge=-2.0, le=2.0, description="Presence penalty where the engine supports it.")
     max_tokens: int = Field(300, ge=1, description="Maximum new tokens per request.")
     seed: int = Field(0, description="Base seed; each request gets seed+request index so reruns are reproducible.")
+    ignore_eos: bool = Field(False, description="Always generate max_tokens (vLLM only; for benchmarks).")
 
     def as_dict(self) -> dict[str, Any]:
         return self.model_dump()
