@@ -2,15 +2,8 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import sys
-
-from medforge.config.base import ConfigError, dump_config, load_config
 from medforge.contexts.config import ContextJobConfig
-
-logger = logging.getLogger(__name__)
+from medforge.jobs import run_job
 
 NOISE_WARNING = (
     "NOTE: the teacher is a tiny RANDOM model built offline; its contexts are noise (most rows are quarantined "
@@ -19,38 +12,16 @@ NOISE_WARNING = (
 )
 
 
-def parse_args(argv: list[str], prog: str) -> tuple[str, list[str]]:
-    parser = argparse.ArgumentParser(
-        prog=prog,
-        description="Privacy-preserving contextual prompting (Zhang et al., ICLR 2024). Extra arguments are dotted "
-        "config overrides, e.g. input.max_rows=100 output.chunk_rows=50.",
-    )
-    parser.add_argument("--config", required=True, help="YAML config, e.g. configs/contexts/local_tiny.yaml")
-    args, overrides = parser.parse_known_args(argv)
-    stray = [o for o in overrides if o.startswith("-")]
-    if stray:
-        parser.error(f"unknown flag(s) {stray}; only --config and key=value overrides are accepted")
-    return args.config, overrides
+def _run(cfg: ContextJobConfig) -> dict:
+    from medforge.contexts.pipeline import run_context_generation
+
+    return run_context_generation(cfg)
 
 
 def main(argv: list[str], prog: str = "generate_contexts") -> int:
-    config_path, overrides = parse_args(argv, prog)
-    try:
-        cfg = load_config(ContextJobConfig, config_path, overrides)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    logger.info("resolved config:\n%s", dump_config(cfg))
-    if "tiny" in cfg.teacher.model.lower():
-        logger.warning(NOISE_WARNING)
-
-    from medforge.contexts.pipeline import run_context_generation
-    from medforge.runtime import init_ray
-
-    init_ray(cfg.ray_address, cfg.ray_num_cpus)
-    summary = run_context_generation(cfg)
-    print(json.dumps(summary, indent=2))
-    return 0
+    return run_job(argv, prog=prog, model=ContextJobConfig, run=_run, tiny_warning=NOISE_WARNING,
+                   description="Privacy-preserving contextual prompting (Zhang et al., ICLR 2024).",
+                   example="input.max_rows=100 output.chunk_rows=50")
 
 
 def cli_main(argv: list[str]) -> int:

@@ -2,70 +2,34 @@
 
 from __future__ import annotations
 
-import argparse
-import json
-import logging
-import sys
+from typing import Any
 
-from medforge.config.base import ConfigError, dump_config, load_config
-
-logger = logging.getLogger(__name__)
+from medforge.jobs import run_job
+from medforge.train.config import LLMFinetuneConfig, SLMFinetuneConfig
 
 
-def parse_args(argv: list[str], prog: str, description: str, example: str) -> tuple[str, list[str]]:
-    parser = argparse.ArgumentParser(
-        prog=prog, description=f"{description} Extra arguments are dotted config overrides, e.g. {example}."
-    )
-    parser.add_argument("--config", required=True, help="YAML config under configs/finetune/")
-    args, overrides = parser.parse_known_args(argv)
-    stray = [o for o in overrides if o.startswith("-")]
-    if stray:
-        parser.error(f"unknown flag(s) {stray}; only --config and key=value overrides are accepted")
-    return args.config, overrides
+def _run_llm(cfg: LLMFinetuneConfig) -> dict[str, Any]:
+    from medforge.train.llm import run_llm_finetune
+
+    return run_llm_finetune(cfg)
 
 
-def _run(argv: list[str], prog: str, kind: str) -> int:
-    if kind == "llm":
-        from medforge.train.config import LLMFinetuneConfig as Model
+def _run_slm(cfg: SLMFinetuneConfig) -> dict[str, Any]:
+    from medforge.train.slm import run_slm_finetune
 
-        desc, example = "Instruction-tune a causal LM on Ray Train + DeepSpeed.", "optim.lr=1e-5 data.packing=true"
-    else:
-        from medforge.train.config import SLMFinetuneConfig as Model
-
-        desc, example = "Multiple-choice fine-tuning of a small encoder.", "data.use_context=false data.few_shot=100"
-    config_path, overrides = parse_args(argv, prog, desc, example)
-    try:
-        cfg = load_config(Model, config_path, overrides)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    logger.info("resolved config:\n%s", dump_config(cfg))
-
-    from medforge.runtime import init_ray
-
-    init_ray(cfg.ray_address, cfg.ray_num_cpus)
-    try:
-        if kind == "llm":
-            from medforge.train.llm import run_llm_finetune
-
-            summary = run_llm_finetune(cfg)
-        else:
-            from medforge.train.slm import run_slm_finetune
-
-            summary = run_slm_finetune(cfg)
-    except ConfigError as exc:
-        print(exc, file=sys.stderr)
-        return 2
-    print(json.dumps(summary, indent=2, default=str))
-    return 0
+    return run_slm_finetune(cfg)
 
 
 def main_llm(argv: list[str], prog: str = "finetune_llm") -> int:
-    return _run(argv, prog, "llm")
+    return run_job(argv, prog=prog, model=LLMFinetuneConfig, run=_run_llm,
+                   description="Instruction-tune a causal LM on Ray Train + DeepSpeed.",
+                   example="optim.lr=1e-5 data.packing=true")
 
 
 def main_slm(argv: list[str], prog: str = "finetune_slm") -> int:
-    return _run(argv, prog, "slm")
+    return run_job(argv, prog=prog, model=SLMFinetuneConfig, run=_run_slm,
+                   description="Multiple-choice fine-tuning of a small encoder.",
+                   example="data.use_context=false data.few_shot=100")
 
 
 def cli_llm(argv: list[str]) -> int:

@@ -1,0 +1,69 @@
+"""The one way every job starts: parse ``--config`` + dotted overrides, validate, log, join Ray, run.
+
+Used by the scripts in ``ray_jobs/`` and by the ``medforge`` CLI, so both behave alike.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from pydantic import BaseModel
+
+from medforge.config.base import ConfigError, dump_config, load_config
+
+logger = logging.getLogger(__name__)
+
+
+def parse_job_args(argv: list[str], prog: str, description: str, example: str) -> tuple[str, list[str]]:
+    """``--config PATH`` plus ``key.path=value`` overrides; any other flag is an error naming it."""
+    parser = argparse.ArgumentParser(
+        prog=prog, description=f"{description} Extra arguments are dotted config overrides, e.g. {example}."
+    )
+    parser.add_argument("--config", required=True, help="YAML config under configs/")
+    args, overrides = parser.parse_known_args(argv)
+    stray = [o for o in overrides if o.startswith("-")]
+    if stray:
+        parser.error(f"unknown flag(s) {stray}; only --config and key=value overrides are accepted")
+    return args.config, overrides
+
+
+def run_job(
+    argv: list[str],
+    *,
+    prog: str,
+    model: type[BaseModel],
+    description: str,
+    example: str,
+    run: Callable[[Any], dict[str, Any]],
+    tiny_warning: str | None = None,
+) -> int:
+    """Validate the whole config before Ray starts, then run ``run(cfg)`` and print its summary.
+
+    Returns 2 (with every problem on stderr) for a bad config, 0 on success.
+    """
+    config_path, overrides = parse_job_args(argv, prog, description, example)
+    try:
+        cfg = load_config(model, config_path, overrides)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    logger.info("resolved config:\n%s", dump_config(cfg))
+    teacher = getattr(cfg, "teacher", None)
+    if tiny_warning and teacher is not None and "tiny" in str(teacher.model).lower():
+        logger.warning(tiny_warning)
+
+    from medforge.runtime import init_ray
+
+    init_ray(cfg.ray_address, cfg.ray_num_cpus)
+    try:
+        summary = run(cfg)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    print(json.dumps(summary, indent=2, default=str))
+    return 0
