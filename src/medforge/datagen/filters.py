@@ -35,6 +35,9 @@ class TaskFilterConfig(MedforgeModel):
     novelty_threshold: float = Field(
         0.7, ge=0.0, le=1.0, description="ROUGE-L F1 above this against any kept instruction rejects (0.7 as AlpaCare)."
     )
+    novelty_actor: bool = Field(
+        True, description="Hold the novelty pool in a Ray actor (shared, off the driver); decisions are identical."
+    )
 
 
 def _words(text: str) -> list[str]:

@@ -52,7 +52,20 @@ class RunConfigMismatch(RuntimeError):
 class RoundResult:
     accepted: list[dict[str, Any]] = field(default_factory=list)
     rejected: list[dict[str, Any]] = field(default_factory=list)
+    kept: list[tuple[str, str]] = field(default_factory=list)
     generated_tokens: int = 0
+
+
+class _RemoteNovelty:
+    """The driver's view of a novelty-filter actor: same ``filter`` call, decided in the actor."""
+
+    def __init__(self, handle: Any):
+        self.handle = handle
+
+    def filter(self, texts: list[str], ids: list[str]) -> list[Any]:
+        import ray
+
+        return ray.get(self.handle.filter.remote(list(texts), list(ids)))
 
 
 def _request_seed(base: int, round_idx: int, index: int, salt: str) -> int:
@@ -114,6 +127,7 @@ class InstructionRun:
         self.novelty = NoveltyFilter(self.cfg.filters.novelty_threshold)
         self.novelty.add([s["instruction"] for s in self.seedset.seeds], [s["id"] for s in self.seedset.seeds])
         self.accepted: list[dict[str, Any]] = []
+        self.kept_pool: list[tuple[str, str]] = []  # (id, instruction) the novelty filter kept, past the target too
         self.rejected: list[dict[str, Any]] = []
         self.reasons: Counter[str] = Counter()
         self.generated_tokens = 0
@@ -128,7 +142,7 @@ class InstructionRun:
             "seeds_sha256": seeds_hash,
             "seeds_per_prompt": cfg.seeds.per_prompt,
             "generation": cfg.generation.model_dump(mode="json"),
-            "filters": cfg.filters.model_dump(mode="json"),
+            "filters": cfg.filters.model_dump(mode="json", exclude={"novelty_actor"}),
             "response_sampling": cfg.responses.sampling.model_dump(mode="json"),
             "structured_multiple_choice": cfg.responses.structured_multiple_choice,
             "seed": cfg.seed,
@@ -198,6 +212,8 @@ class InstructionRun:
         for cand, dec in zip(candidates, decisions, strict=True):
             cand["novelty_best_rouge_l"] = round(float(dec.best_score), 6)
             cand["novelty_nearest_id"] = dec.nearest_id
+            if dec.keep:
+                result.kept.append((cand["id"], cand["instruction"]))
             if not dec.keep:
                 result.rejected.append({"request_id": cand["request_id"], "seed_ids": cand["seed_ids"],
                                         "reason": "novelty", "task": cand})
@@ -207,6 +223,7 @@ class InstructionRun:
 
     def _absorb(self, result: RoundResult) -> None:
         self.accepted.extend(result.accepted)
+        self.kept_pool.extend(result.kept)
         self.rejected.extend(result.rejected)
         self.reasons.update(r["reason"] for r in result.rejected)
         self.generated_tokens += result.generated_tokens
@@ -222,6 +239,16 @@ class InstructionRun:
         if idx:
             logger.info("replayed %d saved round(s): %d tasks accepted so far", idx, len(self.accepted))
         return idx
+
+    def use_novelty_actor(self) -> None:
+        """Move the novelty pool into a Ray actor (``filters.novelty_actor``); decisions are unchanged."""
+        from medforge.datagen.novelty import make_novelty_actor
+
+        seeds = self.seedset.seeds
+        texts = [s["instruction"] for s in seeds] + [t for _, t in self.kept_pool]
+        ids = [s["id"] for s in seeds] + [i for i, _ in self.kept_pool]
+        handle = make_novelty_actor(self.cfg.filters.novelty_threshold, seed_texts=texts, seed_ids=ids, num_cpus=0.25)
+        self.novelty = _RemoteNovelty(handle)
 
     def budget_left(self) -> str | None:
         """``None`` while generation should go on, else why it stops."""
@@ -462,6 +489,8 @@ def run_instruction_synthesis(cfg: InstructionJobConfig) -> dict[str, Any]:
 
         check_openai_endpoint(cfg.teacher)
     run.replay()
+    if cfg.filters.novelty_actor:
+        run.use_novelty_actor()
     generate_tasks(run)
     responses = generate_responses(run) if cfg.responses.enabled else None
     return write_outputs(run, responses, time.perf_counter() - t0)
