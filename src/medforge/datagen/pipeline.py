@@ -221,7 +221,7 @@ class InstructionRun:
                 result.accepted.append(cand)
         return result
 
-    def _absorb(self, result: RoundResult) -> None:
+    def absorb(self, result: RoundResult) -> None:
         self.accepted.extend(result.accepted)
         self.kept_pool.extend(result.kept)
         self.rejected.extend(result.rejected)
@@ -234,7 +234,7 @@ class InstructionRun:
         self.reset_state()
         idx = 0
         while self.raw_path(idx).is_file():
-            self._absorb(self.process_round(list(read_jsonl(self.raw_path(idx)))))
+            self.absorb(self.process_round(list(read_jsonl(self.raw_path(idx)))))
             idx += 1
         if idx:
             logger.info("replayed %d saved round(s): %d tasks accepted so far", idx, len(self.accepted))
@@ -330,7 +330,7 @@ def generate_tasks(run: InstructionRun) -> None:
                     rows = sorted(buffers.pop(idx), key=lambda r: r["request_index"])
                     atomic_write_jsonl(run.raw_path(idx), rows)
                     result = run.process_round(rows)
-                    run._absorb(result)
+                    run.absorb(result)
                     stream_tokens += result.generated_tokens
                     logger.info(run.progress_line(stream_tokens / max(time.perf_counter() - t_start, 1e-9)))
                     if run.budget_left() is not None:
