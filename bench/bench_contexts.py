@@ -169,14 +169,23 @@ def bench_one(args, n: int, work: Path, tiny: str | None) -> dict:
         if server is not None:
             os.killpg(server.pid, signal.SIGTERM)
             server.wait(timeout=30)
-    if rc != 0:
-        raise RuntimeError(f"job failed ({rc}); see {log_path}:\n" + log_path.read_text()[-3000:])
-    summary = json.loads((run / "summary.json").read_text())
     mib = 1024 * 1024
+    if rc == "timeout":
+        # Stopped at --timeout: report what was done (rows in written shards) and the peak so far.
+        import pyarrow.parquet as pq
+
+        done = sum(pq.ParquetFile(p).metadata.num_rows for p in (run / "out").glob("part-*.parquet"))
+        summary = {"wall_time_s": None, "rows_with_context": done, "rows_quarantined": None}
+    elif rc != 0:
+        raise RuntimeError(f"job failed ({rc}); see {log_path}:\n" + log_path.read_text()[-3000:])
+    else:
+        summary = json.loads((run / "summary.json").read_text())
+    done_rows = n if rc == 0 else summary["rows_with_context"]
     res = {
-        "teacher": args.teacher, "rows": n, "chunk_rows": args.chunk_rows,
+        "teacher": args.teacher, "rows": n, "completed": rc == 0, "rows_done": done_rows, "chunk_rows": args.chunk_rows,
         "job_wall_s": round(wall, 1), "pipeline_wall_s": summary["wall_time_s"],
-        "rows_per_s_job": round(n / wall, 1), "rows_per_s_pipeline": round(n / summary["wall_time_s"], 1),
+        "rows_per_s_job": round(done_rows / wall, 1),
+        "rows_per_s_pipeline": round(n / summary["wall_time_s"], 1) if summary["wall_time_s"] else None,
         "peak_tree_rss_mib": round(sampler.peak_rss / mib), "peak_tree_pss_mib": round(sampler.peak_pss / mib),
         "peak_driver_rss_mib": round(sampler.peak_driver_rss / mib), "procs_at_peak": sampler.procs_at_peak,
         "samples": sampler.samples, "rows_with_context": summary["rows_with_context"],
