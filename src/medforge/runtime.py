@@ -18,6 +18,10 @@ def setup_logging(level: str = "INFO") -> None:
 def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
     """Join ``address`` (or ``RAY_ADDRESS``, as set by ``ray job submit``), else start a local cluster.
 
+    The local cluster is always a new, private one (``address="local"``): with no address Ray
+    would otherwise join whatever cluster ``ray start`` last recorded in
+    ``/tmp/ray/ray_current_cluster`` -- on a shared box, somebody else's.
+
     A local cluster gets at least 4 logical CPUs: Ray Data's CPU stages and the engine actor
     each hold one, and on a 2-core laptop exact accounting would stall the pipeline.
     """
@@ -32,4 +36,4 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         return
     cpus = num_cpus or max(4, os.cpu_count() or 1)
     logger.info("starting a local Ray cluster with %d logical CPUs", cpus)
-    ray.init(num_cpus=cpus, include_dashboard=False, log_to_driver=True)
+    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=True)

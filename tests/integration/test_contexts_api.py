@@ -20,7 +20,7 @@ WINDOW_S, RPW, TPW = 2.0, 8, 16_000
 def ray_local():
     import ray
 
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     yield
     ray.shutdown()
 

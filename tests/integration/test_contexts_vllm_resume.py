@@ -29,6 +29,25 @@ def _env():
     return env
 
 
+def _kill_group(proc: subprocess.Popen) -> None:
+    """SIGKILL the job's own process group (``start_new_session=True``: the job, its raylet, GCS and
+    workers) and wait until every member is gone, so the restart never meets the old cluster.
+    Nothing outside that group is signalled -- no ``ray stop``, which would kill every Ray on the box."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait(timeout=30)
+    deadline = time.time() + 30
+    while time.time() < deadline:
+        try:
+            os.killpg(proc.pid, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"process group {proc.pid} still has members 30 s after SIGKILL")
+
+
 def _rows(out_dir: Path) -> list[dict]:
     import pyarrow.parquet as pq
 
@@ -90,19 +109,21 @@ def test_kill_and_resume_loses_nothing_and_repeats_nothing(tmp_path):
         proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
         try:
             deadline = time.time() + 180
+            # kill only once two chunks are durably done: never races the job's start-up
             while len(list(out_dir.glob("part-*.parquet"))) < 2:
-                assert proc.poll() is None, (tmp_path / "first_run.log").read_text()[-3000:]
+                assert proc.poll() is None, "first run died before the kill:\n" + (
+                    tmp_path / "first_run.log").read_text()[-3000:]
                 assert time.time() < deadline, "no chunk finished in time"
                 time.sleep(0.2)
         finally:
-            os.killpg(proc.pid, signal.SIGKILL)  # the job and the Ray processes it started
-            proc.wait(timeout=30)
+            _kill_group(proc)  # the job and the private Ray cluster it started -- nothing else
         done_before = {p.name: p.read_bytes() for p in out_dir.glob("part-*.parquet")}
         assert 2 <= len(done_before) < n_rows // chunk
         sent_before = len(srv.rec.requests)
         t_kill = time.time()
 
-        res = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300)
+        res = subprocess.run(cmd, cwd=ROOT, env=_env(), capture_output=True, text=True, timeout=300,
+                             start_new_session=True)
         assert res.returncode == 0, res.stderr[-4000:]
         after = [e for e in srv.rec.requests if e["t"] > t_kill]
 

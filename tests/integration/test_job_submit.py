@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -36,20 +37,45 @@ def head_node(tmp_path):
     port, dash = _free_port(), _free_port()
     env = _env()
     temp = Path("/tmp") / f"ray_submit_{os.getpid()}"  # short: Ray's socket paths have a length limit
-    subprocess.run([RAY, "start", "--head", f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
-                    "--num-cpus=4", "--include-dashboard=true", f"--temp-dir={temp}", "--disable-usage-stats"],
-                   check=True, env=env, cwd=REPO, capture_output=True, timeout=180)
+    # `ray start --block` in its own session: teardown signals that process group only. Never
+    # `ray stop`: it kills every Ray process of this user on the machine -- other engineers'
+    # clusters and other tests' local clusters included.
+    log = open(tmp_path / "ray_start.log", "w")  # noqa: SIM115 - closed in teardown
+    head = subprocess.Popen(
+        [RAY, "start", "--head", "--block", f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
+         "--num-cpus=4", "--include-dashboard=true", f"--temp-dir={temp}", "--disable-usage-stats"],
+        env=env, cwd=REPO, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     address = f"http://127.0.0.1:{dash}"
     try:
-        # the job agent comes up a little after `ray start` returns
-        deadline = time.time() + 120
+        # the job agent comes up a little after the head starts
+        deadline = time.time() + 180
         while subprocess.run([RAY, "job", "list", "--address", address], env=env, capture_output=True,
                              timeout=60).returncode != 0:
+            assert head.poll() is None, (tmp_path / "ray_start.log").read_text()[-3000:]
             assert time.time() < deadline, "Ray job server never became ready"
             time.sleep(2)
         yield address
     finally:
-        subprocess.run([RAY, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        _stop_group(head)
+        log.close()
+
+
+def _stop_group(proc: subprocess.Popen) -> None:
+    """SIGTERM the head's process group (``ray start --block`` then stops what it started), SIGKILL stragglers."""
+    for sig, grace in ((signal.SIGTERM, 30), (signal.SIGKILL, 30)):
+        try:
+            os.killpg(proc.pid, sig)
+        except ProcessLookupError:
+            return
+        deadline = time.time() + grace
+        while time.time() < deadline:
+            try:
+                os.killpg(proc.pid, 0)  # anything left in the group?
+            except ProcessLookupError:
+                proc.wait(timeout=5)
+                return
+            proc.poll()
+            time.sleep(0.5)
 
 
 def test_ray_job_submit(head_node, tiny_models, tmp_path):

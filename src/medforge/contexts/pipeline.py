@@ -15,8 +15,8 @@ How it stays flat in memory and resumable:
 1. **Stage** (driver, streaming): the input is read line by line as bytes, normalised by
    :mod:`medforge.datasets.mcq` and written in fixed-size chunks by row order. Only one chunk
    is in memory. Chunk N always holds the same rows, so chunks are the unit of resume.
-2. **Generate** (Ray Data, streaming): ``read_parquet`` over the chunks that have no output
-   shard yet -> ``map_batches`` keyword actors (the guard; the question text is dropped here
+2. **Generate** (Ray Data, streaming): one read task and one block per chunk that has no
+   output shard yet -> ``map_batches`` keyword actors (the guard; the question text is dropped here
    and never reaches the teacher stage) -> :func:`medforge.engines.chat.generate_chat` ->
    ``map_batches`` parse. The driver consumes the stream with ``iter_batches`` and buffers
    rows per chunk; a complete chunk is written atomically (quarantine part first, output
@@ -312,6 +312,15 @@ def prepare_folder(cfg: ContextJobConfig) -> Path:
     return root
 
 
+def read_chunks(batch):
+    """Ray Data UDF: ``path`` rows -> the rows of those staged chunk files (one file per call)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    schema = _staged_schema()
+    return pa.concat_tables([pq.read_table(str(p), schema=schema) for p in batch["path"].to_pylist()])
+
+
 def build_dataset(cfg: ContextJobConfig, paths: list[str]):
     """The lazy Ray Data pipeline over staged chunk files (nothing runs until consumed)."""
     import ray
@@ -321,7 +330,12 @@ def build_dataset(cfg: ContextJobConfig, paths: list[str]):
     # Batches never span more than a chunk's worth of rows, so small chunks still stream
     # (a larger batch would bundle several chunks and finish them all at once).
     batch = min(256, cfg.output.chunk_rows)
-    ds = ray.data.read_parquet(paths)
+    # One block per staged chunk, read by its own task. ``read_parquet`` would coalesce small
+    # files into one read task -- one block holding many (or all) chunks -- and every map task
+    # emits its output as one block when it finishes, so no chunk could be written before all
+    # the chunks in its block were generated: no streaming, and a kill would lose them all.
+    ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=max(1, len(paths)))
+    ds = ds.map_batches(read_chunks, batch_size=1, batch_format="pyarrow", num_cpus=0.25)
     ds = ds.map_batches(KeywordStage, fn_constructor_kwargs={"cfg": cfg}, concurrency=tuple(cfg.keyword_concurrency),
                         batch_size=batch, batch_format="numpy", num_cpus=0.5)
     ds = generate_chat(ds, cfg.teacher, cfg.generation.sampling)

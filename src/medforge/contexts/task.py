@@ -58,13 +58,20 @@ def _answer_text(demo: dict[str, Any], output_format: str) -> str:
     return _render(ASSISTANT_TEMPLATE, output_format=output_format, as_json=json.dumps(body, ensure_ascii=False), **body)
 
 
+@lru_cache(maxsize=16)
+def _prefix(output_format: str, num_demonstrations: int) -> tuple[tuple[str, str], ...]:
+    """System prompt + demonstrations: the same for every row, so rendered once."""
+    msgs = [("system", _render(SYSTEM_TEMPLATE, output_format=output_format))]
+    for demo in demonstrations()[:num_demonstrations]:
+        msgs.append(("user", _render(USER_TEMPLATE, keywords=demo["keywords"], options=demo["options"])))
+        msgs.append(("assistant", _answer_text(demo, output_format)))
+    return tuple(msgs)
+
+
 def format_input(keywords: list[str], options: dict[str, str], output_format: str = "json",
                  num_demonstrations: int = 5) -> list[dict[str, str]]:
     """Chat messages for one question. Only ``keywords`` and ``options`` go in."""
-    msgs = [{"role": "system", "content": _render(SYSTEM_TEMPLATE, output_format=output_format)}]
-    for demo in demonstrations()[:num_demonstrations]:
-        msgs.append({"role": "user", "content": _render(USER_TEMPLATE, keywords=demo["keywords"], options=demo["options"])})
-        msgs.append({"role": "assistant", "content": _answer_text(demo, output_format)})
+    msgs = [{"role": role, "content": content} for role, content in _prefix(output_format, num_demonstrations)]
     msgs.append({"role": "user", "content": _render(USER_TEMPLATE, keywords=list(keywords), options=dict(options))})
     return msgs
 

@@ -83,33 +83,45 @@ class GuardedQuery:
         return {"keywords": list(self.keywords), "options": dict(self.options)}
 
 
+def _singular(tok: str) -> str:
+    """``_PLURAL.sub("", tok)`` for a lower-cased token, without the regex: drop a final "s"
+    preceded by three ASCII letters of which the last is not "s"."""
+    if len(tok) >= 4 and tok[-1] == "s" and tok[-2] != "s" and all("a" <= c <= "z" for c in tok[-4:-1]):
+        return tok[:-1]
+    return tok
+
+
 def _match_phrases(tokens: list[tuple[str, int, int]], vocab: Vocabulary) -> list[tuple[str, int, int, int]]:
     """Greedy longest match. Returns ``(phrase, first_token, last_token_exclusive, unused)``."""
     low = [t.lower() for t, _, _ in tokens]
+    phrases = vocab.phrases
+    first = vocab.first_sorted
+    n_low = len(low)
     out = []
     i = 0
-    while i < len(low):
-        lengths = vocab.first.get(low[i])
+    while i < n_low:
+        lengths = first.get(low[i])
         match = 0
         phrase = ""
         if lengths:
-            for n in sorted(lengths, reverse=True):
-                if n > MAX_PHRASE_TOKENS or i + n > len(low):
+            for n in lengths:  # longest first, <= MAX_PHRASE_TOKENS
+                if i + n > n_low:
                     continue
-                cand = " ".join(low[i:i + n])
-                if cand in vocab.phrases:
+                cand = " ".join(low[i:i + n]) if n > 1 else low[i]
+                if cand in phrases:
                     match, phrase = n, cand
                     break
                 # plural of the last token ("fevers" -> "fever")
-                sing = _PLURAL.sub("", low[i + n - 1])
-                if sing != low[i + n - 1]:
+                last = low[i + n - 1]
+                sing = _singular(last)
+                if sing != last:
                     cand2 = " ".join([*low[i:i + n - 1], sing])
-                    if cand2 in vocab.phrases:
+                    if cand2 in phrases:
                         match, phrase = n, cand2
                         break
         if not match:
-            sing = _PLURAL.sub("", low[i])
-            if sing != low[i] and sing in vocab.phrases:
+            sing = _singular(low[i])
+            if sing != low[i] and sing in phrases:
                 match, phrase = 1, sing
         if match:
             out.append((phrase, i, i + match, 0))

@@ -84,6 +84,70 @@ _PATTERNS: list[tuple[str, str, int, str | tuple[str, ...] | None]] = [
 _COMPILED = [(kind, re.compile(p, flags), gate) for kind, p, flags, gate in _PATTERNS]
 _CAP_WORD = re.compile(r"\b[A-Z][a-z]+\b")
 _DIGIT = re.compile(r"\d")
+_DIGIT_RUN = re.compile(r"\d+")
+
+# Extra necessary conditions per pattern (same order as _PATTERNS), used for ASCII text only:
+# every group must hold; a group of strings holds when one of them is a substring of the
+# lower-cased text, an int ``n`` when the text has a run of ``n`` or more digits. Each is
+# implied by a match (for ASCII text, re.I folding is plain ASCII case), so skipping a
+# pattern whose conditions fail never changes the result -- it only saves the scan, which
+# is most of the cost of a row. Non-ASCII text (Unicode digits and case folding) runs every
+# pattern that the coarse gate lets through.
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_FAST_GATES: list[tuple[tuple[str, ...] | int, ...]] = [
+    (),                                                   # email
+    (),                                                   # url
+    ((".",),),                                            # ip v4
+    ((":",),),                                            # ip v6
+    (4, ("-",)),                                          # ssn 123-45-6789
+    (("ssn", "social security"),),                        # ssn keyword
+    (4,),                                                 # phone
+    (("phone", "tel", "fax", "cell", "mobile", "pager"),),  # phone keyword
+    (2, ("/", ".", "-")),                                 # date d/m/y
+    (4,),                                                 # date y-m-d
+    (_MONTHS,),                                           # date Month d
+    (_MONTHS,),                                           # date d Month
+    (_MONTHS,),                                           # date born ... Month yyyy
+    (2, ("9", "1"), ("y",)),                              # age over 89: 93-year-old
+    (2, ("age",)),                                        # age over 89: aged 93
+    (),                                                   # nonagenarian
+    (("mrn", "medical record", "chart", "patient id"),),  # mrn
+    (("health plan", "member", "beneficiary", "subscriber", "insurance", "policy", "medicare", "medicaid",
+      "group"),),                                         # health plan
+    (("account", "acct", "billing", "invoice", "card"),),  # account
+    (("cert",),),                                         # certificate
+    (("licen", "dea", "npi", "passport"),),               # license
+    (("vin", "vehicle identification number"),),          # VIN keyword
+    (),                                                   # VIN bare
+    (("plate", "registration"),),                         # license plate
+    (("serial", "s/n", "device id", "udi", "imei", "mac address", "implant id"),),  # device keyword
+    (14, ("(01)",)),                                      # GS1 UDI
+    ((":", "-"),),                                        # MAC address
+    (),                                                   # biometric
+    (),                                                   # street address
+    (("box", "apartment", "apt", "suite", "unit"),),      # apartment / PO box
+    (5, ("zip", "postal", "postcode")),                   # zip keyword
+    (5,),                                                 # "IL 62704"
+    (5, ("-",)),                                          # 62704-1234
+    (("lives", "living", "resides", "residing", "resident", "born", "grew up", "moved", "relocated", "travel",
+      "works", "from"),),                                 # geo: lives in X
+    (("county", "city", "township", "village", "borough", "parish", "heights", "springs"),),  # geo: X County
+    (),                                                   # name: title
+    (),                                                   # name: context word
+    (),                                                   # unique id: 4 digits (not a run) and a letter
+    (7,),                                                 # unique id: 7+ digits
+]
+assert len(_FAST_GATES) == len(_PATTERNS)
+
+
+def _fast_gate_ok(groups: tuple, lower: str, max_run: int) -> bool:
+    for g in groups:
+        if isinstance(g, int):
+            if max_run < g:
+                return False
+        elif not any(x in lower for x in g):
+            return False
+    return True
 
 
 @dataclass(frozen=True)
@@ -99,14 +163,18 @@ def find_phi(text: str, names: bool = True) -> list[PhiSpan]:
     """All suspected identifier spans in ``text``, sorted by start (overlaps kept)."""
     lower = text.lower()
     has_digit = _DIGIT.search(text) is not None
+    fast = text.isascii()
+    max_run = max(map(len, _DIGIT_RUN.findall(text)), default=0) if fast and has_digit else 0
     spans = []
-    for kind, rx, gate in _COMPILED:
+    for (kind, rx, gate), extra in zip(_COMPILED, _FAST_GATES):
         if gate == "digit":
             if not has_digit:
                 continue
         elif isinstance(gate, str) and gate not in lower:
             continue
         elif isinstance(gate, tuple) and not any(g in lower for g in gate):
+            continue
+        if fast and extra and not _fast_gate_ok(extra, lower, max_run):
             continue
         spans.extend(PhiSpan(kind, m.start(), m.end()) for m in rx.finditer(text))
     if names:

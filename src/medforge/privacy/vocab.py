@@ -128,6 +128,8 @@ class Vocabulary:
     phrases: frozenset[str]
     sources: tuple[str, ...]
     first: dict[str, frozenset[int]] = field(default_factory=dict)
+    #: per first token, the usable phrase lengths (<= MAX_PHRASE_TOKENS), longest first
+    first_sorted: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.first:
@@ -136,6 +138,9 @@ class Vocabulary:
                 toks = p.split(" ")
                 first.setdefault(toks[0], set()).add(len(toks))
             self.first = {k: frozenset(v) for k, v in first.items()}
+        if not self.first_sorted:
+            self.first_sorted = {k: tuple(sorted((n for n in v if n <= MAX_PHRASE_TOKENS), reverse=True))
+                                 for k, v in self.first.items()}
 
     def __contains__(self, phrase: str) -> bool:
         return phrase in self.phrases
