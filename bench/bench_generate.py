@@ -2,9 +2,11 @@
 
 Measures generated tokens/s of
   * ``bare``: ``vllm.LLM.chat`` in one process (the reference);
-  * ``medforge``: :func:`medforge.engines.chat.generate_chat` with the project's vLLM teacher config
+  * ``medforge``: :func:`medforge.engines.chat.generate_chat` with batches of 64 rows, 4 in flight
     (Ray Data: chat-template stage, vLLM engine actor, no separate (de)tokenize stages);
-  * ``ray-defaults``: the same with Ray Data LLM's default stages (separate tokenize/detokenize).
+  * ``ray-defaults``: the same with Ray Data LLM's default stages (separate tokenize/detokenize);
+    on a 4-logical-CPU local cluster this stalls (4 actor stages hold every CPU), see docs;
+  * ``medforge-b256``: batches of 256 rows, 8 in flight (the project's default since this benchmark).
 Each run starts a fresh engine, so the marginal rate between a small and a large run
 (``(tokens_L - tokens_S) / (time_L - time_S)``) cancels engine start-up. Every row generates exactly
 ``--max-tokens`` tokens (``ignore_eos``). Also times the demo (``medforge demo``) end to end.
@@ -52,7 +54,11 @@ def worker_ray(model: str, n: int, max_tokens: int, variant: str) -> dict:
     from medforge.engines.config import SamplingConfig, VLLMTeacherConfig
 
     ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
-    extra = {"tokenize_stage": True, "detokenize_stage": True} if variant == "ray-defaults" else {}
+    extra = {
+        "medforge": {"batch_size": 64, "max_concurrent_batches": 4},
+        "ray-defaults": {"tokenize_stage": True, "detokenize_stage": True},
+        "medforge-b256": {"batch_size": 256, "max_concurrent_batches": 8},
+    }[variant]
     teacher = VLLMTeacherConfig(model=model, **extra)
     sampling = SamplingConfig(temperature=1.0, top_p=1.0, presence_penalty=0.0, max_tokens=max_tokens, ignore_eos=True)
     rows = [{"messages": m, "request_seed": i} for i, m in enumerate(prompts(n))]
@@ -75,7 +81,7 @@ def run_worker(kind: str, model: str, n: int, max_tokens: int) -> dict:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--worker", choices=["bare", "medforge", "ray-defaults"])
+    ap.add_argument("--worker", choices=["bare", "medforge", "ray-defaults", "medforge-b256"])
     ap.add_argument("--model", default=str(REPO / ".tiny_models" / "tiny-llama"))
     ap.add_argument("--rows", type=int, default=0)
     ap.add_argument("--small", type=int, default=200)
