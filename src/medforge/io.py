@@ -44,6 +44,45 @@ def atomic_write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     return len(lines)
 
 
+class RunConfigMismatch(RuntimeError):
+    """The run folder was made by a config that generates different data."""
+
+
+def open_run_folder(root: str | Path, fingerprint: dict[str, Any], overwrite: bool) -> bool:
+    """Create a job's run folder, or check that an existing one was made by the same config.
+
+    ``fingerprint`` holds everything that shapes the data; it is stored as ``run.json``.
+
+    Returns:
+        ``True`` when an existing run is being resumed.
+
+    Raises:
+        RunConfigMismatch: naming the fields whose values changed.
+    """
+    import logging
+    import shutil
+
+    log = logging.getLogger(__name__)
+    root = Path(root)
+    run_json = root / "run.json"
+    if overwrite and root.exists():
+        log.warning("output.overwrite=true: deleting %s", root)
+        shutil.rmtree(root)
+    if run_json.is_file():
+        old = json.loads(run_json.read_text())
+        changed = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
+        if changed:
+            raise RunConfigMismatch(
+                f"{root} was generated with a different config (changed: {', '.join(changed)}); "
+                "resume with the original config, pick a new output.dir, or set output.overwrite=true"
+            )
+        log.info("resuming run in %s", root)
+        return True
+    root.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_json, json.dumps(fingerprint, indent=2))
+    return False
+
+
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
     with open(path, encoding="utf-8") as f:
         for line in f:

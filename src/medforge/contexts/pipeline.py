@@ -31,7 +31,6 @@ import hashlib
 import json
 import logging
 import os
-import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -41,15 +40,11 @@ from medforge.contexts import task
 from medforge.contexts.config import ContextJobConfig
 from medforge.datasets.mcq import iter_mcq_file, quarantine_record
 from medforge.engines.config import OpenAITeacherConfig
-from medforge.io import atomic_write_jsonl, atomic_write_text
+from medforge.io import RunConfigMismatch, atomic_write_jsonl, atomic_write_text, open_run_folder  # noqa: F401
 
 logger = logging.getLogger(__name__)
 
 STAGED_COLUMNS = ("id", "row_index", "chunk", "question", "options_json", "answer")
-
-
-class RunConfigMismatch(RuntimeError):
-    """The run folder was made by a config that generates different data."""
 
 
 def request_seed(base: int, row_id: str) -> int:
@@ -291,22 +286,7 @@ class ChunkWriter:
 # ----------------------------------------------------------------------------- run
 def prepare_folder(cfg: ContextJobConfig) -> Path:
     root = Path(cfg.output.dir)
-    if cfg.output.overwrite and root.exists():
-        logger.warning("output.overwrite=true: deleting %s", root)
-        shutil.rmtree(root)
-    fp = fingerprint(cfg)
-    run_json = root / "run.json"
-    if run_json.is_file():
-        old = json.loads(run_json.read_text())
-        changed = sorted(k for k in set(old) | set(fp) if old.get(k) != fp.get(k))
-        if changed:
-            raise RunConfigMismatch(
-                f"{root} was generated with a different config (changed: {', '.join(changed)}); resume with the "
-                "original config, pick a new output.dir, or set output.overwrite=true")
-        logger.info("resuming run in %s", root)
-    else:
-        root.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_json, json.dumps(fp, indent=2))
+    open_run_folder(root, fingerprint(cfg), cfg.output.overwrite)
     (root / "quarantine").mkdir(exist_ok=True)
     (root / "out").mkdir(exist_ok=True)
     return root

@@ -24,7 +24,6 @@ import json
 import logging
 import math
 import random
-import shutil
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -39,13 +38,16 @@ from medforge.datagen.novelty import NoveltyFilter
 from medforge.datagen.prompts import template_hash
 from medforge.datagen.seeds import NO_INPUT, load_seeds
 from medforge.engines.config import OpenAITeacherConfig, VLLMTeacherConfig
-from medforge.io import atomic_write_jsonl, atomic_write_parquet_shards, atomic_write_text, read_jsonl
+from medforge.io import (  # noqa: F401 - RunConfigMismatch is part of this module's API
+    RunConfigMismatch,
+    atomic_write_jsonl,
+    atomic_write_parquet_shards,
+    atomic_write_text,
+    open_run_folder,
+    read_jsonl,
+)
 
 logger = logging.getLogger(__name__)
-
-
-class RunConfigMismatch(RuntimeError):
-    """The run folder was made by a config that generates different data."""
 
 
 @dataclass
@@ -154,23 +156,7 @@ class InstructionRun:
 
     def prepare_folder(self) -> None:
         """Create the run folder, or check that an existing one belongs to this config."""
-        run_json = self.root / "run.json"
-        if self.cfg.output.overwrite and self.root.exists():
-            logger.warning("output.overwrite=true: deleting %s", self.root)
-            shutil.rmtree(self.root)
-        fp = self.fingerprint()
-        if run_json.is_file():
-            old = json.loads(run_json.read_text())
-            changed = sorted(k for k in set(old) | set(fp) if old.get(k) != fp.get(k))
-            if changed:
-                raise RunConfigMismatch(
-                    f"{self.root} was generated with a different config (changed: {', '.join(changed)}); "
-                    "resume with the original config, pick a new output.dir, or set output.overwrite=true"
-                )
-            logger.info("resuming run in %s", self.root)
-        else:
-            self.root.mkdir(parents=True, exist_ok=True)
-            atomic_write_text(run_json, json.dumps(fp, indent=2))
+        open_run_folder(self.root, self.fingerprint(), self.cfg.output.overwrite)
         for d in (self.raw_dir, self.resp_dir, self.quarantine_dir):
             d.mkdir(parents=True, exist_ok=True)
         if self.seedset.quarantined:
