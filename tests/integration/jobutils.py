@@ -62,3 +62,15 @@ def wait_for(path_glob: tuple[Path, str], proc: subprocess.Popen, timeout: float
 
 def read_jsonl(path: Path) -> list[dict]:
     return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+
+
+def wait_for_text(log: Path, text: str, proc: subprocess.Popen, timeout: float = 600) -> None:
+    """Wait until ``text`` appears in the job's log."""
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if log.exists() and text in log.read_text(errors="replace"):
+            return
+        if proc.poll() is not None:
+            raise AssertionError(f"job exited ({proc.returncode}) before {text!r} was logged")
+        time.sleep(0.5)
+    raise AssertionError(f"timed out waiting for {text!r} in {log}")

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import json
+import time
 
 import pytest
 
-from jobutils import JOB, TINY_CONFIG, kill_group, read_jsonl, run_job, start_job, wait_for
+from jobutils import JOB, TINY_CONFIG, kill_group, read_jsonl, run_job, start_job, wait_for, wait_for_text
 
 from medforge.config.base import load_config
 from medforge.datagen.config import InstructionJobConfig
@@ -70,18 +71,23 @@ def test_generates_30_tasks_with_responses(full_run):
 
 def test_kill_and_resume_loses_nothing_and_duplicates_nothing(tiny_models, tmp_path):
     out = tmp_path / "run"
-    args = [str(JOB), "--config", str(TINY_CONFIG), *_overrides(tiny_models, out)]
+    # Small sequential engine batches, so replies (and response chunks) arrive over time and
+    # the kills below land mid-stream rather than after everything is back.
+    args = [str(JOB), "--config", str(TINY_CONFIG),
+            *_overrides(tiny_models, out, **{"teacher.batch_size": 8, "teacher.max_concurrent_batches": 1})]
     # 1) kill while tasks are being generated, as soon as two rounds are saved
     proc = start_job(args, tmp_path / "log1.txt")
     wait_for((out / "raw", "round_00001.jsonl"), proc)
     kill_group(proc)
     saved = {p.name: p.read_bytes() for p in (out / "raw").glob("round_*.jsonl")}
     assert saved and not (out / "summary.json").exists()
-    # 2) resume, and kill again once the first response chunk is saved
+    # 2) resume, and kill again once the response pass has started
     proc = start_job(args, tmp_path / "log2.txt")
-    wait_for((out / "responses", "part_00000.jsonl"), proc)
+    wait_for_text(tmp_path / "log2.txt", "responses: 0 already answered, 30 to go", proc)
+    time.sleep(5)
     kill_group(proc)
-    answered = {r["task_id"] for r in read_jsonl(out / "responses" / "part_00000.jsonl")}
+    assert not (out / "summary.json").exists(), "the second kill must land before the run finished"
+    answered = {r["task_id"] for p in (out / "responses").glob("part_*.jsonl") for r in read_jsonl(p)}
     # 3) resume to the end
     run_job(args, tmp_path / "log3.txt")
 

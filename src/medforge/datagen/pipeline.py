@@ -304,7 +304,8 @@ def generate_tasks(run: InstructionRun) -> None:
             i = int(row["id"])
             return build_request(cfg, seeds, _first + i // rpr, i % rpr, structured)
 
-        ds = ray.data.range(n_rounds * rpr).map(to_request)
+        # One block per round: rounds then stream back one by one instead of all at the end.
+        ds = ray.data.range(n_rounds * rpr, override_num_blocks=n_rounds).map(to_request)
         buffers: dict[int, list[dict[str, Any]]] = {}
         t_start, stream_tokens = time.perf_counter(), 0  # tok/s since the stream started (incl. engine start)
         replies = _stream_replies(ds, cfg, cfg.generation.sampling, schema)
@@ -368,6 +369,9 @@ def generate_responses(run: InstructionRun) -> dict[str, dict[str, Any]]:
     chunks: dict[int, list[dict[str, Any]]] = {}
     expected = {c: len(rows[c * cs:(c + 1) * cs]) for c in range(math.ceil(len(rows) / cs))}
     t0 = time.perf_counter()
+    # One block: rows with and without a JSON schema differ in their sampling_params struct, and
+    # Ray Data 2.60 fails to concatenate such blocks ("'pyarrow.lib.DataType' object is not
+    # iterable" in _backfill_missing_fields). So chunks usually complete together at the end.
     for rep in _stream_replies(ray.data.from_items(rows), cfg, cfg.responses.sampling, None):
         c = int(rep["request_index"]) // cs
         chunks.setdefault(c, []).append(rep)
