@@ -97,12 +97,6 @@ def build_request(cfg: InstructionJobConfig, seeds: list[dict[str, Any]], round_
     }
 
 
-def build_round_requests(cfg: InstructionJobConfig, seeds: list[dict[str, Any]], round_idx: int) -> list[dict[str, Any]]:
-    """All requests of one round."""
-    structured = _structured(cfg)
-    return [build_request(cfg, seeds, round_idx, i, structured) for i in range(cfg.generation.requests_per_round)]
-
-
 class InstructionRun:
     """One run folder: its checkpoints, its filter state and its outputs."""
 

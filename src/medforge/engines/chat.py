@@ -27,7 +27,7 @@ OUTPUT_COLUMNS = ("generated_text", "num_input_tokens", "num_generated_tokens", 
 _VLLM_INTERNAL = {
     "sampling_params", "prompt", "prompt_token_ids", "generated_tokens", "embeddings", "metrics",
     "logprobs", "prompt_logprobs", "request_id", "batch_uuid", "time_taken_llm", "params",
-    "__inference_error__", "tokenized_prompt", "messages_json",
+    "__inference_error__", "tokenized_prompt",
 }
 
 
