@@ -68,33 +68,61 @@ class TreeSampler(threading.Thread):
         self.peak_rss = self.peak_pss = self.peak_driver_rss = 0
         self.procs_at_peak = 0
         self.samples = 0
+        self.peak_uss = 0
+        # role -> largest RSS / PSS / USS one process of that role had at any sample, MiB
+        self.by_role: dict[str, dict[str, float]] = {}
+        self.at_peak: dict[str, dict[str, float]] = {}  # role -> summed RSS/PSS at the RSS peak
 
     def sample(self) -> None:
         try:
             procs = [self.root, *self.root.children(recursive=True)]
         except psutil.NoSuchProcess:
             return
-        rss = pss = 0
+        rss = pss = uss = 0
         n = 0
+        roles: dict[str, dict[str, float]] = {}
+        mib = 1024 * 1024
         for p in procs:
             try:
                 mi = p.memory_full_info()
+                role = "driver" if p.pid == self.root.pid else _role(p.cmdline())
             except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
                 continue
             rss += mi.rss
             pss += getattr(mi, "pss", mi.rss)
+            uss += getattr(mi, "uss", mi.rss)
             n += 1
             if p.pid == self.root.pid:
                 self.peak_driver_rss = max(self.peak_driver_rss, mi.rss)
+            r = roles.setdefault(role, {"n": 0, "rss": 0.0, "pss": 0.0})
+            r["n"] += 1
+            r["rss"] += mi.rss / mib
+            r["pss"] += getattr(mi, "pss", mi.rss) / mib
+            m = self.by_role.setdefault(role, {"rss": 0.0, "pss": 0.0, "uss": 0.0})
+            m["rss"] = max(m["rss"], mi.rss / mib)
+            m["pss"] = max(m["pss"], getattr(mi, "pss", mi.rss) / mib)
+            m["uss"] = max(m["uss"], getattr(mi, "uss", mi.rss) / mib)
         self.samples += 1
         if rss > self.peak_rss:
             self.peak_rss, self.procs_at_peak = rss, n
+            self.at_peak = {k: {kk: round(vv) for kk, vv in v.items()} for k, v in roles.items()}
         self.peak_pss = max(self.peak_pss, pss)
+        self.peak_uss = max(self.peak_uss, uss)
 
     def run(self) -> None:
         while not self.stop.is_set():
             self.sample()
             self.stop.wait(self.interval)
+
+
+def _role(cmdline: list[str]) -> str:
+    """A readable role for a process of the job's tree: Ray worker name, or the program."""
+    if not cmdline:
+        return "?"
+    if cmdline[0].startswith("ray::"):
+        return cmdline[0].split()[0]
+    names = [Path(c).name for c in cmdline[:3] if not c.startswith("-")]
+    return " ".join(names[:2])
 
 
 def _config(args, n: int, inp: Path, run: Path, base_url: str | None, tiny: str | None) -> dict:
@@ -187,10 +215,13 @@ def bench_one(args, n: int, work: Path, tiny: str | None) -> dict:
         "rows_per_s_job": round(done_rows / wall, 1),
         "rows_per_s_pipeline": round(n / summary["wall_time_s"], 1) if summary["wall_time_s"] else None,
         "peak_tree_rss_mib": round(sampler.peak_rss / mib), "peak_tree_pss_mib": round(sampler.peak_pss / mib),
+        "peak_tree_uss_mib": round(sampler.peak_uss / mib),
         "peak_driver_rss_mib": round(sampler.peak_driver_rss / mib), "procs_at_peak": sampler.procs_at_peak,
         "samples": sampler.samples, "rows_with_context": summary["rows_with_context"],
         "rows_quarantined": summary["rows_quarantined"], "cpu_count": os.cpu_count(),
         "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
+        "at_rss_peak_by_role": sampler.at_peak,
+        "max_per_process_by_role_mib": {k: {kk: round(vv) for kk, vv in v.items()} for k, v in sampler.by_role.items()},
     }
     print(json.dumps(res), flush=True)
     return res

@@ -2,7 +2,9 @@
 
 Few trainer runs, each checking several things, to stay inside the CI budget:
 ZeRO-3 padded full fine-tune (loss down, params changed, checkpoint, PNG, export loads in vLLM),
-ZeRO-2 packed LoRA (then resumed from its checkpoint), BERT multiple choice with/without context.
+ZeRO-2 packed LoRA (then resumed from its checkpoint), a worker killed with SIGKILL mid-run
+(FailureConfig restarts the group from the latest checkpoint), BERT multiple choice with/without
+context.
 """
 
 from __future__ import annotations
@@ -146,6 +148,62 @@ def test_train_zero2_packed_lora_then_resume_continues_at_right_step(tmp_path, t
     k_old = base.model.layers[0].self_attn.k_proj.weight
     assert not q_new.equal(q_old)  # LoRA merged into a target module
     assert k_new.equal(k_old)  # untargeted modules untouched
+
+
+def _train_worker_pids() -> list[int]:
+    """PIDs of this cluster's live Ray Train workers (never another user's processes)."""
+    from ray.util.state import list_actors
+
+    actors = list_actors(filters=[("class_name", "=", "RayTrainWorker"), ("state", "=", "ALIVE")], raise_on_missing_output=False)
+    return [a.pid for a in actors if a.pid]
+
+
+def test_train_worker_killed_mid_run_recovers_from_latest_checkpoint(tmp_path, tiny_models, ray_cluster, sft_data):
+    """SIGKILL one worker after the first checkpoint: the run finishes, restored from that checkpoint."""
+    import signal
+    import threading
+    import time
+
+    from medforge.train.llm import run_llm_finetune
+
+    steps, every = 40, 4
+    cfg = llm_cfg(
+        tmp_path, tiny_models["llama"], sft_data,
+        **{"deepspeed.zero_stage": 2, "optim.max_steps": steps, "optim.epochs": 100, "optim.micro_batch_size": 2,
+           "checkpoint.every_steps": every, "checkpoint.max_failures": 1, "data.eval_fraction": 0.0},
+    )
+    result: dict = {}
+
+    def fit() -> None:
+        try:
+            result["summary"] = run_llm_finetune(cfg)
+        except BaseException as exc:  # noqa: BLE001 - re-raised in the test thread below
+            result["error"] = exc
+
+    runner = threading.Thread(target=fit, daemon=True)
+    runner.start()
+    run_dir = Path(cfg.checkpoint.storage_path) / cfg.checkpoint.name
+    killed = None
+    deadline = time.time() + 600
+    while runner.is_alive() and killed is None and time.time() < deadline:
+        if any(run_dir.glob("checkpoint_*")):
+            pids = _train_worker_pids()
+            if pids:
+                killed = pids[-1]
+                os.kill(killed, signal.SIGKILL)
+                break
+        time.sleep(0.2)
+    runner.join(timeout=900)
+    assert not runner.is_alive(), "training did not finish after the worker was killed"
+    assert killed is not None, "the run ended before a worker could be killed; lengthen it"
+    if "error" in result:
+        raise result["error"]
+    assert result["summary"]["step"] == steps
+    hist = _history(Path(cfg.output.export_dir))
+    resumed = [h["step"] for h in hist if h.get("resumed_from_checkpoint")]
+    assert len(resumed) == 1 and resumed[0] % every == 0 and 0 < resumed[0] < steps, hist
+    train_steps = [h["step"] for h in hist if "train_loss" in h]
+    assert train_steps == list(range(1, steps + 1)), train_steps  # no step lost or logged twice
 
 
 def test_train_preflight_rejects_bad_input_before_workers(tmp_path, tiny_models, ray_cluster, sft_data):

@@ -139,7 +139,7 @@ class KeywordStage:
     """Ray Data actor UDF: the trust boundary. Loads the vocabulary once per actor.
 
     In: ``id, chunk, row_index, question, options_json, answer``. Out: the same minus
-    ``question``, plus ``keywords``, ``sent_options_json``, ``privacy_budget``, ``n_words``,
+    ``question``, plus ``keywords_json``, ``sent_options_json``, ``privacy_budget``, ``n_words``,
     ``phi_kinds_json``, ``messages``, ``request_seed``, ``json_schema``, ``letters_json``.
     """
 
@@ -155,7 +155,7 @@ class KeywordStage:
 
         g = self.cfg.generation
         out: dict[str, list[Any]] = {k: [] for k in (
-            "id", "chunk", "row_index", "answer", "keywords", "sent_options_json", "privacy_budget", "n_words",
+            "id", "chunk", "row_index", "answer", "keywords_json", "sent_options_json", "privacy_budget", "n_words",
             "phi_kinds_json", "messages", "request_seed", "json_schema", "letters_json")}
         for rid, chunk, ridx, question, opts_json, answer in zip(
                 batch["id"], batch["chunk"], batch["row_index"], batch["question"], batch["options_json"],
@@ -168,7 +168,8 @@ class KeywordStage:
             out["chunk"].append(int(chunk))
             out["row_index"].append(int(ridx))
             out["answer"].append(answer)
-            out["keywords"].append(sent["keywords"])
+            # JSON text, not a list: ragged list columns make Ray Data fall back to pickling
+            out["keywords_json"].append(json.dumps(sent["keywords"], ensure_ascii=False))
             out["sent_options_json"].append(json.dumps(sent["options"], ensure_ascii=False))
             out["privacy_budget"].append(gq.privacy_budget)
             out["n_words"].append(gq.n_words)
@@ -215,10 +216,6 @@ def _output_schema():
     ])
 
 
-def _plain(v: Any) -> Any:
-    return v.tolist() if hasattr(v, "tolist") else v
-
-
 class ChunkWriter:
     """Buffers streamed rows per chunk and writes a chunk as soon as all its rows are in."""
 
@@ -252,7 +249,7 @@ class ChunkWriter:
                             "raw_text": str(r.get("generated_text") or "")[:2000]})
                 continue
             good.append({
-                "id": r["id"], "row_index": int(r["row_index"]), "keywords": [str(k) for k in _plain(r["keywords"])],
+                "id": r["id"], "row_index": int(r["row_index"]), "keywords": json.loads(r["keywords_json"]),
                 "options": json.loads(r["sent_options_json"]), "answer": r["answer"],
                 "overall_context": r["overall_context"], "option_contexts": json.loads(r["option_contexts_json"]),
                 "preliminary_answer": r["preliminary_answer"], "privacy_budget": float(r["privacy_budget"]),
@@ -342,7 +339,7 @@ def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
     logger.info("%d of %d chunk(s) to generate", len(pending), len(counts))
     if pending:
         ds = build_dataset(cfg, [str(root / "staged" / f"chunk_{c:05d}.parquet") for c in pending])
-        keep = ("id", "chunk", "row_index", "answer", "keywords", "sent_options_json", "privacy_budget", "n_words",
+        keep = ("id", "chunk", "row_index", "answer", "keywords_json", "sent_options_json", "privacy_budget", "n_words",
                 "request_seed", "generated_text", "num_input_tokens", "num_generated_tokens", "overall_context",
                 "option_contexts_json", "preliminary_answer", "error")
         # batch_size=None: take blocks as they arrive, so finished chunks are written at once

@@ -400,6 +400,8 @@ def train_loop(config: dict[str, Any]) -> None:
         with ckpt.as_directory() as d:
             _, client = engine.load_checkpoint(d, tag=CKPT_TAG)
         state = client["medforge"]
+        # Kept in history.json, so a run shows where it was restored (worker failure or restart).
+        state["history"].append({"step": state["step"], "resumed_from_checkpoint": True})
         if rank == 0:
             logger.info("resumed from checkpoint at step %d (epoch %d, micro-batch %d)", state["step"], state["epoch"], state["micro_in_epoch"])
 
