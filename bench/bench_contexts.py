@@ -60,8 +60,10 @@ def _free_port() -> int:
 class TreeSampler(threading.Thread):
     """Every ``interval`` s: summed RSS / PSS of ``pid`` and all its descendants."""
 
-    def __init__(self, pid: int, interval: float = 0.5):
+    def __init__(self, pid: int, interval: float = 0.5, trace: Path | None = None, trace_every: float = 5.0):
         super().__init__(daemon=True)
+        self.trace, self.trace_every, self._last_trace = trace, trace_every, 0.0
+        self.t0 = time.time()
         self.root = psutil.Process(pid)
         self.interval = interval
         self.stop = threading.Event()
@@ -108,6 +110,11 @@ class TreeSampler(threading.Thread):
             self.at_peak = {k: {kk: round(vv) for kk, vv in v.items()} for k, v in roles.items()}
         self.peak_pss = max(self.peak_pss, pss)
         self.peak_uss = max(self.peak_uss, uss)
+        if self.trace and time.time() - self._last_trace >= self.trace_every:
+            self._last_trace = time.time()
+            with open(self.trace, "a") as f:
+                f.write(json.dumps({"t": round(time.time() - self.t0, 1), "rss": round(rss / mib), "pss": round(pss / mib),
+                                    "roles": {k: {kk: round(vv) for kk, vv in v.items()} for k, v in roles.items()}}) + "\n")
 
     def run(self) -> None:
         while not self.stop.is_set():
@@ -140,10 +147,13 @@ def _config(args, n: int, inp: Path, run: Path, base_url: str | None, tiny: str 
     return {
         "teacher": teacher,
         "input": {"path": str(inp)},
-        "keyword_concurrency": [1, args.keyword_actors],
+        # fixed pools (min = max), so every N runs the same processes and memory compares like for like
+        "keyword_concurrency": [args.keyword_actors, args.keyword_actors],
         "generation": gen,
         "output": {"dir": str(run), "chunk_rows": args.chunk_rows, "format": "parquet", "overwrite": True},
         "ray_num_cpus": 4,
+        **({"ray_object_store_mib": args.object_store_mib} if args.object_store_mib else {}),
+        **({"object_store_budget_mib": args.budget_mib} if args.budget_mib else {}),
     }
 
 
@@ -182,7 +192,8 @@ def bench_one(args, n: int, work: Path, tiny: str | None) -> dict:
             t0 = time.perf_counter()
             proc = subprocess.Popen([sys.executable, str(JOB), "--config", str(cfg_path)], cwd=ROOT, env=env,
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            sampler = TreeSampler(proc.pid)
+            trace = args.results.with_suffix(f".trace_{args.teacher}_{n}.jsonl") if args.results else None
+            sampler = TreeSampler(proc.pid, trace=trace)
             sampler.start()
             try:
                 rc = proc.wait(timeout=args.timeout)
@@ -236,6 +247,8 @@ def main() -> None:
     ap.add_argument("--in-flight", type=int, default=32, help="max concurrent requests per request actor")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--keyword-actors", type=int, default=2)
+    ap.add_argument("--object-store-mib", type=int, default=None, help="ray_object_store_mib (default: the config's)")
+    ap.add_argument("--budget-mib", type=int, default=None, help="object_store_budget_mib (default: the config's)")
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--work", type=Path, default=Path("/tmp/medforge_bench_contexts"))
     ap.add_argument("--results", type=Path, default=None)

@@ -59,7 +59,7 @@ def run_job(
 
     from medforge.runtime import init_ray
 
-    init_ray(cfg.ray_address, cfg.ray_num_cpus)
+    init_ray(cfg.ray_address, cfg.ray_num_cpus, getattr(cfg, "ray_object_store_mib", None))
     try:
         summary = run(cfg)
     except ConfigError as exc:

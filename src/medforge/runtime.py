@@ -15,7 +15,7 @@ def setup_logging(level: str = "INFO") -> None:
     )
 
 
-def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
+def init_ray(address: str | None = None, num_cpus: int | None = None, object_store_mib: int | None = None) -> None:
     """Join ``address`` (or ``RAY_ADDRESS``, as set by ``ray job submit``), else start a local cluster.
 
     The local cluster is always a new, private one (``address="local"``): with no address Ray
@@ -24,6 +24,8 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
 
     A local cluster gets at least 4 logical CPUs: Ray Data's CPU stages and the engine actor
     each hold one, and on a 2-core laptop exact accounting would stall the pipeline.
+    ``object_store_mib`` sizes a local cluster's object store (Ray's default: 30% of RAM); it is
+    ignored when joining a cluster, whose store was sized when it started.
     """
     import ray
 
@@ -35,5 +37,7 @@ def init_ray(address: str | None = None, num_cpus: int | None = None) -> None:
         ray.init(address=address, log_to_driver=True)
         return
     cpus = num_cpus or max(4, os.cpu_count() or 1)
-    logger.info("starting a local Ray cluster with %d logical CPUs", cpus)
-    ray.init(address="local", num_cpus=cpus, include_dashboard=False, log_to_driver=True)
+    store = object_store_mib * 1024 * 1024 if object_store_mib else None
+    logger.info("starting a local Ray cluster with %d logical CPUs%s", cpus,
+                f" and a {object_store_mib} MiB object store" if store else "")
+    ray.init(address="local", num_cpus=cpus, object_store_memory=store, include_dashboard=False, log_to_driver=True)

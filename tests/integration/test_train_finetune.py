@@ -20,8 +20,10 @@ import pytest
 
 from medforge.config.base import ConfigError
 from medforge.io import atomic_write_jsonl
-from medforge.train.config import LLMFinetuneConfig, SLMFinetuneConfig
+from medforge.train.config import SLMFinetuneConfig
 from medforge.train.synthetic import instruction_rows, mc_rows
+from trainutils import history as _history
+from trainutils import llm_cfg
 
 pytestmark = pytest.mark.integration
 
@@ -50,30 +52,6 @@ def sft_data(tmp_path_factory):
     path = tmp_path_factory.mktemp("sft_data") / "medinstruct.jsonl"
     atomic_write_jsonl(path, instruction_rows(48, seed=0, median_words=12))
     return path
-
-
-def llm_cfg(tmp_path: Path, model: Path, data: Path, **over) -> LLMFinetuneConfig:
-    base = {
-        "model": str(model),
-        "data": {"path": str(data), "max_length": 192, "eval_fraction": 0.15},
-        "optim": {"lr": 2e-3, "epochs": 1, "max_steps": 5, "micro_batch_size": 4, "warmup_ratio": 0.1},
-        "deepspeed": {"zero_stage": 3},
-        "scaling": {"num_workers": 2},
-        "checkpoint": {"storage_path": str(tmp_path / "ckpt"), "name": "sft", "max_failures": 0},
-        "logger": {"kind": "jsonl", "every_steps": 1},
-        "output": {"export_dir": str(tmp_path / "export")},
-    }
-    for key, value in over.items():
-        node = base
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node.setdefault(p, {})
-        node[leaf] = value
-    return LLMFinetuneConfig.model_validate(base)
-
-
-def _history(export: Path) -> list[dict]:
-    return json.loads((export / "training_logs" / "history.json").read_text())
 
 
 def test_train_zero3_full_sft_loss_down_params_changed_and_vllm_loads(tmp_path, tiny_models, ray_cluster, sft_data):

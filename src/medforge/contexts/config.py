@@ -64,11 +64,23 @@ class ContextJobConfig(MedforgeModel):
     generation: ContextGenerationConfig = Field(default_factory=ContextGenerationConfig, description="Prompt and decoding.")
     output: ContextOutputConfig = Field(description="Output folder and sharding.")
     seed: int = Field(0, description="Base of every request's seed (seed + hash of the row id).")
+    object_store_budget_mib: int | None = Field(
+        128, ge=32,
+        description="Cap on the object-store bytes this job's Ray Data stream holds in flight. Without it, "
+                    "fast stages (keywords) run ahead of the teacher and queue up to a share of the cluster's "
+                    "whole object store, so memory grows with the input. null: Ray Data's default.")
     ray_address: str | None = Field(None, description="Ray cluster to join; null starts a local one (or uses RAY_ADDRESS).")
     ray_num_cpus: int | None = Field(None, ge=1, description="Logical CPUs of a local cluster; null: max(4, cores).")
+    ray_object_store_mib: int | None = Field(
+        256, ge=80,
+        description="Object store of a local cluster (ignored when joining one). Bounded so that the pages "
+                    "the workers touch stay bounded on long runs; null: Ray's default, 30% of RAM.")
 
     @model_validator(mode="after")
     def _checks(self) -> ContextJobConfig:
+        if self.object_store_budget_mib and self.ray_object_store_mib and self.object_store_budget_mib > self.ray_object_store_mib:
+            raise ValueError(f"object_store_budget_mib={self.object_store_budget_mib} exceeds ray_object_store_mib="
+                             f"{self.ray_object_store_mib}; lower the budget or enlarge the store")
         lo, hi = self.keyword_concurrency
         if lo < 1 or hi < lo:
             raise ValueError(f"keyword_concurrency={self.keyword_concurrency}: need 1 <= min <= max")

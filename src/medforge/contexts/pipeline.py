@@ -307,16 +307,22 @@ def build_dataset(cfg: ContextJobConfig, paths: list[str]):
     # Batches never span more than a chunk's worth of rows, so small chunks still stream
     # (a larger batch would bundle several chunks and finish them all at once).
     batch = min(256, cfg.output.chunk_rows)
+    if cfg.object_store_budget_mib is not None:
+        # Backpressure on bytes in flight: the stream holds at most this much whatever the input size.
+        opts = ray.data.DataContext.get_current().execution_options
+        opts.resource_limits = opts.resource_limits.copy(object_store_memory=cfg.object_store_budget_mib * 1024 * 1024)
     # One block per staged chunk, read by its own task. ``read_parquet`` would coalesce small
     # files into one read task -- one block holding many (or all) chunks -- and every map task
     # emits its output as one block when it finishes, so no chunk could be written before all
     # the chunks in its block were generated: no streaming, and a kill would lose them all.
     ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=max(1, len(paths)))
-    ds = ds.map_batches(read_chunks, batch_size=1, batch_format="pyarrow", num_cpus=0.25)
+    # Task stages get a concurrency cap: uncapped, Ray Data launches up to 4 tasks per logical
+    # CPU at start-up, each in its own new worker process (~200 MiB each), for ~1 ms of work.
+    ds = ds.map_batches(read_chunks, batch_size=1, batch_format="pyarrow", num_cpus=0.25, concurrency=1)
     ds = ds.map_batches(KeywordStage, fn_constructor_kwargs={"cfg": cfg}, concurrency=tuple(cfg.keyword_concurrency),
                         batch_size=batch, batch_format="numpy", num_cpus=0.5)
     ds = generate_chat(ds, cfg.teacher, cfg.generation.sampling)
-    return ds.map_batches(parse_stage, batch_format="numpy", batch_size=batch, num_cpus=0.25)
+    return ds.map_batches(parse_stage, batch_format="numpy", batch_size=batch, num_cpus=0.25, concurrency=1)
 
 
 def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:

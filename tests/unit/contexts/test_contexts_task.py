@@ -80,3 +80,18 @@ def test_structured_requires_json():
 
     with pytest.raises(ValidationError, match="structured_output=true needs output_format=json"):
         ContextGenerationConfig(output_format="text", structured_output=True)
+
+
+def test_object_store_budget_must_fit_the_local_store():
+    from pydantic import ValidationError
+
+    from medforge.contexts.config import ContextJobConfig
+
+    base = {"teacher": {"kind": "openai", "base_url": "http://127.0.0.1:1/v1", "model": "m"},
+            "input": {"path": "in.jsonl"}, "output": {"dir": "out"}}
+    cfg = ContextJobConfig.model_validate(base)
+    assert cfg.object_store_budget_mib <= cfg.ray_object_store_mib
+    with pytest.raises(ValidationError, match="exceeds ray_object_store_mib"):
+        ContextJobConfig.model_validate({**base, "object_store_budget_mib": 4096, "ray_object_store_mib": 1024})
+    # joining a cluster (or Ray's default store): only the budget applies
+    assert ContextJobConfig.model_validate({**base, "object_store_budget_mib": 4096, "ray_object_store_mib": None})
