@@ -143,7 +143,10 @@ def _config(args, n: int, inp: Path, run: Path, base_url: str | None, tiny: str 
                    "cpu_kvcache_gib": 1}
     gen = {"sampling": {"temperature": 0.0, "max_tokens": 300}}
     if args.teacher == "vllm":
-        gen = {"max_overall_chars": 200, "max_option_chars": 60, "sampling": {"temperature": 0.0, "max_tokens": 256}}
+        gen = {"max_overall_chars": 200, "max_option_chars": 60,
+               "sampling": {"temperature": 0.0, "max_tokens": args.max_tokens or 256}}
+        if args.output_format == "text":  # the paper's line layout, no guided decoding
+            gen.update(output_format="text", structured_output=False)
     return {
         "teacher": teacher,
         "input": {"path": str(inp)},
@@ -249,6 +252,9 @@ def main() -> None:
     ap.add_argument("--keyword-actors", type=int, default=2)
     ap.add_argument("--object-store-mib", type=int, default=None, help="ray_object_store_mib (default: the config's)")
     ap.add_argument("--budget-mib", type=int, default=None, help="object_store_budget_mib (default: the config's)")
+    ap.add_argument("--max-tokens", type=int, default=None, help="vllm teacher: max new tokens (default 256)")
+    ap.add_argument("--output-format", choices=["json", "text"], default="json",
+                    help="vllm teacher: json = structured output (guided decoding), text = free text")
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--work", type=Path, default=Path("/tmp/medforge_bench_contexts"))
     ap.add_argument("--results", type=Path, default=None)

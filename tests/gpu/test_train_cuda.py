@@ -40,11 +40,14 @@ def test_gpu_sft_bf16_loss_down_params_changed_bf16_export(tmp_path, tiny_models
     hist = history(cfg.output.export_dir)
     losses = [h["train_loss"] for h in hist if "train_loss" in h]
     assert summary["step"] == 8 and losses[-1] < losses[0] - 0.1, losses
-    assert all(h.get("mfu", 0) > 0 for h in hist if "train_loss" in h)  # MFU is reported on GPU
-    before = load_file(str(tiny_models["llama"] / "model.safetensors"))
-    after = load_file(str(Path(cfg.output.export_dir) / "model.safetensors"))
     import torch
 
+    from medforge.train.common import peak_flops
+
+    if peak_flops(torch.cuda.get_device_name()) is not None:  # MFU needs the card's known peak
+        assert all(h.get("mfu", 0) > 0 for h in hist if "train_loss" in h)
+    before = load_file(str(tiny_models["llama"] / "model.safetensors"))
+    after = load_file(str(Path(cfg.output.export_dir) / "model.safetensors"))
     assert {t.dtype for t in after.values()} == {torch.bfloat16}
     changed = [k for k in before if not torch.equal(before[k].to(torch.bfloat16), after[k])]
     assert len(changed) > len(before) // 2
