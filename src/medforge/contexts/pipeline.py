@@ -298,6 +298,16 @@ def read_chunks(batch):
     return pa.concat_tables([pq.read_table(str(p), schema=schema) for p in batch["path"].to_pylist()])
 
 
+class _Stage:
+    """Runs a plain batch function in a Ray Data actor (one long-lived process)."""
+
+    def __init__(self, fn):
+        self.fn = fn
+
+    def __call__(self, batch):
+        return self.fn(batch)
+
+
 def build_dataset(cfg: ContextJobConfig, paths: list[str]):
     """The lazy Ray Data pipeline over staged chunk files (nothing runs until consumed)."""
     import ray
@@ -316,13 +326,17 @@ def build_dataset(cfg: ContextJobConfig, paths: list[str]):
     # emits its output as one block when it finishes, so no chunk could be written before all
     # the chunks in its block were generated: no streaming, and a kill would lose them all.
     ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=max(1, len(paths)))
-    # Task stages get a concurrency cap: uncapped, Ray Data launches up to 4 tasks per logical
-    # CPU at start-up, each in its own new worker process (~200 MiB each), for ~1 ms of work.
-    ds = ds.map_batches(read_chunks, batch_size=1, batch_format="pyarrow", num_cpus=0.25, concurrency=1)
+    # Read and parse run in one long-lived actor each, not as tasks: uncapped, Ray Data launches
+    # up to 4 tasks per logical CPU at start-up, each in a new worker process (~200 MiB), for
+    # ~1 ms of work; capped tasks still come and go in pooled workers. Fixed actors keep the
+    # process set -- and so the memory -- the same from the first chunk to the millionth row.
+    ds = ds.map_batches(_Stage, fn_constructor_args=(read_chunks,), batch_size=1, batch_format="pyarrow",
+                        num_cpus=0.25, concurrency=1)
     ds = ds.map_batches(KeywordStage, fn_constructor_kwargs={"cfg": cfg}, concurrency=tuple(cfg.keyword_concurrency),
                         batch_size=batch, batch_format="numpy", num_cpus=0.5)
     ds = generate_chat(ds, cfg.teacher, cfg.generation.sampling)
-    return ds.map_batches(parse_stage, batch_format="numpy", batch_size=batch, num_cpus=0.25, concurrency=1)
+    return ds.map_batches(_Stage, fn_constructor_args=(parse_stage,), batch_format="numpy", batch_size=batch,
+                          num_cpus=0.25, concurrency=1)
 
 
 def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
