@@ -15,10 +15,10 @@ How it stays flat in memory and resumable:
 1. **Stage** (driver, streaming): the input is read line by line as bytes, normalised by
    :mod:`medforge.datasets.mcq` and written in fixed-size chunks by row order. Only one chunk
    is in memory. Chunk N always holds the same rows, so chunks are the unit of resume.
-2. **Generate** (Ray Data, streaming): one read task and one block per chunk that has no
-   output shard yet -> ``map_batches`` keyword actors (the guard; the question text is dropped here
-   and never reaches the teacher stage) -> :func:`medforge.engines.chat.generate_chat` ->
-   ``map_batches`` parse. The driver consumes the stream with ``iter_batches`` and buffers
+2. **Generate** (Ray Data, streaming, every stage in long-lived actors): one block per chunk
+   that has no output shard yet -> ``map_batches`` keyword actors (read the chunk, apply the
+   guard; the question text is dropped here and never reaches the teacher stage) ->
+   :func:`medforge.engines.chat.generate_chat` -> ``map_batches`` parse actor. The driver consumes the stream with ``iter_batches`` and buffers
    rows per chunk; a complete chunk is written atomically (quarantine part first, output
    shard last -- the shard is the "done" marker) and dropped from memory.
 3. **Resume**: a restart skips chunks whose shard exists. A kill loses at most the chunks in
@@ -136,10 +136,11 @@ def stage_input(cfg: ContextJobConfig, root: Path) -> dict[int, int]:
 
 # ----------------------------------------------------------------------------- Ray stages
 class KeywordStage:
-    """Ray Data actor UDF: the trust boundary. Loads the vocabulary once per actor.
+    """Ray Data actor UDF: reads staged chunks and applies the trust boundary. Loads the
+    vocabulary once per actor.
 
-    In: ``id, chunk, row_index, question, options_json, answer``. Out: the same minus
-    ``question``, plus ``keywords_json``, ``sent_options_json``, ``privacy_budget``, ``n_words``,
+    In: ``path`` of staged chunk files (one per call), whose rows are ``id, chunk, row_index,
+    question, options_json, answer``. Out: those minus ``question``, plus ``keywords_json``, ``sent_options_json``, ``privacy_budget``, ``n_words``,
     ``phi_kinds_json``, ``messages``, ``request_seed``, ``json_schema``, ``letters_json``.
     """
 
@@ -151,6 +152,11 @@ class KeywordStage:
         self.structured = _structured(cfg)
 
     def __call__(self, batch):
+        # Reading here rather than in a stage of its own saves a worker process for the
+        # whole run (the read is ~1 ms per chunk).
+        return self.process(read_chunks(batch).to_pydict())
+
+    def process(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         from medforge.privacy.keywords import extract_keywords
 
         g = self.cfg.generation
@@ -290,7 +296,7 @@ def prepare_folder(cfg: ContextJobConfig) -> Path:
 
 
 def read_chunks(batch):
-    """Ray Data UDF: ``path`` rows -> the rows of those staged chunk files (one file per call)."""
+    """``path`` rows (a pyarrow batch) -> the rows of those staged chunk files, as one table."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -314,26 +320,24 @@ def build_dataset(cfg: ContextJobConfig, paths: list[str]):
 
     from medforge.engines.chat import generate_chat
 
-    # Batches never span more than a chunk's worth of rows, so small chunks still stream
+    # Parse batches never span more than a chunk's worth of rows, so small chunks still stream
     # (a larger batch would bundle several chunks and finish them all at once).
     batch = min(256, cfg.output.chunk_rows)
     if cfg.object_store_budget_mib is not None:
         # Backpressure on bytes in flight: the stream holds at most this much whatever the input size.
         opts = ray.data.DataContext.get_current().execution_options
         opts.resource_limits = opts.resource_limits.copy(object_store_memory=cfg.object_store_budget_mib * 1024 * 1024)
-    # One block per staged chunk, read by its own task. ``read_parquet`` would coalesce small
-    # files into one read task -- one block holding many (or all) chunks -- and every map task
+    # One block per staged chunk, read by one keyword-actor call. ``read_parquet`` would coalesce
+    # small files into one read task -- one block holding many (or all) chunks -- and every map task
     # emits its output as one block when it finishes, so no chunk could be written before all
     # the chunks in its block were generated: no streaming, and a kill would lose them all.
     ds = ray.data.from_items([{"path": p} for p in paths], override_num_blocks=max(1, len(paths)))
-    # Read and parse run in one long-lived actor each, not as tasks: uncapped, Ray Data launches
-    # up to 4 tasks per logical CPU at start-up, each in a new worker process (~200 MiB), for
-    # ~1 ms of work; capped tasks still come and go in pooled workers. Fixed actors keep the
-    # process set -- and so the memory -- the same from the first chunk to the millionth row.
-    ds = ds.map_batches(_Stage, fn_constructor_args=(read_chunks,), batch_size=1, batch_format="pyarrow",
-                        num_cpus=0.25, concurrency=1)
+    # Every stage runs in long-lived actors, none as tasks: uncapped, Ray Data launches up to 4
+    # tasks per logical CPU at start-up, each in a new worker process (~200 MiB), for ~1 ms of
+    # work, and even capped tasks come and go in pooled workers. Fixed actors keep the process
+    # set -- and so the memory -- the same from the first chunk to the millionth row.
     ds = ds.map_batches(KeywordStage, fn_constructor_kwargs={"cfg": cfg}, concurrency=tuple(cfg.keyword_concurrency),
-                        batch_size=batch, batch_format="numpy", num_cpus=0.5)
+                        batch_size=1, batch_format="pyarrow", num_cpus=0.5)
     ds = generate_chat(ds, cfg.teacher, cfg.generation.sampling)
     return ds.map_batches(_Stage, fn_constructor_args=(parse_stage,), batch_format="numpy", batch_size=batch,
                           num_cpus=0.25, concurrency=1)
