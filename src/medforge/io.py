@@ -8,11 +8,15 @@ never half of one.
 from __future__ import annotations
 
 import json
+import logging
 import os
+import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
+
+logger = logging.getLogger(__name__)
 
 
 def _umask_mode() -> int:
@@ -59,14 +63,10 @@ def open_run_folder(root: str | Path, fingerprint: dict[str, Any], overwrite: bo
     Raises:
         RunConfigMismatch: naming the fields whose values changed.
     """
-    import logging
-    import shutil
-
-    log = logging.getLogger(__name__)
     root = Path(root)
     run_json = root / "run.json"
     if overwrite and root.exists():
-        log.warning("output.overwrite=true: deleting %s", root)
+        logger.warning("output.overwrite=true: deleting %s", root)
         shutil.rmtree(root)
     if run_json.is_file():
         old = json.loads(run_json.read_text())
@@ -76,7 +76,7 @@ def open_run_folder(root: str | Path, fingerprint: dict[str, Any], overwrite: bo
                 f"{root} was generated with a different config (changed: {', '.join(changed)}); "
                 "resume with the original config, pick a new output.dir, or set output.overwrite=true"
             )
-        log.info("resuming run in %s", root)
+        logger.info("resuming run in %s", root)
         return True
     root.mkdir(parents=True, exist_ok=True)
     atomic_write_text(run_json, json.dumps(fingerprint, indent=2))

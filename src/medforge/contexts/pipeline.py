@@ -18,8 +18,8 @@ How it stays flat in memory and resumable:
 2. **Generate** (Ray Data, streaming, every stage in long-lived actors): one block per chunk
    that has no output shard yet -> ``map_batches`` keyword actors (read the chunk, apply the
    guard; the question text is dropped here and never reaches the teacher stage) ->
-   :func:`medforge.engines.chat.generate_chat` -> ``map_batches`` parse actor. The driver consumes the stream with ``iter_batches`` and buffers
-   rows per chunk; a complete chunk is written atomically (quarantine part first, output
+   :func:`medforge.engines.chat.generate_chat` -> ``map_batches`` parse actor. The driver
+   consumes the stream with ``iter_batches`` and buffers rows per chunk; a complete chunk is written atomically (quarantine part first, output
    shard last -- the shard is the "done" marker) and dropped from memory.
 3. **Resume**: a restart skips chunks whose shard exists. A kill loses at most the chunks in
    flight; they are regenerated with the same request seeds. No row is written twice.
@@ -40,7 +40,7 @@ from medforge.contexts import task
 from medforge.contexts.config import ContextJobConfig
 from medforge.datasets.mcq import iter_mcq_file, quarantine_record
 from medforge.engines.config import OpenAITeacherConfig
-from medforge.io import RunConfigMismatch, atomic_write_jsonl, atomic_write_text, open_run_folder  # noqa: F401
+from medforge.io import atomic_write_jsonl, atomic_write_text, open_run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -140,8 +140,8 @@ class KeywordStage:
     vocabulary once per actor.
 
     In: ``path`` of staged chunk files (one per call), whose rows are ``id, chunk, row_index,
-    question, options_json, answer``. Out: those minus ``question``, plus ``keywords_json``, ``sent_options_json``, ``privacy_budget``, ``n_words``,
-    ``phi_kinds_json``, ``messages``, ``request_seed``, ``json_schema``, ``letters_json``.
+    question, options_json, answer``. Out: those minus ``question``, plus ``keywords_json``,
+    ``sent_options_json``, ``privacy_budget``, ``n_words``, ``phi_kinds_json``, ``messages``, ``request_seed``, ``json_schema``, ``letters_json``.
     """
 
     def __init__(self, cfg: ContextJobConfig):

@@ -28,7 +28,7 @@ from pydantic import Field, field_validator
 
 from medforge.config.base import MedforgeModel
 from medforge.privacy.phi import find_phi, merge_spans, overlaps, redact
-from medforge.privacy.vocab import SOURCES, MAX_PHRASE_TOKENS, Vocabulary, load_vocabulary, name_denylist, tokenize
+from medforge.privacy.vocab import SOURCES, Vocabulary, load_vocabulary, name_denylist, tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -36,7 +36,6 @@ _AGE_SEX = re.compile(
     r"\b(\d{1,3})[\s-]*(?:year|yr)s?[\s-]*old\s+(man|woman|male|female|boy|girl|infant|child|patient|gentleman|lady)\b",
     re.IGNORECASE,
 )
-_PLURAL = re.compile(r"(?<=[a-z]{3})(?<!s)s$")
 
 
 class KeywordConfig(MedforgeModel):
@@ -84,8 +83,8 @@ class GuardedQuery:
 
 
 def _singular(tok: str) -> str:
-    """``_PLURAL.sub("", tok)`` for a lower-cased token, without the regex: drop a final "s"
-    preceded by three ASCII letters of which the last is not "s"."""
+    """A lower-cased token's crude singular: drop a final "s" preceded by three ASCII letters
+    of which the last is not "s" ("fevers" -> "fever", "abscess" unchanged)."""
     if len(tok) >= 4 and tok[-1] == "s" and tok[-2] != "s" and all("a" <= c <= "z" for c in tok[-4:-1]):
         return tok[:-1]
     return tok
@@ -95,7 +94,7 @@ def _match_phrases(tokens: list[tuple[str, int, int]], vocab: Vocabulary) -> lis
     """Greedy longest match. Returns ``(phrase, first_token, last_token_exclusive, unused)``."""
     low = [t.lower() for t, _, _ in tokens]
     phrases = vocab.phrases
-    first = vocab.first_sorted
+    first = vocab.first
     n_low = len(low)
     out = []
     i = 0

@@ -127,20 +127,17 @@ class Vocabulary:
 
     phrases: frozenset[str]
     sources: tuple[str, ...]
-    first: dict[str, frozenset[int]] = field(default_factory=dict)
-    #: per first token, the usable phrase lengths (<= MAX_PHRASE_TOKENS), longest first
-    first_sorted: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False, compare=False)
+    #: per first token, the phrase lengths (<= MAX_PHRASE_TOKENS) that start with it, longest first
+    first: dict[str, tuple[int, ...]] = field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if not self.first:
             first: dict[str, set[int]] = {}
             for p in self.phrases:
                 toks = p.split(" ")
-                first.setdefault(toks[0], set()).add(len(toks))
-            self.first = {k: frozenset(v) for k, v in first.items()}
-        if not self.first_sorted:
-            self.first_sorted = {k: tuple(sorted((n for n in v if n <= MAX_PHRASE_TOKENS), reverse=True))
-                                 for k, v in self.first.items()}
+                if len(toks) <= MAX_PHRASE_TOKENS:
+                    first.setdefault(toks[0], set()).add(len(toks))
+            self.first = {k: tuple(sorted(v, reverse=True)) for k, v in first.items()}
 
     def __contains__(self, phrase: str) -> bool:
         return phrase in self.phrases
