@@ -113,7 +113,8 @@ def test_kill_and_resume_loses_nothing_and_duplicates_nothing(tiny_models, tmp_p
 
 
 def test_resume_with_changed_config_is_refused(tiny_models, full_run, tmp_path):
-    from medforge.datagen.pipeline import RunConfigMismatch, run_instruction_synthesis
+    from medforge.datagen.pipeline import run_instruction_synthesis
+    from medforge.io import RunConfigMismatch
 
     cfg = load_config(InstructionJobConfig, TINY_CONFIG,
                       _overrides(tiny_models, full_run, **{"generation.tasks_per_request": 5,

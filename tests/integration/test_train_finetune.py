@@ -41,7 +41,7 @@ def ray_cluster():
 
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=bool(os.environ.get("MEDFORGE_TEST_RAY_LOGS")))
+        ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
     yield
     if started:
         ray.shutdown()

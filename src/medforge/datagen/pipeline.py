@@ -38,8 +38,7 @@ from medforge.datagen.novelty import NoveltyFilter
 from medforge.datagen.prompts import template_hash
 from medforge.datagen.seeds import NO_INPUT, load_seeds
 from medforge.engines.config import OpenAITeacherConfig, VLLMTeacherConfig
-from medforge.io import (  # noqa: F401 - RunConfigMismatch is part of this module's API
-    RunConfigMismatch,
+from medforge.io import (
     atomic_write_jsonl,
     atomic_write_parquet_shards,
     atomic_write_text,
