@@ -11,7 +11,6 @@ guided decoding) is what lets even a random model yield parseable tasks.
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import time
 from pathlib import Path
@@ -48,6 +47,7 @@ def cli_main(argv: list[str]) -> int:
     from medforge.datagen.config import InstructionJobConfig
     from medforge.datagen.pipeline import run_instruction_synthesis
     from medforge.engines.tiny import make_tiny_models
+    from medforge.io import read_jsonl
     from medforge.runtime import init_ray
 
     print(BANNER)
@@ -62,7 +62,7 @@ def cli_main(argv: list[str]) -> int:
     summary = run_instruction_synthesis(cfg)
     wall = time.perf_counter() - t0
 
-    rows = [json.loads(line) for line in Path(summary["paths"]["jsonl"]).read_text().splitlines()]
+    rows = list(read_jsonl(summary["paths"]["jsonl"]))
     print(BANNER)
     print(f"demo finished in {wall:.0f} s")
     print(f"  accepted tasks      : {summary['accepted_tasks']} / {summary['target_tasks']} "

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Iterator
@@ -41,9 +42,31 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
+# json.dumps(ensure_ascii=False) leaves these raw inside strings, yet str.splitlines(), JavaScript
+# and many JSONL readers break lines at them: a model that writes one would split its row in two.
+_FOREIGN_LINE_BREAKS = re.compile("[\u0085\u2028\u2029]")
+
+
+def jsonl_line(obj: Any) -> str:
+    """One JSON line (no trailing newline): UTF-8 text kept readable, every line break escaped."""
+    text = json.dumps(obj, ensure_ascii=False, default=_json_default)
+    if _FOREIGN_LINE_BREAKS.search(text):
+        text = _FOREIGN_LINE_BREAKS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    return text
+
+
+def jsonl_text_lines(text: str) -> list[str]:
+    """Split JSONL text into its lines at ``\\n`` only (``\\r\\n`` accepted).
+
+    Unlike ``str.splitlines()`` this never splits inside a JSON string that holds a raw
+    U+2028, U+2029 or U+0085, which other writers (and valid JSON) allow.
+    """
+    return [line[:-1] if line.endswith("\r") else line for line in text.split("\n")]
+
+
 def atomic_write_jsonl(path: str | Path, rows: Iterable[dict[str, Any]]) -> int:
     """Write rows as JSON lines atomically; returns the row count."""
-    lines = [json.dumps(r, ensure_ascii=False, default=_json_default) for r in rows]
+    lines = [jsonl_line(r) for r in rows]
     atomic_write_text(path, "".join(line + "\n" for line in lines))
     return len(lines)
 
@@ -84,6 +107,7 @@ def open_run_folder(root: str | Path, fingerprint: dict[str, Any], overwrite: bo
 
 
 def read_jsonl(path: str | Path) -> Iterator[dict[str, Any]]:
+    # file iteration splits at \n (and \r), never at U+2028 and friends
     with open(path, encoding="utf-8") as f:
         for line in f:
             if line.strip():

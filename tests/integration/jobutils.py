@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import json
 import os
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+import medforge.io
 
 REPO = Path(__file__).resolve().parents[2]
 JOB = REPO / "ray_jobs" / "generate_instructions.py"
@@ -61,7 +62,7 @@ def wait_for(path_glob: tuple[Path, str], proc: subprocess.Popen, timeout: float
 
 
 def read_jsonl(path: Path) -> list[dict]:
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    return list(medforge.io.read_jsonl(path))
 
 
 def wait_for_text(log: Path, text: str, proc: subprocess.Popen, timeout: float = 600) -> None:

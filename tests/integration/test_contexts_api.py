@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from medforge.io import read_jsonl
+
 sys.path.insert(0, str(Path(__file__).parent))
 from contexts_loopback import Faults, LoopbackServer  # noqa: E402
 
@@ -74,7 +76,7 @@ def test_api_teacher_faults_rate_limit_and_no_phi(tmp_path, ray_local):
         log = list(srv.rec.requests)
 
     # every row complete, none twice
-    rows = [json.loads(x) for p in sorted((tmp_path / "run" / "out").glob("part-*.jsonl")) for x in p.read_text().splitlines()]
+    rows = [r for p in sorted((tmp_path / "run" / "out").glob("part-*.jsonl")) for r in read_jsonl(p)]
     assert summary["rows_with_context"] == 27 and summary["rows_quarantined"] == 0
     assert sorted(r["id"] for r in rows) == sorted(f"{v['id']}-{c}" for c in range(3) for v in VIGNETTES)
     assert all(set(r["option_contexts"]) == set(r["options"]) for r in rows)
@@ -108,7 +110,7 @@ def test_api_teacher_empty_and_garbage_replies_are_quarantined(tmp_path, ray_loc
     with LoopbackServer(faults) as srv:
         summary = run_context_generation(_cfg(tmp_path, srv.base_url, inp, output={"format": "parquet"}))
     assert summary["rows_with_context"] == 3 and summary["rows_quarantined"] == 6
-    q = [json.loads(x) for p in (tmp_path / "run" / "quarantine").glob("part-*.jsonl") for x in p.read_text().splitlines()]
+    q = [r for p in (tmp_path / "run" / "quarantine").glob("part-*.jsonl") for r in read_jsonl(p)]
     reasons = {r["reason"] for r in q}
     assert "empty reply" in reasons and any("no overall context" in r for r in reasons)
     import pyarrow.parquet as pq

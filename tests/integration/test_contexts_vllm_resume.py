@@ -12,6 +12,8 @@ from pathlib import Path
 import pytest
 import yaml
 
+from medforge.io import read_jsonl
+
 sys.path.insert(0, str(Path(__file__).parent))
 from contexts_loopback import LoopbackServer  # noqa: E402
 
@@ -55,7 +57,7 @@ def _rows(out_dir: Path) -> list[dict]:
 
 
 def _quarantined(run: Path) -> list[dict]:
-    return [json.loads(x) for p in sorted((run / "quarantine").glob("part-*.jsonl")) for x in p.read_text().splitlines()]
+    return [r for p in sorted((run / "quarantine").glob("part-*.jsonl")) for r in read_jsonl(p)]
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from medforge.datagen.novelty import NoveltyFilter
+from medforge.io import jsonl_line, jsonl_text_lines
 
 logger = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def read_seeds(path: Path, fld: str) -> list[str]:
             texts.append(item if isinstance(item, str) else _check_row(item, fld, f"{path}: entry {k}"))
         return texts
     texts = []
-    for lineno, line in enumerate(content.splitlines(), start=1):
+    for lineno, line in enumerate(jsonl_text_lines(content), start=1):
         if not line.strip():
             continue
         try:
@@ -196,11 +197,11 @@ def cli_main(argv: list[str]) -> int:
                 out.write(raw + "\n")
             elif rej is not None:
                 extra = {"best_score": dec.best_score, "nearest_id": dec.nearest_id}
-                rej.write(json.dumps({**row, NOVELTY_KEY: extra}, ensure_ascii=False) + "\n")
+                rej.write(jsonl_line({**row, NOVELTY_KEY: extra}) + "\n")
         if args.quarantine:
             q = writers.open(args.quarantine)
             for bad in data.bad:
-                q.write(json.dumps(bad, ensure_ascii=False) + "\n")
+                q.write(jsonl_line(bad) + "\n")
         writers.commit()
     except BaseException:
         writers.abort()

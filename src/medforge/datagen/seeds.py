@@ -16,6 +16,8 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from medforge.io import jsonl_text_lines
+
 logger = logging.getLogger(__name__)
 
 NO_INPUT = "<noinput>"
@@ -111,7 +113,7 @@ def _read_rows(path: Path) -> list[Any]:
             raise SeedError(f"seed file {path} is not valid JSON ({exc}); fix the file or give JSONL") from None
         return rows
     rows = []
-    for lineno, line in enumerate(text.splitlines(), 1):
+    for lineno, line in enumerate(jsonl_text_lines(text), 1):
         if not line.strip():
             continue
         try:
@@ -131,7 +133,7 @@ def load_seeds(path: str | Path | None = None) -> SeedSet:
     """
     if path is None:
         ref = resources.files("medforge.datagen") / "data" / "default_seeds.jsonl"
-        source, rows = "medforge:default_seeds.jsonl", [json.loads(line) for line in ref.read_text().splitlines() if line.strip()]
+        source, rows = "medforge:default_seeds.jsonl", [json.loads(line) for line in jsonl_text_lines(ref.read_text()) if line.strip()]
     else:
         p = Path(path)
         if not p.is_file():

@@ -24,6 +24,7 @@ import tempfile
 from pathlib import Path
 
 from medforge.datasets.mcq import FORMATS, MAX_QUESTION_CHARS, iter_mcq_file, quarantine_record
+from medforge.io import jsonl_line
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +54,11 @@ def run_keywords(input_path: str | Path, output_path: str | Path, fmt: str = "au
              os.fdopen(tmps[quarantine_path][0], "w", encoding="utf-8") as f_q:
             for index, row, reason in iter_mcq_file(input_path, fmt, cop_base, MAX_QUESTION_CHARS):
                 if row is None:
-                    f_q.write(json.dumps(quarantine_record(index, reason, input_path)) + "\n")
+                    f_q.write(jsonl_line(quarantine_record(index, reason, input_path)) + "\n")
                     n_bad += 1
                     continue
                 g = extract_keywords(row["question"], row["options"], cfg, vocab)
-                f_out.write(json.dumps({"id": row["id"], **g.payload()}, ensure_ascii=False) + "\n")
+                f_out.write(jsonl_line({"id": row["id"], **g.payload()}) + "\n")
                 f_budget.write(json.dumps({
                     "id": row["id"], "privacy_budget": g.privacy_budget, "n_words": g.n_words,
                     "n_sent_words": g.n_sent_words, "phi_kinds": g.phi_kinds,

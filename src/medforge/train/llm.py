@@ -380,7 +380,7 @@ def train_loop(config: dict[str, Any]) -> None:
 
     cfg = LLMFinetuneConfig.model_validate(config["cfg"])
     ds_config = config["ds_config"]
-    total_steps, steps_per_epoch = config["total_steps"], config["steps_per_epoch"]
+    total_steps = config["total_steps"]
     ctx = ray.train.get_context()
     rank, world = ctx.get_world_rank(), ctx.get_world_size()
     device = ray.train.torch.get_device()
@@ -525,7 +525,6 @@ def run_llm_finetune(cfg: LLMFinetuneConfig) -> dict[str, Any]:
     Raises:
         ConfigError: a bad input found before any worker started.
     """
-    import ray.train
     from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
     from ray.train.torch import TorchTrainer
 

@@ -48,6 +48,16 @@ def test_keeps_rows_in_order_with_fields_intact(tmp_path):
     assert not list(tmp_path.glob(".*.tmp"))
 
 
+def test_raw_unicode_line_separators_inside_strings_are_one_row(tmp_path):
+    # valid JSONL from another writer: U+2028/U+0085 raw inside strings, CRLF line ends
+    raw = ['{"id": "p", "instruction": "Explain\u2028gout."}', '{"id": "q", "instruction": "List\u0085statins."}']
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("\r\n".join(raw) + "\r\n", encoding="utf-8")
+    out = tmp_path / "out.jsonl"
+    assert cli_main(["--input", str(inp), "--output", str(out)]) == 0
+    assert out.read_text(encoding="utf-8").split("\n") == raw + [""]
+
+
 def test_seeds_json_list_and_jsonl(tmp_path):
     inp = write_jsonl(tmp_path / "in.jsonl", ROWS)
     seeds = tmp_path / "seeds.json"
