@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import NamedTuple
 
 from medforge.privacy.vocab import name_denylist
 
@@ -36,108 +37,74 @@ _CAP = r"[A-Z][a-z]+(?:[-'][A-Z][a-z]+)?"
 _STREET = (r"(?:street|st|avenue|ave|road|rd|boulevard|blvd|lane|ln|drive|dr|court|ct|way|place|pl|"
            r"terrace|circle|highway|hwy|parkway|pkwy|square|sq|trail)")
 
-# (kind, pattern, flags, gate). The gate is a cheap pre-check -- "digit", or substrings of the
-# lower-cased text -- that must hold for the pattern to be tried (keeps a million rows fast).
-_PATTERNS: list[tuple[str, str, int, str | tuple[str, ...] | None]] = [
-    ("email", r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", 0, "@"),
-    ("url", r"\b(?:https?|ftp)://\S+|\bwww\.[\w-]+(?:\.[\w-]+)+\S*", re.I, ("://", "www.")),
-    ("ip", r"\b(?:\d{1,3}\.){3}\d{1,3}\b", 0, "digit"),
-    ("ip", r"\b(?:[0-9a-f]{1,4}:){3,7}[0-9a-f]{1,4}\b", re.I, "digit"),
-    ("ssn", r"\b\d{3}-\d{2}-\d{4}\b", 0, "digit"),
-    ("ssn", r"\b(?:ssn|social security(?: number| no\.?)?)\s*[:#]?\s*\d[\d -]{6,}\d", re.I, "digit"),
-    ("phone", r"(?:\+?\d{1,3}[\s.-]?)?\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b", 0, "digit"),
-    ("phone", r"\b(?:phone|tel|telephone|fax|cell|mobile|pager)\s*(?:number|no\.?)?\s*[:#]?\s*\+?[\d][\d ()./-]{5,}\d", re.I, "digit"),
-    ("date", r"\b\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b", 0, "digit"),
-    ("date", r"\b\d{4}[/.-]\d{1,2}[/.-]\d{1,2}\b", 0, "digit"),
-    ("date", rf"\b{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?\b", re.I, "digit"),
-    ("date", rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}(?:,?\s+\d{{4}})?\b", re.I, "digit"),
-    ("date", rf"\b(?:born|admitted|discharged|died|dob|date of birth|on)\s*[:]?\s*{_MONTH}\s+\d{{4}}\b", re.I, "digit"),
-    ("age_over_89", r"\b(?:9\d|1[0-4]\d)[\s-]*(?:years?|yrs?|y/?o)(?:[\s-]*old)?\b", re.I, "digit"),
-    ("age_over_89", r"\b(?:aged?|age of)\s*(?:9\d|1[0-4]\d)\b", re.I, "digit"),
-    ("age_over_89", r"\b(?:nonagenarian|centenarian)\b", re.I, ("nonagenarian", "centenarian")),
-    ("mrn", rf"\b(?:mrn|medical record(?: number| no\.?)?|chart(?: number| no\.?)|patient id){_ID}", re.I, "digit"),
-    ("health_plan", rf"\b(?:health plan|member|beneficiary|subscriber|insurance|policy|medicare|medicaid|group)(?:\s+(?:id|number|no\.?))?{_ID}", re.I, "digit"),
-    ("account", rf"\b(?:account|acct|billing|invoice|credit card|card)(?:\s+(?:id|number|no\.?))?{_ID}", re.I, "digit"),
-    ("certificate", rf"\b(?:certificate|cert\.?|birth certificate|death certificate)(?:\s+(?:id|number|no\.?))?{_ID}", re.I, "digit"),
-    ("license", rf"\b(?:licen[cs]e|driver'?s licen[cs]e|DEA|NPI|passport)(?:\s+(?:id|number|no\.?))?{_ID}", re.I, "digit"),
-    ("vehicle", r"\b(?:VIN|vehicle identification number)\s*[:#]?\s*[A-HJ-NPR-Z0-9]{11,17}\b", re.I, "digit"),
-    ("vehicle", r"\b[A-HJ-NPR-Z0-9]{17}\b", 0, "digit"),
-    ("vehicle", r"\b(?:licen[cs]e plate|plate(?: number| no\.?)?|registration)\s*[:#]?\s*[A-Z0-9][A-Z0-9 -]{2,9}[A-Z0-9]\b", re.I, "digit"),
-    ("device", rf"\b(?:serial|serial number|s/n|device id|UDI|IMEI|MAC address|pacemaker serial|implant id)(?:\s+(?:number|no\.?))?{_ID}", re.I, "digit"),
-    ("device", r"\(01\)\d{14}", 0, "digit"),
-    ("device", r"\b(?:[0-9A-F]{2}[:-]){5}[0-9A-F]{2}\b", re.I, "digit"),
-    ("biometric", r"\b(?:finger ?prints?|retina(?:l)? scans?|iris scans?|voice ?prints?|palm ?prints?|"
-                  r"facial (?:photo(?:graph)?s?|images?|scans?)|full[- ]face photo(?:graph)?s?|dna profile|gait signature)"
-                  rf"(?:\s*{_ID})?", re.I, ("print", "scan", "photo", "image", "dna", "gait")),
-    ("address", rf"\b\d{{1,6}}\s+(?:[A-Z][a-z]+\.?\s+){{1,4}}{_STREET}\b\.?", re.I, "digit"),
-    ("address", r"\b(?:p\.?\s?o\.?\s+box|apartment|apt\.?|suite|unit)\s*#?\s*\d+[A-Z]?\b", re.I, "digit"),
-    ("zip", r"\b(?:zip(?:\s*code)?|postal code|postcode)\s*[:#]?\s*\d{5}(?:-\d{4})?\b", re.I, "digit"),
-    ("zip", r"\b[A-Z]{2}\s+\d{5}(?:-\d{4})?\b", 0, "digit"),
-    ("zip", r"\b\d{5}-\d{4}\b", 0, "digit"),
-    ("geo", rf"\b(?:lives|living|resides|residing|resident|born|grew up|moved|relocated|travell?ed|works|from)\s+(?:in|at|to|near|of)?\s*(?:the\s+)?{_CAP}(?:\s+{_CAP}){{0,2}}(?:,\s*[A-Z]{{2}}\b)?", 0, None),
-    ("geo", rf"\b{_CAP}(?:\s+{_CAP})?\s+(?:County|City|Township|Village|Borough|Parish|Heights|Springs)\b", 0, None),
-    ("name", rf"\b{_TITLE}\s+{_CAP}(?:\s+{_CAP})?", 0, None),
-    ("name", rf"\b(?:named|name is|called|patient|pt\.?|husband|wife|son|daughter|mother|father|spouse|contact|by)\s*[:,]?\s+{_CAP}\s+{_CAP}(?:\s+{_CAP})?", 0, None),
-    ("unique_id", r"\b(?=[A-Z0-9-]*\d[A-Z0-9-]*\d[A-Z0-9-]*\d[A-Z0-9-]*\d)(?=[A-Z0-9-]*[A-Z])[A-Z0-9][A-Z0-9-]{6,}\b", 0, "digit"),
-    ("unique_id", r"\b\d{7,}\b", 0, "digit"),
+
+class _Rule(NamedTuple):
+    """One identifier pattern and the cheap checks that must hold before it is tried.
+
+    ``gate`` -- "digit", or substrings of the lower-cased text (one suffices) -- is checked for every text.
+    ``fast`` holds extra necessary conditions, checked for ASCII text only: every group must hold;
+    a group of strings holds when one of them is a substring of the lower-cased text, an int ``n``
+    when the text has a run of ``n`` or more digits. Each is implied by a match (for ASCII text,
+    re.I folding is plain ASCII case), so skipping a pattern whose conditions fail never changes
+    the result -- it only saves the scan, which is most of the cost of a row (a million rows stay
+    fast). Non-ASCII text (Unicode digits and case folding) runs every pattern its gate lets through.
+    """
+
+    kind: str
+    pattern: str
+    flags: int
+    gate: str | tuple[str, ...] | None
+    fast: tuple[tuple[str, ...] | int, ...] = ()
+
+
+_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
+_PATTERNS: list[_Rule] = [
+    _Rule("email", r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", 0, "@"),
+    _Rule("url", r"\b(?:https?|ftp)://\S+|\bwww\.[\w-]+(?:\.[\w-]+)+\S*", re.I, ("://", "www.")),
+    _Rule("ip", r"\b(?:\d{1,3}\.){3}\d{1,3}\b", 0, "digit", fast=((".",),)),
+    _Rule("ip", r"\b(?:[0-9a-f]{1,4}:){3,7}[0-9a-f]{1,4}\b", re.I, "digit", fast=((":",),)),
+    _Rule("ssn", r"\b\d{3}-\d{2}-\d{4}\b", 0, "digit", fast=(4, ("-",))),
+    _Rule("ssn", r"\b(?:ssn|social security(?: number| no\.?)?)\s*[:#]?\s*\d[\d -]{6,}\d", re.I, "digit", fast=(("ssn", "social security"),)),
+    _Rule("phone", r"(?:\+?\d{1,3}[\s.-]?)?\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b", 0, "digit", fast=(4,)),
+    _Rule("phone", r"\b(?:phone|tel|telephone|fax|cell|mobile|pager)\s*(?:number|no\.?)?\s*[:#]?\s*\+?[\d][\d ()./-]{5,}\d", re.I, "digit", fast=(("phone", "tel", "fax", "cell", "mobile", "pager"),)),
+    _Rule("date", r"\b\d{1,2}[/.-]\d{1,2}[/.-]\d{2,4}\b", 0, "digit", fast=(2, ("/", ".", "-"))),
+    _Rule("date", r"\b\d{4}[/.-]\d{1,2}[/.-]\d{1,2}\b", 0, "digit", fast=(4,)),
+    _Rule("date", rf"\b{_MONTH}\s+\d{{1,2}}(?:st|nd|rd|th)?(?:,?\s+\d{{4}})?\b", re.I, "digit", fast=(_MONTHS,)),
+    _Rule("date", rf"\b\d{{1,2}}(?:st|nd|rd|th)?\s+(?:of\s+)?{_MONTH}(?:,?\s+\d{{4}})?\b", re.I, "digit", fast=(_MONTHS,)),
+    _Rule("date", rf"\b(?:born|admitted|discharged|died|dob|date of birth|on)\s*[:]?\s*{_MONTH}\s+\d{{4}}\b", re.I, "digit", fast=(_MONTHS,)),
+    _Rule("age_over_89", r"\b(?:9\d|1[0-4]\d)[\s-]*(?:years?|yrs?|y/?o)(?:[\s-]*old)?\b", re.I, "digit", fast=(2, ("9", "1"), ("y",))),
+    _Rule("age_over_89", r"\b(?:aged?|age of)\s*(?:9\d|1[0-4]\d)\b", re.I, "digit", fast=(2, ("age",))),
+    _Rule("age_over_89", r"\b(?:nonagenarian|centenarian)\b", re.I, ("nonagenarian", "centenarian")),
+    _Rule("mrn", rf"\b(?:mrn|medical record(?: number| no\.?)?|chart(?: number| no\.?)|patient id){_ID}", re.I, "digit", fast=(("mrn", "medical record", "chart", "patient id"),)),
+    _Rule("health_plan", rf"\b(?:health plan|member|beneficiary|subscriber|insurance|policy|medicare|medicaid|group)(?:\s+(?:id|number|no\.?))?{_ID}", re.I, "digit", fast=(("health plan", "member", "beneficiary", "subscriber", "insurance", "policy", "medicare", "medicaid", "group"),)),
+    _Rule("account", rf"\b(?:account|acct|billing|invoice|credit card|card)(?:\s+(?:id|number|no\.?))?{_ID}", re.I, "digit", fast=(("account", "acct", "billing", "invoice", "card"),)),
+    _Rule("certificate", rf"\b(?:certificate|cert\.?|birth certificate|death certificate)(?:\s+(?:id|number|no\.?))?{_ID}", re.I, "digit", fast=(("cert",),)),
+    _Rule("license", rf"\b(?:licen[cs]e|driver'?s licen[cs]e|DEA|NPI|passport)(?:\s+(?:id|number|no\.?))?{_ID}", re.I, "digit", fast=(("licen", "dea", "npi", "passport"),)),
+    _Rule("vehicle", r"\b(?:VIN|vehicle identification number)\s*[:#]?\s*[A-HJ-NPR-Z0-9]{11,17}\b", re.I, "digit", fast=(("vin", "vehicle identification number"),)),
+    _Rule("vehicle", r"\b[A-HJ-NPR-Z0-9]{17}\b", 0, "digit"),
+    _Rule("vehicle", r"\b(?:licen[cs]e plate|plate(?: number| no\.?)?|registration)\s*[:#]?\s*[A-Z0-9][A-Z0-9 -]{2,9}[A-Z0-9]\b", re.I, "digit", fast=(("plate", "registration"),)),
+    _Rule("device", rf"\b(?:serial|serial number|s/n|device id|UDI|IMEI|MAC address|pacemaker serial|implant id)(?:\s+(?:number|no\.?))?{_ID}", re.I, "digit", fast=(("serial", "s/n", "device id", "udi", "imei", "mac address", "implant id"),)),
+    _Rule("device", r"\(01\)\d{14}", 0, "digit", fast=(14, ("(01)",))),
+    _Rule("device", r"\b(?:[0-9A-F]{2}[:-]){5}[0-9A-F]{2}\b", re.I, "digit", fast=((":", "-"),)),
+    _Rule("biometric", r"\b(?:finger ?prints?|retina(?:l)? scans?|iris scans?|voice ?prints?|palm ?prints?|"
+                       r"facial (?:photo(?:graph)?s?|images?|scans?)|full[- ]face photo(?:graph)?s?|dna profile|gait signature)"
+                       rf"(?:\s*{_ID})?", re.I, ("print", "scan", "photo", "image", "dna", "gait")),
+    _Rule("address", rf"\b\d{{1,6}}\s+(?:[A-Z][a-z]+\.?\s+){{1,4}}{_STREET}\b\.?", re.I, "digit"),
+    _Rule("address", r"\b(?:p\.?\s?o\.?\s+box|apartment|apt\.?|suite|unit)\s*#?\s*\d+[A-Z]?\b", re.I, "digit", fast=(("box", "apartment", "apt", "suite", "unit"),)),
+    _Rule("zip", r"\b(?:zip(?:\s*code)?|postal code|postcode)\s*[:#]?\s*\d{5}(?:-\d{4})?\b", re.I, "digit", fast=(5, ("zip", "postal", "postcode"))),
+    _Rule("zip", r"\b[A-Z]{2}\s+\d{5}(?:-\d{4})?\b", 0, "digit", fast=(5,)),
+    _Rule("zip", r"\b\d{5}-\d{4}\b", 0, "digit", fast=(5, ("-",))),
+    _Rule("geo", rf"\b(?:lives|living|resides|residing|resident|born|grew up|moved|relocated|travell?ed|works|from)\s+(?:in|at|to|near|of)?\s*(?:the\s+)?{_CAP}(?:\s+{_CAP}){{0,2}}(?:,\s*[A-Z]{{2}}\b)?", 0, None, fast=(("lives", "living", "resides", "residing", "resident", "born", "grew up", "moved", "relocated", "travel", "works", "from"),)),
+    _Rule("geo", rf"\b{_CAP}(?:\s+{_CAP})?\s+(?:County|City|Township|Village|Borough|Parish|Heights|Springs)\b", 0, None, fast=(("county", "city", "township", "village", "borough", "parish", "heights", "springs"),)),
+    _Rule("name", rf"\b{_TITLE}\s+{_CAP}(?:\s+{_CAP})?", 0, None),
+    _Rule("name", rf"\b(?:named|name is|called|patient|pt\.?|husband|wife|son|daughter|mother|father|spouse|contact|by)\s*[:,]?\s+{_CAP}\s+{_CAP}(?:\s+{_CAP})?", 0, None),
+    _Rule("unique_id", r"\b(?=[A-Z0-9-]*\d[A-Z0-9-]*\d[A-Z0-9-]*\d[A-Z0-9-]*\d)(?=[A-Z0-9-]*[A-Z])[A-Z0-9][A-Z0-9-]{6,}\b", 0, "digit"),
+    _Rule("unique_id", r"\b\d{7,}\b", 0, "digit", fast=(7,)),
 ]
-_COMPILED = [(kind, re.compile(p, flags), gate) for kind, p, flags, gate in _PATTERNS]
+_COMPILED = [(r.kind, re.compile(r.pattern, r.flags), r.gate, r.fast) for r in _PATTERNS]
 _CAP_WORD = re.compile(r"\b[A-Z][a-z]+\b")
 _DIGIT = re.compile(r"\d")
 _DIGIT_RUN = re.compile(r"\d+")
-
-# Extra necessary conditions per pattern (same order as _PATTERNS), used for ASCII text only:
-# every group must hold; a group of strings holds when one of them is a substring of the
-# lower-cased text, an int ``n`` when the text has a run of ``n`` or more digits. Each is
-# implied by a match (for ASCII text, re.I folding is plain ASCII case), so skipping a
-# pattern whose conditions fail never changes the result -- it only saves the scan, which
-# is most of the cost of a row. Non-ASCII text (Unicode digits and case folding) runs every
-# pattern that the coarse gate lets through.
-_MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct", "nov", "dec")
-_FAST_GATES: list[tuple[tuple[str, ...] | int, ...]] = [
-    (),                                                   # email
-    (),                                                   # url
-    ((".",),),                                            # ip v4
-    ((":",),),                                            # ip v6
-    (4, ("-",)),                                          # ssn 123-45-6789
-    (("ssn", "social security"),),                        # ssn keyword
-    (4,),                                                 # phone
-    (("phone", "tel", "fax", "cell", "mobile", "pager"),),  # phone keyword
-    (2, ("/", ".", "-")),                                 # date d/m/y
-    (4,),                                                 # date y-m-d
-    (_MONTHS,),                                           # date Month d
-    (_MONTHS,),                                           # date d Month
-    (_MONTHS,),                                           # date born ... Month yyyy
-    (2, ("9", "1"), ("y",)),                              # age over 89: 93-year-old
-    (2, ("age",)),                                        # age over 89: aged 93
-    (),                                                   # nonagenarian
-    (("mrn", "medical record", "chart", "patient id"),),  # mrn
-    (("health plan", "member", "beneficiary", "subscriber", "insurance", "policy", "medicare", "medicaid",
-      "group"),),                                         # health plan
-    (("account", "acct", "billing", "invoice", "card"),),  # account
-    (("cert",),),                                         # certificate
-    (("licen", "dea", "npi", "passport"),),               # license
-    (("vin", "vehicle identification number"),),          # VIN keyword
-    (),                                                   # VIN bare
-    (("plate", "registration"),),                         # license plate
-    (("serial", "s/n", "device id", "udi", "imei", "mac address", "implant id"),),  # device keyword
-    (14, ("(01)",)),                                      # GS1 UDI
-    ((":", "-"),),                                        # MAC address
-    (),                                                   # biometric
-    (),                                                   # street address
-    (("box", "apartment", "apt", "suite", "unit"),),      # apartment / PO box
-    (5, ("zip", "postal", "postcode")),                   # zip keyword
-    (5,),                                                 # "IL 62704"
-    (5, ("-",)),                                          # 62704-1234
-    (("lives", "living", "resides", "residing", "resident", "born", "grew up", "moved", "relocated", "travel",
-      "works", "from"),),                                 # geo: lives in X
-    (("county", "city", "township", "village", "borough", "parish", "heights", "springs"),),  # geo: X County
-    (),                                                   # name: title
-    (),                                                   # name: context word
-    (),                                                   # unique id: 4 digits (not a run) and a letter
-    (7,),                                                 # unique id: 7+ digits
-]
-assert len(_FAST_GATES) == len(_PATTERNS)
 
 
 def _fast_gate_ok(groups: tuple, lower: str, max_run: int) -> bool:
@@ -166,7 +133,7 @@ def find_phi(text: str, names: bool = True) -> list[PhiSpan]:
     fast = text.isascii()
     max_run = max(map(len, _DIGIT_RUN.findall(text)), default=0) if fast and has_digit else 0
     spans = []
-    for (kind, rx, gate), extra in zip(_COMPILED, _FAST_GATES):
+    for kind, rx, gate, extra in _COMPILED:
         if gate == "digit":
             if not has_digit:
                 continue
