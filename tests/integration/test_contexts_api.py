@@ -117,3 +117,6 @@ def test_api_teacher_empty_and_garbage_replies_are_quarantined(tmp_path, ray_loc
 
     out = pq.read_table(tmp_path / "run" / "out").to_pylist()
     assert len(out) == 3 and {r["id"] for r in out}.isdisjoint({r["id"] for r in q})
+    # tokens spent on quarantined replies are accounted for too
+    assert any(r["num_generated_tokens"] > 0 for r in q)
+    assert summary["generated_tokens_this_run"] == sum(r["num_generated_tokens"] for r in out + q)

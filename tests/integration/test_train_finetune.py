@@ -29,13 +29,6 @@ pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="session")
-def tiny_models(tmp_path_factory):
-    from medforge.engines.tiny import make_tiny_models
-
-    return make_tiny_models(tmp_path_factory.mktemp("tiny_train"))
-
-
-@pytest.fixture(scope="session")
 def ray_cluster():
     import ray
 

@@ -232,6 +232,7 @@ class ChunkWriter:
         self.rows_ok = 0
         self.rows_bad = 0
         self.reasons: dict[str, int] = {}
+        self.generated_tokens = 0  # every row's, quarantined ones too: the teacher spent them
         self.sampling_json = json.dumps(cfg.generation.sampling.model_dump())
 
     def out_path(self, chunk: int) -> Path:
@@ -248,11 +249,13 @@ class ChunkWriter:
         rows = sorted(self.buf.pop(chunk, []), key=lambda r: int(r["row_index"]))
         good, bad = [], []
         for r in rows:
+            self.generated_tokens += int(r.get("num_generated_tokens") or 0)
             if r["error"]:
                 reason = r["error"].split(":")[0]
                 self.reasons[reason] = self.reasons.get(reason, 0) + 1
                 bad.append({"id": r["id"], "row_index": int(r["row_index"]), "reason": r["error"],
-                            "raw_text": str(r.get("generated_text") or "")[:2000]})
+                            "raw_text": str(r.get("generated_text") or "")[:2000],
+                            "num_generated_tokens": int(r.get("num_generated_tokens") or 0)})
                 continue
             good.append({
                 "id": r["id"], "row_index": int(r["row_index"]), "keywords": json.loads(r["keywords_json"]),
@@ -283,7 +286,8 @@ class ChunkWriter:
         staged = pq.read_table(self.root / "staged" / f"chunk_{chunk:05d}.parquet", columns=["id", "row_index"])
         lost = [r for r in staged.to_pylist() if r["id"] not in seen]
         self.reasons["missing"] = self.reasons.get("missing", 0) + len(lost)
-        return [{"id": r["id"], "row_index": r["row_index"], "reason": reason, "raw_text": ""} for r in lost]
+        return [{"id": r["id"], "row_index": r["row_index"], "reason": reason, "raw_text": "", "num_generated_tokens": 0}
+                for r in lost]
 
 
 # ----------------------------------------------------------------------------- run
@@ -304,14 +308,11 @@ def read_chunks(batch):
     return pa.concat_tables([pq.read_table(str(p), schema=schema) for p in batch["path"].to_pylist()])
 
 
-class _Stage:
-    """Runs a plain batch function in a Ray Data actor (one long-lived process)."""
-
-    def __init__(self, fn):
-        self.fn = fn
+class ParseStage:
+    """:func:`parse_stage` in a Ray Data actor (one long-lived process; see :func:`build_dataset`)."""
 
     def __call__(self, batch):
-        return self.fn(batch)
+        return parse_stage(batch)
 
 
 def build_dataset(cfg: ContextJobConfig, paths: list[str]):
@@ -339,7 +340,7 @@ def build_dataset(cfg: ContextJobConfig, paths: list[str]):
     ds = ds.map_batches(KeywordStage, fn_constructor_kwargs={"cfg": cfg}, concurrency=tuple(cfg.keyword_concurrency),
                         batch_size=1, batch_format="pyarrow", num_cpus=0.5)
     ds = generate_chat(ds, cfg.teacher, cfg.generation.sampling)
-    return ds.map_batches(_Stage, fn_constructor_args=(parse_stage,), batch_format="numpy", batch_size=batch,
+    return ds.map_batches(ParseStage, batch_format="numpy", batch_size=batch,
                           num_cpus=0.25, concurrency=1)
 
 
@@ -399,6 +400,7 @@ def _summarise(cfg: ContextJobConfig, root: Path, counts: dict[int, int], elapse
         "rows_with_context": ok,
         "rows_quarantined": bad,
         "reasons_this_run": writer.reasons,
+        "generated_tokens_this_run": writer.generated_tokens,
         "teacher": {"kind": cfg.teacher.kind, "model": cfg.teacher.model},
         "wall_time_s": round(elapsed, 2),
         "paths": {"out": str(root / "out"), "quarantine": str(root / "quarantine")},
