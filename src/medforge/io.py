@@ -42,16 +42,18 @@ def atomic_write_text(path: str | Path, text: str) -> None:
         raise
 
 
-# json.dumps(ensure_ascii=False) leaves these raw inside strings, yet str.splitlines(), JavaScript
-# and many JSONL readers break lines at them: a model that writes one would split its row in two.
-_FOREIGN_LINE_BREAKS = re.compile("[\u0085\u2028\u2029]")
+# json.dumps(ensure_ascii=False) leaves these raw inside strings. U+0085/U+2028/U+2029: str.splitlines(),
+# JavaScript and many JSONL readers break lines at them, so a model that writes one would split its
+# row in two. Lone UTF-16 surrogates (from a "\ud800" escape in some JSON input): UTF-8 cannot encode
+# them, so the write would fail. As \u escapes both are valid JSON and parse back to the same string.
+_ESCAPE_RAW = re.compile("[\u0085\u2028\u2029\ud800-\udfff]")
 
 
 def jsonl_line(obj: Any) -> str:
-    """One JSON line (no trailing newline): UTF-8 text kept readable, every line break escaped."""
+    """One JSON line (no trailing newline): UTF-8 text kept readable, line breaks and lone surrogates escaped."""
     text = json.dumps(obj, ensure_ascii=False, default=_json_default)
-    if _FOREIGN_LINE_BREAKS.search(text):
-        text = _FOREIGN_LINE_BREAKS.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
+    if _ESCAPE_RAW.search(text):
+        text = _ESCAPE_RAW.sub(lambda m: f"\\u{ord(m.group()):04x}", text)
     return text
 
 

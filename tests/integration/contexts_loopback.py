@@ -27,7 +27,8 @@ _LETTER = re.compile(r"^\(([A-J])\) ", re.M)
 @dataclass
 class Faults:
     period: int = 0  # 0: no faults
-    slots: dict[int, str] = field(default_factory=dict)  # n % period -> "429" | "500" | "timeout" | "empty" | "garbage"
+    # n % period -> "429" | "500" | "timeout" | "empty" | "garbage" | "surrogate"
+    slots: dict[int, str] = field(default_factory=dict)
     timeout_sleep_s: float = 2.0
 
 
@@ -50,7 +51,7 @@ def canned_reply(messages: list[dict[str, Any]]) -> str:
 
 
 def build_app(rec: Recorder, faults: Faults):
-    from fastapi import FastAPI, Request
+    from fastapi import FastAPI, Request, Response
     from fastapi.responses import JSONResponse
 
     app = FastAPI()
@@ -88,16 +89,20 @@ def build_app(rec: Recorder, faults: Faults):
         if fault == "timeout":
             entry["status"] = 0
             await asyncio.sleep(faults.timeout_sleep_s)
-        content = {"empty": "", "garbage": "lorem ipsum }{ not a context"}.get(fault or "", None)
+        content = {"empty": "", "garbage": "lorem ipsum }{ not a context",
+                   "surrogate": "lone \ud800 surrogate"}.get(fault or "", None)
         if content is None:
             content = canned_reply(body["messages"])
         entry["completion_tokens"] = len(content) // 4
-        return {
+        reply = {
             "id": "cmpl-1", "object": "chat.completion", "created": int(t), "model": body.get("model", "loopback"),
             "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": prompt_tokens, "completion_tokens": entry["completion_tokens"],
                       "total_tokens": prompt_tokens + entry["completion_tokens"]},
         }
+        if fault == "surrogate":  # valid JSON ("\ud800" escape) that decodes to a string UTF-8 cannot hold
+            return Response(json.dumps(reply), media_type="application/json")
+        return reply
 
     return app
 

@@ -106,17 +106,20 @@ def test_api_teacher_empty_and_garbage_replies_are_quarantined(tmp_path, ray_loc
     from medforge.contexts.pipeline import run_context_generation
 
     inp = _input(tmp_path, copies=1)  # 9 rows
-    faults = Faults(period=3, slots={0: "empty", 1: "garbage"})
+    # first attempts 0..8 -> slots 0,1,2,3,0,1,2,3,0: 3 empty, 2 garbage, 2 lone-surrogate, 2 good
+    faults = Faults(period=4, slots={0: "empty", 1: "garbage", 2: "surrogate"})
     with LoopbackServer(faults) as srv:
         summary = run_context_generation(_cfg(tmp_path, srv.base_url, inp, output={"format": "parquet"}))
-    assert summary["rows_with_context"] == 3 and summary["rows_quarantined"] == 6
+    assert summary["rows_with_context"] == 2 and summary["rows_quarantined"] == 7
     q = [r for p in (tmp_path / "run" / "quarantine").glob("part-*.jsonl") for r in read_jsonl(p)]
     reasons = {r["reason"] for r in q}
     assert "empty reply" in reasons and any("no overall context" in r for r in reasons)
+    # a reply whose JSON holds a lone "\ud800" is kept (as U+FFFD) and judged, not a crash
+    assert sum("lone \ufffd surrogate" in r["raw_text"] for r in q) == 2
     import pyarrow.parquet as pq
 
     out = pq.read_table(tmp_path / "run" / "out").to_pylist()
-    assert len(out) == 3 and {r["id"] for r in out}.isdisjoint({r["id"] for r in q})
+    assert len(out) == 2 and {r["id"] for r in out}.isdisjoint({r["id"] for r in q})
     # tokens spent on quarantined replies are accounted for too
     assert any(r["num_generated_tokens"] > 0 for r in q)
     assert summary["generated_tokens_this_run"] == sum(r["num_generated_tokens"] for r in out + q)

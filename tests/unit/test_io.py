@@ -41,3 +41,10 @@ def test_jsonl_escapes_line_breaks_json_keeps_raw(tmp_path, brk):
 def test_jsonl_text_lines_splits_at_newline_only():
     text = '{"t": "a\u2028b"}\r\n{"t": "c\u0085"}\n'
     assert [json.loads(x) for x in jsonl_text_lines(text) if x] == [{"t": "a\u2028b"}, {"t": "c\u0085"}]
+
+
+def test_jsonl_writes_lone_surrogates_as_escapes(tmp_path):
+    rows = [{"t": "a\ud800b", "pair": "\U0001F600"}]
+    atomic_write_jsonl(tmp_path / "x.jsonl", rows)  # a raw lone surrogate cannot be encoded as UTF-8
+    assert "\\ud800" in (tmp_path / "x.jsonl").read_text(encoding="utf-8")
+    assert list(read_jsonl(tmp_path / "x.jsonl")) == rows

@@ -72,6 +72,9 @@ class SeedError(ValueError):
     """The seed file cannot be used at all (missing, empty, unreadable)."""
 
 
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # from a "\ud800" JSON escape without its pair
+
+
 def _validate_seed(raw: Any, index: int) -> tuple[dict[str, Any] | None, str]:
     if not isinstance(raw, dict):
         return None, f"seed {index} is a {type(raw).__name__}, not an object"
@@ -98,6 +101,11 @@ def _validate_seed(raw: Any, index: int) -> tuple[dict[str, Any] | None, str]:
         "view": str(raw["view"]).strip(),
         "difficulty": difficulty,
     }
+    for key, value in seed.items():
+        m = _LONE_SURROGATE.search(value) if isinstance(value, str) else None
+        if m:
+            return None, (f"seed {index} field {key} holds an unpaired UTF-16 surrogate escape (\\u{ord(m.group()):04x}) "
+                          "that cannot be written as UTF-8; fix or remove that escape")
     return seed, ""
 
 

@@ -48,13 +48,14 @@ def test_bad_rows_are_quarantined_not_fatal(tmp_path):
     good = {"instruction": "Explain anemia.", "input": "<noinput>", "type": "Open Q&A", "topic": "Hematology",
             "view": "Student", "difficulty": "2"}
     rows = [good, {**good, "topic": None}, {k: v for k, v in good.items() if k != "view"},
-            {**good, "difficulty": "9"}, {**good, "type": "Dance"}, "not a dict"]
+            {**good, "difficulty": "9"}, {**good, "type": "Dance"}, "not a dict", {**good, "topic": "Hem\ud800"}]
     p = tmp_path / "s.jsonl"
     p.write_text("\n".join(json.dumps(r) for r in rows) + "\n{broken json\n")
     ss = load_seeds(p)
     assert len(ss.seeds) == 1
     reasons = [q["reason"] for q in ss.quarantined]
-    assert len(reasons) == 6
+    assert len(reasons) == 7
+    assert any("field topic holds an unpaired UTF-16 surrogate" in r for r in reasons)
     assert any("missing field(s) ['topic']" in r for r in reasons)
     assert any("['view']" in r for r in reasons)
     assert any("difficulty 9" in r for r in reasons)

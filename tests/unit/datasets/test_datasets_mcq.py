@@ -48,6 +48,9 @@ def test_generic_list_options_and_answer_forms():
     ({"question": "Q" * 20001, "options": ["x", "y"]}, "over the limit"),
     ({"question": "Q", "options": ["x", "y"], "answer": "E"}, "neither an option letter"),
     ({"question": "Q", "options": ["x", ""]}, "option B is empty"),
+    ({"question": "chest pain \ud800?", "options": ["x", "y"]}, r"question holds an unpaired UTF-16 surrogate escape \(\\ud800\) at character 11"),
+    ({"question": "Q", "options": ["x", "M\udc80I"]}, "option B holds an unpaired UTF-16 surrogate"),
+    ({"id": "a\ud83d", "question": "Q", "options": ["x", "y"]}, "id holds an unpaired"),
 ])
 def test_bad_rows(rec, reason):
     with pytest.raises(BadRow, match=reason):
@@ -63,6 +66,14 @@ def test_file_stream_quarantines_bad_lines(tmp_path):
     reasons = {i: why for i, r, why in out if r is None}
     assert "UTF-8" in reasons[1] and "JSON" in reasons[2]
     assert out[0][1]["id"] == "in:0"
+
+
+def test_surrogate_pairs_are_text_lone_surrogates_are_quarantined():
+    # a valid pair (\ud83d\ude00) decodes to one character; the lone one cannot be written as UTF-8
+    row = parse_line(b'{"question": "fever \\ud83d\\ude00?", "options": ["x", "y"]}', "i")
+    assert row["question"] == "fever \U0001F600?"
+    with pytest.raises(BadRow, match="surrogate"):
+        parse_line(b'{"question": "fever \\ud83d?", "options": ["x", "y"]}', "i")
 
 
 def test_parse_line_rejects_non_object():
