@@ -57,6 +57,25 @@ def jsonl_line(obj: Any) -> str:
     return text
 
 
+# A "\ud800" JSON escape without its pair decodes to a lone surrogate: not text, and no UTF-8 writer
+# (Arrow, files, HTTP bodies) can encode it.
+_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def lone_surrogate_problem(text: str) -> str | None:
+    """Why ``text`` cannot be written as UTF-8 (an unpaired surrogate, with where), or ``None``."""
+    m = _LONE_SURROGATE.search(text)
+    if m is None:
+        return None
+    return (f"holds an unpaired UTF-16 surrogate escape (\\u{ord(m.group()):04x}) at character {m.start()}: "
+            "not text, cannot be written as UTF-8; fix or remove that escape")
+
+
+def replace_lone_surrogates(text: str) -> str:
+    """``text`` with each unpaired surrogate replaced by U+FFFD (as a decoder does with invalid bytes)."""
+    return _LONE_SURROGATE.sub("\ufffd", text)
+
+
 def jsonl_text_lines(text: str) -> list[str]:
     """Split JSONL text into its lines at ``\\n`` only (``\\r\\n`` accepted).
 

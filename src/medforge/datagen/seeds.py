@@ -16,7 +16,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from medforge.io import jsonl_text_lines
+from medforge.io import jsonl_text_lines, lone_surrogate_problem
 
 logger = logging.getLogger(__name__)
 
@@ -72,9 +72,6 @@ class SeedError(ValueError):
     """The seed file cannot be used at all (missing, empty, unreadable)."""
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")  # from a "\ud800" JSON escape without its pair
-
-
 def _validate_seed(raw: Any, index: int) -> tuple[dict[str, Any] | None, str]:
     if not isinstance(raw, dict):
         return None, f"seed {index} is a {type(raw).__name__}, not an object"
@@ -102,10 +99,9 @@ def _validate_seed(raw: Any, index: int) -> tuple[dict[str, Any] | None, str]:
         "difficulty": difficulty,
     }
     for key, value in seed.items():
-        m = _LONE_SURROGATE.search(value) if isinstance(value, str) else None
-        if m:
-            return None, (f"seed {index} field {key} holds an unpaired UTF-16 surrogate escape (\\u{ord(m.group()):04x}) "
-                          "that cannot be written as UTF-8; fix or remove that escape")
+        problem = lone_surrogate_problem(value) if isinstance(value, str) else None
+        if problem:
+            return None, f"seed {index} field {key} {problem}"
     return seed, ""
 
 

@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import json
 import logging
-import re
 import string
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Literal
+
+from medforge.io import lone_surrogate_problem
 
 logger = logging.getLogger(__name__)
 
@@ -55,22 +56,13 @@ def _text(value: Any, field: str) -> str:
     return str(value).strip()
 
 
-# A JSON "\ud800" escape without its pair decodes to a lone surrogate: not text, and no UTF-8
-# writer (Arrow, files, HTTP bodies) can encode it, so the row would crash a later stage.
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
-def _check_encodable(field: str, text: str) -> None:
-    m = _LONE_SURROGATE.search(text)
-    if m:
-        raise BadRow(f"{field} holds an unpaired UTF-16 surrogate escape (\\u{ord(m.group()):04x}) at character "
-                     f"{m.start()}: not text, cannot be written as UTF-8; fix or remove that escape in the input")
-
-
 def _check(row: dict[str, Any], max_question_chars: int = MAX_QUESTION_CHARS) -> dict[str, Any]:
     q = row["question"]
+    # a lone surrogate would crash a later stage's UTF-8 write (Arrow, files, the teacher request)
     for field, text in (("id", row["id"]), ("question", q), *((f"option {k}", v) for k, v in row["options"].items())):
-        _check_encodable(field, text)
+        problem = lone_surrogate_problem(text)
+        if problem:
+            raise BadRow(f"{field} {problem} in the input")
     if not q:
         raise BadRow("question is empty")
     if len(q) > max_question_chars:

@@ -16,10 +16,10 @@ import json
 import logging
 import os
 import random
-import re
 from typing import Any
 
 from medforge.engines.config import OpenAITeacherConfig, SamplingConfig, VLLMTeacherConfig
+from medforge.io import replace_lone_surrogates
 
 logger = logging.getLogger(__name__)
 
@@ -134,9 +134,6 @@ def _vllm_chat(ds, teacher: VLLMTeacherConfig, sampling: SamplingConfig, json_sc
     return processor(ds).map(_normalize_vllm_row)
 
 
-_LONE_SURROGATE = re.compile("[\ud800-\udfff]")
-
-
 def _parse_chat_reply(data: Any) -> dict[str, Any]:
     """An OpenAI chat-completions JSON body -> our output columns (raises ValueError if it is not one)."""
     if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
@@ -149,7 +146,7 @@ def _parse_chat_reply(data: Any) -> dict[str, Any]:
         raise ValueError(f"reply content is {type(content).__name__}, not text: {str(content)[:200]}")
     # A "\ud800" escape without its pair is not text and no UTF-8 writer (Arrow, files) takes it:
     # replaced with U+FFFD, as a detokenizer does with invalid bytes; the parser then judges the reply.
-    content = _LONE_SURROGATE.sub("\ufffd", content)
+    content = replace_lone_surrogates(content)
     return {
         "generated_text": content,
         "num_input_tokens": int(usage.get("prompt_tokens") or 0),
@@ -239,7 +236,7 @@ class _OpenAIChatUDF:
                     resp = await self.client.post("/chat/completions", body=kwargs, cast_to=self._httpx.Response)
                 return _parse_chat_reply(resp.json())
             except Exception as exc:  # noqa: BLE001 - every failure becomes an error record
-                last = _LONE_SURROGATE.sub("\ufffd", f"{type(exc).__name__}: {exc}"[:500])
+                last = replace_lone_surrogates(f"{type(exc).__name__}: {exc}"[:500])
                 if not self._retryable(exc) or attempt == t.max_retries:
                     break
                 wait = min(t.backoff_max_s, t.backoff_base_s * 2**attempt) * (0.5 + random.random() / 2)
