@@ -249,13 +249,13 @@ class ChunkWriter:
         rows = sorted(self.buf.pop(chunk, []), key=lambda r: int(r["row_index"]))
         good, bad = [], []
         for r in rows:
-            self.generated_tokens += int(r.get("num_generated_tokens") or 0)
+            n_gen = int(r.get("num_generated_tokens") or 0)
+            self.generated_tokens += n_gen
             if r["error"]:
                 reason = r["error"].split(":")[0]
                 self.reasons[reason] = self.reasons.get(reason, 0) + 1
                 bad.append({"id": r["id"], "row_index": int(r["row_index"]), "reason": r["error"],
-                            "raw_text": str(r.get("generated_text") or "")[:2000],
-                            "num_generated_tokens": int(r.get("num_generated_tokens") or 0)})
+                            "raw_text": str(r.get("generated_text") or "")[:2000], "num_generated_tokens": n_gen})
                 continue
             good.append({
                 "id": r["id"], "row_index": int(r["row_index"]), "keywords": json.loads(r["keywords_json"]),
@@ -263,7 +263,7 @@ class ChunkWriter:
                 "overall_context": r["overall_context"], "option_contexts": json.loads(r["option_contexts_json"]),
                 "preliminary_answer": r["preliminary_answer"], "privacy_budget": float(r["privacy_budget"]),
                 "n_words": int(r["n_words"]), "num_input_tokens": int(r["num_input_tokens"]),
-                "num_generated_tokens": int(r["num_generated_tokens"]), "teacher_model": self.cfg.teacher.model,
+                "num_generated_tokens": n_gen, "teacher_model": self.cfg.teacher.model,
                 "teacher_engine": self.cfg.teacher.kind, "prompt_sha256": task.prompt_hash(),
                 "request_seed": int(r["request_seed"]), "sampling_json": self.sampling_json,
             })
