@@ -169,13 +169,18 @@ def _config(args, n: int, inp: Path, run: Path, base_url: str | None, tiny: str 
     }
 
 
+def _run_dir(args, n: int) -> Path:
+    """The job's run folder for N rows in the current output format (also names its memory trace)."""
+    return args.work / f"run_{args.teacher}_{n}_{args.output_format}"
+
+
 def bench_one(args, n: int, work: Path, tiny: str | None) -> dict:
     inp = work / f"in_{n}.jsonl"
     if not inp.is_file():
         t = time.perf_counter()
         write_rows(inp, n)
         print(f"[{n}] wrote input in {time.perf_counter() - t:.1f}s", flush=True)
-    run = work / f"run_{args.teacher}_{n}_{args.output_format}"
+    run = _run_dir(args, n)
     server = None
     base_url = None
     env = dict(os.environ)
@@ -196,15 +201,15 @@ def bench_one(args, n: int, work: Path, tiny: str | None) -> dict:
             except httpx.HTTPError:
                 assert time.time() < deadline and server.poll() is None, "loopback server did not start"
                 time.sleep(0.2)
-    cfg_path = work / f"cfg_{args.teacher}_{n}.yaml"
+    cfg_path = work / f"cfg_{run.name}.yaml"
     cfg_path.write_text(yaml.safe_dump(_config(args, n, inp, run, base_url, tiny)))
-    log_path = work / f"job_{args.teacher}_{n}.log"
+    log_path = work / f"job_{run.name}.log"
     try:
         with open(log_path, "w") as log:
             t0 = time.perf_counter()
             proc = subprocess.Popen([sys.executable, str(JOB), "--config", str(cfg_path)], cwd=ROOT, env=env,
                                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
-            trace = args.results.with_suffix(f".trace_{args.teacher}_{n}.jsonl") if args.results else None
+            trace = args.results.with_suffix(f".trace_{run.name}.jsonl") if args.results else None
             sampler = TreeSampler(proc.pid, trace=trace)
             sampler.start()
             try:
@@ -287,7 +292,7 @@ def main() -> None:
                 with open(args.results, "a") as f:
                     f.write(json.dumps(res) + "\n")
             if not args.keep:
-                shutil.rmtree(args.work / f"run_{args.teacher}_{n}_{fmt}", ignore_errors=True)
+                shutil.rmtree(_run_dir(args, n), ignore_errors=True)
 
 
 if __name__ == "__main__":
