@@ -20,6 +20,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("medforge.demo:cli_main", "run the offline end-to-end demo on the tiny model"),
     "keywords": ("medforge.privacy.cli:cli_main", "extract guarded keywords locally: what would be sent, per row"),
     "generate-contexts": ("medforge.contexts.job:cli_main", "privacy-preserving contextual prompting (keywords -> LLM contexts)"),
+    "attach-contexts": ("medforge.contexts.attach:cli_main", "join generated contexts onto the local questions (finetune-slm input)"),
+    "make-synthetic-mc": ("medforge.train.synthetic:cli_main", "synthetic MC splits where only the context tells the answer"),
 }
 
 

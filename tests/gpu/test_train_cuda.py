@@ -12,7 +12,7 @@ import pytest
 
 from medforge.io import atomic_write_jsonl
 from medforge.train.config import SLMFinetuneConfig
-from medforge.train.synthetic import instruction_rows, mc_rows
+from medforge.train.synthetic import instruction_rows, write_mc_splits
 from trainutils import history, llm_cfg
 
 
@@ -95,8 +95,7 @@ def test_gpu_packed_lora_zero2_then_resume(tmp_path, tiny_models, gpu_ray_cluste
 def test_gpu_slm_context_beats_chance(tmp_path, tiny_models, gpu_ray_cluster):
     from medforge.train.slm import run_slm_finetune
 
-    for name, rows in (("train", mc_rows(160, 0)), ("dev", mc_rows(40, 1)), ("test", mc_rows(80, 2))):
-        atomic_write_jsonl(tmp_path / f"{name}.jsonl", rows)
+    write_mc_splits(tmp_path)
     cfg = SLMFinetuneConfig.model_validate({
         "model": str(tiny_models["bert"]),
         "data": {"train_path": str(tmp_path / "train.jsonl"), "dev_path": str(tmp_path / "dev.jsonl"),

@@ -123,3 +123,11 @@ def test_api_teacher_empty_and_garbage_replies_are_quarantined(tmp_path, ray_loc
     # tokens spent on quarantined replies are accounted for too
     assert any(r["num_generated_tokens"] > 0 for r in q)
     assert summary["generated_tokens_this_run"] == sum(r["num_generated_tokens"] for r in out + q)
+    # on site, the contexts (Parquet map columns) are joined back onto the local questions
+    from medforge.contexts.attach import attach_contexts
+
+    counts = attach_contexts(inp, tmp_path / "run", tmp_path / "train.jsonl")
+    assert counts == {"rows": 2, "without_context": 7, "unreadable": 0}
+    local = {r["id"]: r for r in read_jsonl(inp)}
+    for r in read_jsonl(tmp_path / "train.jsonl"):
+        assert r["question"] == local[r["id"]]["question"] and set(r["option_contexts"]) == set(r["options"])

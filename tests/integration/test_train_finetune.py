@@ -21,7 +21,7 @@ import pytest
 from medforge.config.base import ConfigError
 from medforge.io import atomic_write_jsonl
 from medforge.train.config import SLMFinetuneConfig
-from medforge.train.synthetic import instruction_rows, mc_rows
+from medforge.train.synthetic import instruction_rows, write_mc_splits
 from trainutils import history as _history
 from trainutils import llm_cfg
 
@@ -219,8 +219,7 @@ def test_train_preflight_rejects_bad_input_before_workers(tmp_path, tiny_models,
 def test_train_slm_context_beats_chance_without_context_near_chance(tmp_path, tiny_models, ray_cluster):
     from medforge.train.slm import run_slm_finetune
 
-    for name, rows in (("train", mc_rows(160, 0)), ("dev", mc_rows(40, 1)), ("test", mc_rows(80, 2))):
-        atomic_write_jsonl(tmp_path / f"{name}.jsonl", rows)
+    write_mc_splits(tmp_path)
     results = {}
     for use_context in (True, False):
         cfg = SLMFinetuneConfig.model_validate(

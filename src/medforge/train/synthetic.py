@@ -5,13 +5,18 @@
 * :func:`mc_rows`: multiple-choice rows where **only the context** tells the answer: the correct
   option's context says so, the options themselves are random words. A model trained with
   context learns it; without context it cannot beat chance.
+
+``medforge make-synthetic-mc --out DIR`` writes ``train/dev/test.jsonl`` of :func:`mc_rows` for the
+offline multiple-choice quick start (``configs/finetune/slm_local_tiny.yaml``).
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import random
 import string
+from pathlib import Path
 from typing import Any
 
 WORDS = (
@@ -55,3 +60,27 @@ def mc_rows(n: int, seed: int = 0, n_options: int = 4) -> list[dict[str, Any]]:
             }
         )
     return rows
+
+
+MC_SPLITS = {"train": (160, 0), "dev": (40, 1), "test": (80, 2)}  # rows, seed
+
+
+def write_mc_splits(out_dir: str | Path) -> dict[str, Path]:
+    """``train/dev/test.jsonl`` of :func:`mc_rows` (sizes and seeds in ``MC_SPLITS``) in ``out_dir``."""
+    from medforge.io import atomic_write_jsonl
+
+    paths = {}
+    for name, (n, seed) in MC_SPLITS.items():
+        paths[name] = Path(out_dir) / f"{name}.jsonl"
+        atomic_write_jsonl(paths[name], mc_rows(n, seed))
+    return paths
+
+
+def cli_main(argv: list[str]) -> int:
+    ap = argparse.ArgumentParser(prog="medforge make-synthetic-mc",
+                                 description="Synthetic multiple-choice splits where only the context tells the answer.")
+    ap.add_argument("--out", default="runs/slm_synthetic", help="folder for train.jsonl, dev.jsonl, test.jsonl")
+    args = ap.parse_args(argv)
+    for name, path in write_mc_splits(args.out).items():
+        print(f"{path}: {MC_SPLITS[name][0]} rows")
+    return 0
