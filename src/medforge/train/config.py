@@ -7,11 +7,22 @@ the data or the cluster (empty dataset, worker count) live in ``medforge.train.p
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from medforge.config.base import MedforgeModel
+
+
+def _absolute_if_local(path: str) -> str:
+    """A local folder as an absolute path; a URI (``s3://``...) unchanged.
+
+    Ray Train reads a relative storage path as a URI without a scheme and fails once the run
+    starts ("URI has empty scheme"), and workers need not share the driver's working folder.
+    Resolved where the job's driver runs: on the cluster under ``ray job submit``.
+    """
+    return path if "://" in path else str(Path(path).expanduser().absolute())
 
 
 class ScalingSection(MedforgeModel):
@@ -58,6 +69,8 @@ class CheckpointSection(MedforgeModel):
         "Rerunning with the same storage_path and name resumes from the latest checkpoint."
     )
     name: str = Field(description="Run name: the folder under storage_path.")
+
+    _storage_path_absolute = field_validator("storage_path")(_absolute_if_local)
     every_steps: int = Field(0, ge=0, description="Checkpoint every N optimizer steps (0: at the end of each epoch only).")
     num_to_keep: int = Field(2, ge=1, description="Checkpoints kept in storage.")
     max_failures: int = Field(1, ge=-1, description="Worker failures Ray Train recovers from (from the latest checkpoint).")
@@ -105,6 +118,8 @@ class OutputSection(MedforgeModel):
         "shared filesystem or a cloud URI. Loss curve and metrics are written next to it."
     )
     overwrite: bool = Field(False, description="Replace an existing export_dir.")
+
+    _export_dir_absolute = field_validator("export_dir")(_absolute_if_local)
 
 
 class LLMFinetuneConfig(MedforgeModel):
@@ -158,3 +173,5 @@ class SLMFinetuneConfig(MedforgeModel):
     output_dir: str = Field(description="Summary JSON, per-seed metrics and loss curves go here.")
     ray_address: str | None = Field(None, description="Ray cluster to join; empty: RAY_ADDRESS or a local cluster.")
     ray_num_cpus: int | None = Field(None, ge=1, description="Logical CPUs for a locally started Ray.")
+
+    _output_dir_absolute = field_validator("output_dir")(_absolute_if_local)

@@ -137,6 +137,19 @@ def test_config_validation_reports_all_problems():
         )
 
 
+def test_local_output_paths_become_absolute_uris_stay(tmp_path, monkeypatch):
+    # Ray Train fails at start-up on a relative storage path ("URI has empty scheme"): the shipped
+    # tiny configs use relative ones, so a user's first run from the README crashed there.
+    monkeypatch.chdir(tmp_path)
+    base = ["model=x", "data.path=y", "checkpoint.name=n"]
+    cfg = load_config(LLMFinetuneConfig, None, base + ["checkpoint.storage_path=runs/ck", "output.export_dir=runs/m"])
+    assert cfg.checkpoint.storage_path == str(tmp_path / "runs/ck") and cfg.output.export_dir == str(tmp_path / "runs/m")
+    cfg = load_config(LLMFinetuneConfig, None, base + ["checkpoint.storage_path=s3://b/ck", "output.export_dir=gs://b/m"])
+    assert cfg.checkpoint.storage_path == "s3://b/ck" and cfg.output.export_dir == "gs://b/m"
+    slm = load_config(SLMFinetuneConfig, REPO / "configs/finetune/slm_local_tiny.yaml")
+    assert Path(slm.checkpoint.storage_path).is_absolute() and Path(slm.output_dir).is_absolute()
+
+
 @pytest.mark.parametrize("path", sorted((REPO / "configs" / "finetune").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_finetune_configs_validate(path):
     model = LLMFinetuneConfig if path.name.startswith("llm") else SLMFinetuneConfig
