@@ -15,14 +15,20 @@ from pydantic import Field, field_validator, model_validator
 from medforge.config.base import MedforgeModel
 
 
-def _absolute_if_local(path: str) -> str:
-    """A local folder as an absolute path; a URI (``s3://``...) unchanged.
+# Every local path in these configs is made absolute where the job's driver runs (on the cluster
+# under ``ray job submit``): Ray Train workers do not run in the driver's working folder (a
+# relative model path failed there as an invalid hub id), and Ray Train reads a relative storage
+# path as a URI without a scheme ("URI has empty scheme"). The shipped local configs use
+# relative paths, so the README's first training run crashed on both.
+def _absolute_if_local(path: str | None) -> str | None:
+    """A local path as an absolute path; a URI (``s3://``...) or ``None`` unchanged."""
+    return path if path is None or "://" in path else str(Path(path).expanduser().absolute())
 
-    Ray Train reads a relative storage path as a URI without a scheme and fails once the run
-    starts ("URI has empty scheme"), and workers need not share the driver's working folder.
-    Resolved where the job's driver runs: on the cluster under ``ray job submit``.
-    """
-    return path if "://" in path else str(Path(path).expanduser().absolute())
+
+def _absolute_if_local_folder(model: str) -> str:
+    """A base model that is an existing local folder, made absolute; a hub id unchanged."""
+    folder = Path(model).expanduser()
+    return str(folder.absolute()) if "://" not in model and folder.exists() else model
 
 
 class ScalingSection(MedforgeModel):
@@ -48,6 +54,8 @@ class DeepSpeedSection(MedforgeModel):
             raise ValueError("offload_params=true needs zero_stage=3; set deepspeed.zero_stage=3 or offload_params=false")
         return self
 
+    _config_path_absolute = field_validator("config_path")(_absolute_if_local)
+
 
 class OptimSection(MedforgeModel):
     lr: float = Field(2e-5, gt=0, description="Peak learning rate (AlpaCare: 2e-5).")
@@ -70,10 +78,11 @@ class CheckpointSection(MedforgeModel):
     )
     name: str = Field(description="Run name: the folder under storage_path.")
 
-    _storage_path_absolute = field_validator("storage_path")(_absolute_if_local)
     every_steps: int = Field(0, ge=0, description="Checkpoint every N optimizer steps (0: at the end of each epoch only).")
     num_to_keep: int = Field(2, ge=1, description="Checkpoints kept in storage.")
     max_failures: int = Field(1, ge=-1, description="Worker failures Ray Train recovers from (from the latest checkpoint).")
+
+    _storage_path_absolute = field_validator("storage_path")(_absolute_if_local)
 
 
 class LoggerSection(MedforgeModel):
@@ -111,6 +120,8 @@ class LLMDataSection(MedforgeModel):
     eval_fraction: float = Field(0.02, ge=0, lt=1, description="Held-out fraction for eval loss (stable hash split).")
     max_rows: int | None = Field(None, ge=1, description="Use only the first N rows (smoke runs).")
 
+    _path_absolute = field_validator("path")(_absolute_if_local)
+
 
 class OutputSection(MedforgeModel):
     export_dir: str = Field(
@@ -142,6 +153,8 @@ class LLMFinetuneConfig(MedforgeModel):
     ray_address: str | None = Field(None, description="Ray cluster to join; empty: RAY_ADDRESS or a local cluster.")
     ray_num_cpus: int | None = Field(None, ge=1, description="Logical CPUs for a locally started Ray.")
 
+    _model_absolute = field_validator("model")(_absolute_if_local_folder)
+
 
 class SLMDataSection(MedforgeModel):
     train_path: str = Field(description="JSONL: id, question, options (dict or list), answer, [overall_context, option_contexts].")
@@ -151,6 +164,8 @@ class SLMDataSection(MedforgeModel):
     max_length: int = Field(512, ge=8, le=512, description="Tokens per (question, option) pair; BERT's limit is 512.")
     overflow: Literal["truncate", "drop"] = Field("truncate", description="Longer pairs: cut the option side, or drop the row.")
     few_shot: int | None = Field(None, ge=1, description="Train on a seeded subset of this many rows (100/200/500); empty: all.")
+
+    _paths_absolute = field_validator("train_path", "dev_path", "test_path")(_absolute_if_local)
 
 
 class SLMFinetuneConfig(MedforgeModel):
@@ -174,4 +189,5 @@ class SLMFinetuneConfig(MedforgeModel):
     ray_address: str | None = Field(None, description="Ray cluster to join; empty: RAY_ADDRESS or a local cluster.")
     ray_num_cpus: int | None = Field(None, ge=1, description="Logical CPUs for a locally started Ray.")
 
+    _model_absolute = field_validator("model")(_absolute_if_local_folder)
     _output_dir_absolute = field_validator("output_dir")(_absolute_if_local)

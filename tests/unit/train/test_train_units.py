@@ -137,17 +137,25 @@ def test_config_validation_reports_all_problems():
         )
 
 
-def test_local_output_paths_become_absolute_uris_stay(tmp_path, monkeypatch):
+def test_local_paths_become_absolute_uris_and_hub_ids_stay(tmp_path, monkeypatch):
     # Ray Train fails at start-up on a relative storage path ("URI has empty scheme"): the shipped
     # tiny configs use relative ones, so a user's first run from the README crashed there.
     monkeypatch.chdir(tmp_path)
-    base = ["model=x", "data.path=y", "checkpoint.name=n"]
-    cfg = load_config(LLMFinetuneConfig, None, base + ["checkpoint.storage_path=runs/ck", "output.export_dir=runs/m"])
+    base = ["data.path=y", "checkpoint.name=n"]
+    cfg = load_config(LLMFinetuneConfig, None, base + ["model=x", "checkpoint.storage_path=runs/ck", "output.export_dir=runs/m"])
     assert cfg.checkpoint.storage_path == str(tmp_path / "runs/ck") and cfg.output.export_dir == str(tmp_path / "runs/m")
-    cfg = load_config(LLMFinetuneConfig, None, base + ["checkpoint.storage_path=s3://b/ck", "output.export_dir=gs://b/m"])
+    cfg = load_config(LLMFinetuneConfig, None, base + ["model=x", "checkpoint.storage_path=s3://b/ck", "output.export_dir=gs://b/m"])
     assert cfg.checkpoint.storage_path == "s3://b/ck" and cfg.output.export_dir == "gs://b/m"
     slm = load_config(SLMFinetuneConfig, REPO / "configs/finetune/slm_local_tiny.yaml")
     assert Path(slm.checkpoint.storage_path).is_absolute() and Path(slm.output_dir).is_absolute()
+    # Ray Train workers run elsewhere: data and a local model folder are made absolute too; a hub id is not
+    assert all(Path(p).is_absolute() for p in (slm.data.train_path, slm.data.dev_path, slm.data.test_path))
+    (tmp_path / "m").mkdir()
+    cfg = load_config(LLMFinetuneConfig, None, base + ["checkpoint.storage_path=c", "output.export_dir=e", "model=m"])
+    assert cfg.model == str(tmp_path / "m") and cfg.data.path == str(tmp_path / "y")
+    hub = load_config(LLMFinetuneConfig, None, ["model=meta-llama/Llama-2-7b-hf", "data.path=y", "checkpoint.name=n",
+                                                "checkpoint.storage_path=c", "output.export_dir=e"])
+    assert hub.model == "meta-llama/Llama-2-7b-hf"
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "configs" / "finetune").glob("*.yaml")), ids=lambda p: p.name)
