@@ -55,6 +55,7 @@ def _engine_sampling(sampling: SamplingConfig, seed: int) -> dict[str, Any]:
         "presence_penalty": sampling.presence_penalty,
         "max_tokens": sampling.max_tokens,
         "seed": int(seed),
+        **({"top_k": sampling.top_k} if sampling.top_k else {}),
         **({"ignore_eos": True} if sampling.ignore_eos else {}),
     }
 
