@@ -192,3 +192,25 @@ def test_slm_encode_overflow_counts():
     assert counts == {"ok": 1, "truncated": 0, "dropped": 1} and enc[0]["label"] == 1
     enc, counts = encode_rows(rows, PairTok(), False, 20, "truncate")
     assert counts["truncated"] == 1 and max(len(x) for x in enc[0]["input_ids"]) == 20
+
+
+@pytest.mark.parametrize("row", [
+    {"instruction": "List three symptoms of type 2 diabetes.", "input": "", "output": "x"},
+    {"instruction": "Summarise the note.", "input": "Fever for 3 days, productive cough.", "output": "x"},
+])
+def test_exported_alpaca_chat_template_renders_the_training_prompt_token_for_token(row, tiny_models):
+    from transformers import AutoTokenizer
+
+    from medforge.train.prompts import alpaca_chat_template, prompt_and_response_ids
+
+    tok = AutoTokenizer.from_pretrained(tiny_models["llama"])
+    train_ids, _ = prompt_and_response_ids(row, tok, "alpaca")
+    tok.chat_template = alpaca_chat_template()
+    messages = [{"role": "user", "content": row["instruction"]}]
+    if row["input"]:
+        messages.append({"role": "user", "content": row["input"]})
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    # as a chat server does it: render, then tokenize without adding special tokens again
+    served_ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert served_ids == train_ids
+    assert ("### Input:" in text) == bool(row["input"])
