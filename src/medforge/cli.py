@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate-contexts": ("medforge.contexts.job:cli_main", "privacy-preserving contextual prompting (keywords -> LLM contexts)"),
     "attach-contexts": ("medforge.contexts.attach:cli_main", "join generated contexts onto the local questions (finetune-slm input)"),
     "make-synthetic-mc": ("medforge.train.synthetic:cli_main", "synthetic MC splits where only the context tells the answer"),
+    "serve": ("medforge.serve.cli:cli_main", "serve the trained models on Ray Serve (OpenAI-compatible LLM, multi-LoRA)"),
 }
 
 

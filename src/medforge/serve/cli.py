@@ -21,9 +21,10 @@ from medforge.config.base import ConfigError, _deep_merge, format_validation_err
 
 logger = logging.getLogger(__name__)
 
-# import_path -> (args model, "module:builder")
+# import_path of a medforge app builder -> "module:ArgsModel" that validates its args
 BUILDERS: dict[str, str] = {
     "medforge.serve.llm:app_builder": "medforge.serve.config:LLMServeConfig",
+    "medforge.serve.qa:app_builder": "medforge.serve.qa:QAServeConfig",
 }
 
 
