@@ -245,3 +245,20 @@ def test_train_slm_context_beats_chance_without_context_near_chance(tmp_path, ti
     assert results[False]["mean_accuracy"] <= 0.45, results[False]
     assert (tmp_path / "out-True" / "mc-True-seed0" / "loss_curve.png").is_file()
     assert json.loads((tmp_path / "out-True" / "summary.json").read_text())["std_accuracy"] == 0.0
+
+    # The export holds the best-dev weights: reloaded outside Ray Train, it scores the test split
+    # exactly as the trainer did at that epoch, and the model only chance without the context.
+    from medforge.io import read_jsonl
+    from medforge.mc.scorer import load_mc_model, score_rows
+
+    export = Path(results[True]["export_dir"])
+    assert export == tmp_path / "out-True" / "model" and (export / "medforge_mc.json").is_file()
+    mc = load_mc_model(export, device="cpu")
+    assert mc.format.use_context and mc.format.max_length == 48 and mc.format.num_options == 4
+    test_rows = list(read_jsonl(tmp_path / "test.jsonl"))
+    scored = score_rows(mc, test_rows, batch_size=7)
+    assert [s["id"] for s in scored] == [r["id"] for r in test_rows]
+    assert all(abs(sum(s["probs"].values()) - 1) < 1e-5 for s in scored)
+    assert sum(s["correct"] for s in scored) / len(scored) == pytest.approx(results[True]["mean_accuracy"])
+    unseen = [{k: v for k, v in r.items() if k != "answer"} for r in test_rows[:3]]
+    assert [s["prediction"] for s in score_rows(mc, unseen)] == [s["prediction"] for s in scored[:3]]

@@ -24,6 +24,7 @@ from medforge.train.common import (
     MetricsLogger,
     cluster_capacity_problems,
     export_folder,
+    full_state_dict,
     model_problems,
     peak_flops,
     plot_loss_curve,
@@ -334,20 +335,6 @@ def _save_checkpoint(engine: Any, state: dict[str, Any], metrics: dict[str, Any]
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
 
 
-def _full_state_dict(engine: Any) -> dict[str, Any] | None:
-    """The whole model's weights on rank 0 (ZeRO-3: gathered; collective on every rank)."""
-    import ray.train
-
-    rank = ray.train.get_context().get_world_rank()
-    if engine.zero_optimization_stage() == 3:
-        sd = engine._zero3_consolidated_16bit_state_dict()
-    else:
-        sd = engine.module.state_dict() if rank == 0 else None
-    if rank != 0:
-        return None
-    return {k: v.detach().cpu() for k, v in sd.items()}
-
-
 ADAPTER_DIR = "lora_adapter"
 
 
@@ -503,7 +490,7 @@ def train_loop(config: dict[str, Any]) -> None:
     if progress:
         progress.close()
 
-    sd = _full_state_dict(engine)
+    sd = full_state_dict(engine)
     if rank == 0:
         with tempfile.TemporaryDirectory(prefix="medforge-export-") as tmp:
             out = Path(tmp) / "model"

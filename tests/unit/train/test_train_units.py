@@ -20,7 +20,8 @@ from medforge.train.prompts import (
     chat_messages,
     tokenize_example,
 )
-from medforge.train.slm import encode_rows, few_shot_subset, normalize_row, option_text
+from medforge.mc.encoding import normalize_row, option_text
+from medforge.train.slm import few_shot_subset
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -177,21 +178,6 @@ def test_slm_row_normalisation_and_context_text():
     assert few_shot_subset(list(range(50)), 10, 1) == few_shot_subset(list(range(50)), 10, 1)
     assert few_shot_subset(list(range(50)), 10, 1) != few_shot_subset(list(range(50)), 10, 2)
     assert few_shot_subset(list(range(5)), None, 0) == list(range(5))
-
-
-def test_slm_encode_overflow_counts():
-    class PairTok:
-        def __call__(self, firsts, seconds, truncation=False, max_length=None):
-            ids = [[101, *range(len(a)), 102, *range(len(b)), 102] for a, b in zip(firsts, seconds, strict=True)]
-            if truncation:
-                ids = [x[:max_length] for x in ids]
-            return {"input_ids": ids, "token_type_ids": [[0] * len(x) for x in ids]}
-
-    rows = [{"question": "q", "options": {"A": "x" * 50, "B": "y"}, "answer": "A"}, {"question": "q", "options": {"A": "x", "B": "y"}, "answer": "B"}]
-    enc, counts = encode_rows(rows, PairTok(), False, 20, "drop")
-    assert counts == {"ok": 1, "truncated": 0, "dropped": 1} and enc[0]["label"] == 1
-    enc, counts = encode_rows(rows, PairTok(), False, 20, "truncate")
-    assert counts["truncated"] == 1 and max(len(x) for x in enc[0]["input_ids"]) == 20
 
 
 @pytest.mark.parametrize("row", [
