@@ -13,17 +13,27 @@ REPO = Path(__file__).resolve().parents[3]
 
 
 @pytest.mark.parametrize("path", sorted((REPO / "serving").glob("*.yaml")), ids=lambda p: p.name)
-def test_shipped_serving_files_validate_and_carry_both_commands(path, tiny_models):
+def test_shipped_serving_files_validate_and_carry_the_commands(path, tiny_models, tmp_path):
+    """Every serving file validates once its model folders exist (tiny stand-ins here)."""
+    import yaml
+
     text = path.read_text()
-    assert "medforge serve --config serving/" in text and "serve run serving/" in text
-    assert "ray job submit" in text
-    overrides = []
-    if "local_tiny" in path.name:
-        overrides = [f"llm.engine.model={tiny_models['llama']}"]
-    if "cluster" in path.name:
-        pytest.skip("cluster checkpoints are not on this machine")
-    data = load_serve_file(path, overrides)
-    assert data["applications"]
+    assert "serve run serving/" in text or "serve deploy serving/" in text
+    assert "ray job submit" in text and "ray_jobs/serve.py" in text and "medforge serve --config serving/" in text
+    data = yaml.safe_load(text)
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text("{}")
+    for app in data["applications"]:
+        args = app["args"]
+        if "engine" in args and not Path(args["engine"]["model"]).is_dir():
+            args["engine"]["model"] = str(tiny_models["llama"])
+        args["adapters"] = {k: str(adapter) for k in args.get("adapters", {})} if "adapters" in args else None
+        if args["adapters"] is None:
+            del args["adapters"]
+    copy = tmp_path / path.name
+    copy.write_text(yaml.safe_dump(data))
+    assert load_serve_file(copy)["applications"]
 
 
 def test_every_problem_is_reported_at_once(tmp_path, tiny_models):
