@@ -178,3 +178,25 @@ def test_slm_row_normalisation_and_context_text():
     assert few_shot_subset(list(range(50)), 10, 1) == few_shot_subset(list(range(50)), 10, 1)
     assert few_shot_subset(list(range(50)), 10, 1) != few_shot_subset(list(range(50)), 10, 2)
     assert few_shot_subset(list(range(5)), None, 0) == list(range(5))
+
+
+@pytest.mark.parametrize("row", [
+    {"instruction": "List three symptoms of type 2 diabetes.", "input": "", "output": "x"},
+    {"instruction": "Summarise the note.", "input": "Fever for 3 days, productive cough.", "output": "x"},
+])
+def test_exported_alpaca_chat_template_renders_the_training_prompt_token_for_token(row, tiny_models):
+    from transformers import AutoTokenizer
+
+    from medforge.train.prompts import alpaca_chat_template, prompt_and_response_ids
+
+    tok = AutoTokenizer.from_pretrained(tiny_models["llama"])
+    train_ids, _ = prompt_and_response_ids(row, tok, "alpaca")
+    tok.chat_template = alpaca_chat_template()
+    messages = [{"role": "user", "content": row["instruction"]}]
+    if row["input"]:
+        messages.append({"role": "user", "content": row["input"]})
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    # as a chat server does it: render, then tokenize without adding special tokens again
+    served_ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert served_ids == train_ids
+    assert ("### Input:" in text) == bool(row["input"])
