@@ -136,7 +136,7 @@ class KeywordStage:
 
     In: ``path`` of staged chunk files (one per call), whose rows are ``id, chunk, row_index,
     question, options_json, answer``. Out: those minus ``question``, plus ``keywords_json``,
-    ``sent_options_json``, ``privacy_budget``, ``n_words``, ``phi_kinds_json``, ``messages``, ``request_seed``, ``json_schema``, ``letters_json``.
+    ``sent_options_json``, ``privacy_budget``, ``n_words``, ``phi_kinds_json``, ``redactions_json``, ``messages``, ``request_seed``, ``json_schema``, ``letters_json``.
     """
 
     def __init__(self, cfg: ContextJobConfig):
@@ -154,7 +154,7 @@ class KeywordStage:
     def process(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {k: [] for k in (
             "id", "chunk", "row_index", "answer", "keywords_json", "sent_options_json", "privacy_budget", "n_words",
-            "phi_kinds_json", "messages", "request_seed", "json_schema", "letters_json")}
+            "phi_kinds_json", "redactions_json", "messages", "request_seed", "json_schema", "letters_json")}
         for rid, chunk, ridx, question, opts_json, answer in zip(
                 batch["id"], batch["chunk"], batch["row_index"], batch["question"], batch["options_json"],
                 batch["answer"], strict=True):
@@ -171,6 +171,7 @@ class KeywordStage:
             out["privacy_budget"].append(req.guarded.privacy_budget)
             out["n_words"].append(req.guarded.n_words)
             out["phi_kinds_json"].append(json.dumps(req.guarded.phi_kinds))
+            out["redactions_json"].append(json.dumps(req.guarded.redactions))
             out["messages"].append(req.messages)
             out["request_seed"].append(request_seed(self.cfg.seed, rid))
             out["json_schema"].append(json.dumps(req.json_schema) if req.json_schema else "")
@@ -205,6 +206,7 @@ def _output_schema():
         ("id", pa.string()), ("row_index", pa.int64()), ("keywords", pa.list_(pa.string())), ("options", m),
         ("answer", pa.string()), ("overall_context", pa.string()), ("option_contexts", m),
         ("preliminary_answer", pa.string()), ("privacy_budget", pa.float64()), ("n_words", pa.int64()),
+        ("redactions", pa.map_(pa.string(), pa.int64())),
         ("num_input_tokens", pa.int64()), ("num_generated_tokens", pa.int64()), ("teacher_model", pa.string()),
         ("teacher_engine", pa.string()), ("prompt_sha256", pa.string()), ("request_seed", pa.int64()),
         ("sampling_json", pa.string()),
@@ -222,6 +224,7 @@ class ChunkWriter:
         self.rows_bad = 0
         self.reasons: dict[str, int] = {}
         self.generated_tokens = 0  # every row's, quarantined ones too: the teacher spent them
+        self.redactions: dict[str, int] = {}  # what the guard withheld, by identifier type (never values)
         self.sampling_json = json.dumps(cfg.generation.sampling.model_dump())
 
     def out_path(self, chunk: int) -> Path:
@@ -240,6 +243,8 @@ class ChunkWriter:
         for r in rows:
             n_gen = int(r.get("num_generated_tokens") or 0)
             self.generated_tokens += n_gen
+            for kind, n in json.loads(r.get("redactions_json") or "{}").items():
+                self.redactions[kind] = self.redactions.get(kind, 0) + int(n)
             if r["error"]:
                 reason = r["error"].split(":")[0]
                 self.reasons[reason] = self.reasons.get(reason, 0) + 1
@@ -251,7 +256,8 @@ class ChunkWriter:
                 "options": json.loads(r["sent_options_json"]), "answer": r["answer"],
                 "overall_context": r["overall_context"], "option_contexts": json.loads(r["option_contexts_json"]),
                 "preliminary_answer": r["preliminary_answer"], "privacy_budget": float(r["privacy_budget"]),
-                "n_words": int(r["n_words"]), "num_input_tokens": int(r["num_input_tokens"]),
+                "n_words": int(r["n_words"]), "redactions": json.loads(r.get("redactions_json") or "{}"),
+                "num_input_tokens": int(r["num_input_tokens"]),
                 "num_generated_tokens": n_gen, "teacher_model": self.cfg.teacher.model,
                 "teacher_engine": self.cfg.teacher.kind, "prompt_sha256": task.prompt_hash(),
                 "request_seed": int(r["request_seed"]), "sampling_json": self.sampling_json,
@@ -354,7 +360,7 @@ def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
     if pending:
         ds = build_dataset(cfg, [str(root / "staged" / f"chunk_{c:05d}.parquet") for c in pending])
         keep = ("id", "chunk", "row_index", "answer", "keywords_json", "sent_options_json", "privacy_budget", "n_words",
-                "request_seed", "generated_text", "num_input_tokens", "num_generated_tokens", "overall_context",
+                "redactions_json", "request_seed", "generated_text", "num_input_tokens", "num_generated_tokens", "overall_context",
                 "option_contexts_json", "preliminary_answer", "error")
         # batch_size=None: take blocks as they arrive, so finished chunks are written at once
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
@@ -390,6 +396,7 @@ def _summarise(cfg: ContextJobConfig, root: Path, counts: dict[int, int], elapse
         "rows_quarantined": bad,
         "reasons_this_run": writer.reasons,
         "generated_tokens_this_run": writer.generated_tokens,
+        "redactions_this_run": dict(sorted(writer.redactions.items())),
         "teacher": {"kind": cfg.teacher.kind, "model": cfg.teacher.model},
         "wall_time_s": round(elapsed, 2),
         "paths": {"out": str(root / "out"), "quarantine": str(root / "quarantine")},
