@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "generate-contexts": ("medforge.contexts.job:cli_main", "privacy-preserving contextual prompting (keywords -> LLM contexts)"),
     "attach-contexts": ("medforge.contexts.attach:cli_main", "join generated contexts onto the local questions (finetune-slm input)"),
     "make-synthetic-mc": ("medforge.train.synthetic:cli_main", "synthetic MC splits where only the context tells the answer"),
+    "check-cluster": ("medforge.cluster.definition:cli_main", "check a cluster.yaml before `ray up`: placeholders, Ray's schema, job demands"),
 }
 
 
