@@ -342,6 +342,10 @@ def build_dataset(cfg: ContextJobConfig, paths: list[str]):
 def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
     """Run (or resume) the job. Ray must already be initialised."""
     t0 = time.perf_counter()
+    from medforge.cluster.preflight import teacher_preflight
+
+    # Staged chunks are read back by keyword actors on any node: output.dir must be shared storage there.
+    teacher_preflight("generate-contexts", cfg.teacher, {"output.dir": cfg.output.dir})
     root = prepare_folder(cfg)
     if isinstance(cfg.teacher, OpenAITeacherConfig):
         if cfg.teacher.check_endpoint:

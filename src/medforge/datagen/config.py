@@ -79,6 +79,11 @@ class InstructionJobConfig(MedforgeModel):
 
     @model_validator(mode="after")
     def _check(self) -> "InstructionJobConfig":
+        from medforge.cluster.preflight import auto_placement_problem, run_folder_problem
+
+        problem = run_folder_problem(self.output.dir, "output.dir") or auto_placement_problem(self.teacher, {"output.dir": self.output.dir})
+        if problem:
+            raise ValueError(problem)
         if self.seeds.path is not None and not Path(self.seeds.path).is_file():
             raise ValueError(
                 f"seeds.path {self.seeds.path!r} does not exist; point it at AlpaCare's med_seed.json "

@@ -465,6 +465,9 @@ def run_instruction_synthesis(cfg: InstructionJobConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     from medforge.engines.chat import seeds_applied
 
+    from medforge.cluster.preflight import teacher_preflight
+
+    teacher_preflight("generate-instructions", cfg.teacher, {"output.dir": cfg.output.dir})
     run = InstructionRun(cfg)
     run.prepare_folder()
     run.seeded = seeds_applied(cfg.teacher)

