@@ -279,11 +279,12 @@ def test_train_slm_pretrained_minilm_learns_from_context_over_three_seeds(tmp_pa
                     "test_path": str(tmp_path / "test.jsonl"),
                     "use_context": use_context,
                     "max_length": 48,
+                    "few_shot": 96,  # a seeded subset per seed: enough for a pretrained encoder, quick on 2 cores
                 },
                 "optim": {"lr": 5e-5, "epochs": 2, "micro_batch_size": 8, "warmup_ratio": 0.1},
                 "seeds": [0, 1, 2],
                 "patience": 2,
-                "scaling": {"num_workers": 2},
+                "scaling": {"num_workers": 1},
                 "checkpoint": {"storage_path": str(tmp_path / "ckpt"), "name": f"minilm-{use_context}", "max_failures": 0},
                 "output_dir": str(tmp_path / f"minilm-{use_context}"),
             }

