@@ -29,11 +29,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from medforge.config.base import MedforgeModel
 from medforge.contexts.config import ContextGenerationConfig
 from medforge.engines.config import OpenAITeacherConfig
 from medforge.privacy.keywords import KeywordConfig
-from medforge.serve.config import AutoscalingConfig, SecurityConfig
+from medforge.serve.config import ServedAppConfig, validated_args
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ MAX_OPTIONS = 10
 LETTERS = "ABCDEFGHIJ"
 
 
-class QAServeConfig(MedforgeModel):
+class QAServeConfig(ServedAppConfig):
     """The medical QA endpoint."""
 
     mc_model: str = Field(description="Exported multiple-choice model folder (finetune-slm's <output_dir>/model).")
@@ -55,11 +54,6 @@ class QAServeConfig(MedforgeModel):
     max_option_chars: int = Field(500, ge=1, description="Longer options get 422.")
     max_batch_size: int = Field(16, ge=1, description="@serve.batch: most requests scored in one forward pass.")
     batch_wait_timeout_s: float = Field(0.01, ge=0, description="@serve.batch: wait for a batch to fill.")
-    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig, description="QA replicas.")
-    max_ongoing_requests: int = Field(32, ge=1, description="Requests one QA replica handles at once.")
-    max_queued_requests: int = Field(
-        64, ge=-1, description="Requests waiting before new ones get 503 + Retry-After (-1: unbounded).")
-    security: SecurityConfig = Field(default_factory=SecurityConfig, description="Auth, body limit, CORS.")
 
 
 class QARequest(BaseModel):
@@ -234,12 +228,4 @@ def build_qa_app(cfg: QAServeConfig):
 
 def app_builder(args: dict[str, Any]):
     """Ray Serve application builder: ``import_path: medforge.serve.qa:app_builder`` in serving/*.yaml."""
-    from pydantic import ValidationError
-
-    from medforge.config.base import ConfigError, format_validation_error
-
-    try:
-        cfg = QAServeConfig.model_validate(args)
-    except ValidationError as exc:
-        raise ConfigError("medqa app args", format_validation_error(exc, QAServeConfig)) from None
-    return build_qa_app(cfg)
+    return build_qa_app(validated_args(QAServeConfig, args, "medqa app args"))
