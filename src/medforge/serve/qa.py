@@ -177,6 +177,21 @@ class QAService:
         return 200, body
 
 
+class _PrefixIsRoot:
+    """``POST /v1/medqa`` (the route prefix itself) is the app's ``/`` route, without the 307 redirect
+    to ``/v1/medqa/`` that clients would have to follow (FastAPI refuses an empty route path)."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            root = scope.get("root_path", "").rstrip("/")
+            if scope.get("path", "").rstrip("/") == root:
+                scope = {**scope, "path": root + "/", "raw_path": (root + "/").encode()}
+        await self.app(scope, receive, send)
+
+
 def build_qa_app(cfg: QAServeConfig):
     """The Serve application for ``POST /v1/medqa`` (``route_prefix: /v1/medqa`` in serving/*.yaml)."""
     from fastapi import FastAPI, Request
@@ -199,6 +214,7 @@ def build_qa_app(cfg: QAServeConfig):
         return JSONResponse(status_code=500, content={"error": {"message": "internal error", "code": 500}})
 
     secure_app(app, cfg.security)
+    app.add_middleware(_PrefixIsRoot)
 
     @serve.deployment(
         autoscaling_config=cfg.autoscaling.as_serve(),
