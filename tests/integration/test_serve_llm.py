@@ -8,7 +8,6 @@ random LoRA adapter (peft, non-zero B) is served beside it by name.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 import shutil
 import signal
@@ -192,29 +191,40 @@ def test_bounded_load_no_5xx(served):
           f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
 
 
+def _replica_pids(deployment: str) -> list[int]:
+    """PIDs of this cluster's replica processes of ``deployment`` (children of our raylet)."""
+    import ray
+
+    raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
+    pids = []
+    for d in Path("/proc").iterdir():
+        if not d.name.isdigit():
+            continue
+        try:
+            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            cmd = (d / "cmdline").read_bytes().decode(errors="replace")
+        except (OSError, IndexError, ValueError):
+            continue
+        if ppid == raylet and f"ServeReplica:llm:{deployment}" in cmd:
+            pids.append(int(d.name))
+    return pids
+
+
 def test_killed_ingress_replica_is_restarted_and_next_requests_succeed(served, client):
     from ray import serve
 
-    status = serve.status().applications["llm"].deployments
-    assert status["MedforgeIngress"].status == "HEALTHY"
-    import ray
-
-    replicas = [a for a in ray.util.state.list_actors(filters=[("state", "=", "ALIVE")])
-                if "MedforgeIngress" in (a.get("class_name") or "") or "MedforgeIngress" in (a.get("name") or "")]
-    assert replicas, "no ingress replica actor found"
-    pid = replicas[0]["pid"]
+    [pid] = _replica_pids("MedforgeIngress")
     os.kill(pid, signal.SIGKILL)
-    deadline = time.time() + 240
-    ok_in_a_row = 0
+    deadline = time.time() + 300
+    ok_in_a_row, failures = 0, 0
     while time.time() < deadline and ok_in_a_row < 3:
         try:
             _chat(client, "medforge-tiny", "after the kill")
             ok_in_a_row += 1
-        except Exception:  # noqa: BLE001 - in-flight/intermediate errors while Serve restarts it
-            ok_in_a_row = 0
+        except Exception:  # noqa: BLE001 - requests while Serve restarts the replica get an error
+            ok_in_a_row, failures = 0, failures + 1
             time.sleep(1)
     assert ok_in_a_row == 3
-    alive = [a for a in ray.util.state.list_actors(filters=[("state", "=", "ALIVE")])
-             if "MedforgeIngress" in (a.get("name") or "")]
-    assert alive and all(a["pid"] != pid for a in alive)
-    assert json.dumps(serve.status().applications["llm"].status) != '"DEPLOY_FAILED"'
+    new = _replica_pids("MedforgeIngress")
+    assert new and pid not in new  # a new process serves, the killed one is gone
+    assert serve.status().applications["llm"].status == "RUNNING"

@@ -11,11 +11,14 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
 from medforge.config.base import MedforgeModel
 from medforge.engines.config import VLLMTeacherConfig
+
+M = TypeVar("M", bound=MedforgeModel)
 
 _ADAPTER_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
 
@@ -55,7 +58,29 @@ class AutoscalingConfig(MedforgeModel):
         return self.model_dump()
 
 
-class LLMServeConfig(MedforgeModel):
+class ServedAppConfig(MedforgeModel):
+    """What every served app has: replicas, overload limits and security."""
+
+    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig, description="Replicas.")
+    max_ongoing_requests: int = Field(64, ge=1, description="Requests one replica handles at once.")
+    max_queued_requests: int = Field(
+        256, ge=-1, description="Requests waiting per caller before new ones get 503 + Retry-After (-1: unbounded).")
+    security: SecurityConfig = Field(default_factory=SecurityConfig, description="Auth, body limit, CORS.")
+
+
+def validated_args(model: type[M], args: dict[str, Any], what: str) -> M:
+    """An app builder's ``args`` validated, every problem in one :class:`ConfigError`."""
+    from pydantic import ValidationError
+
+    from medforge.config.base import ConfigError, format_validation_error
+
+    try:
+        return model.model_validate(args)
+    except ValidationError as exc:
+        raise ConfigError(what, format_validation_error(exc, model)) from None
+
+
+class LLMServeConfig(ServedAppConfig):
     """The OpenAI-compatible LLM endpoint (``ray.serve.llm``): one base model plus LoRA adapters."""
 
     model_id: str = Field(description="Name clients put in `model`, e.g. medforge-llm.")
@@ -67,11 +92,6 @@ class LLMServeConfig(MedforgeModel):
         description="LoRA adapters served beside the base model: name (what clients put in `model`) -> peft "
                     "adapter folder (e.g. <export_dir>/lora_adapter from finetune-llm with lora.enabled).")
     max_lora_rank: int = Field(16, ge=1, description="Largest adapter rank the engine accepts (vLLM max_lora_rank).")
-    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig, description="LLM replicas.")
-    max_ongoing_requests: int = Field(64, ge=1, description="Requests one LLM replica runs at once.")
-    max_queued_requests: int = Field(
-        256, ge=-1, description="Requests waiting per caller before new ones get 503 + Retry-After (-1: unbounded).")
-    security: SecurityConfig = Field(default_factory=SecurityConfig, description="Auth, body limit, CORS.")
 
     @field_validator("model_id")
     @classmethod

@@ -136,11 +136,6 @@ def _drop_open_cors(app: Any) -> None:
 
 def app_builder(args: dict[str, Any]):
     """Ray Serve application builder: ``import_path: medforge.serve.llm:app_builder`` in serving/*.yaml."""
-    from medforge.config.base import ConfigError, format_validation_error
-    from pydantic import ValidationError
+    from medforge.serve.config import validated_args
 
-    try:
-        cfg = LLMServeConfig.model_validate(args)
-    except ValidationError as exc:
-        raise ConfigError("LLM app args", format_validation_error(exc, LLMServeConfig)) from None
-    return build_llm_app(cfg)
+    return build_llm_app(validated_args(LLMServeConfig, args, "LLM app args"))

@@ -29,11 +29,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from medforge.config.base import MedforgeModel
 from medforge.contexts.config import ContextGenerationConfig
 from medforge.engines.config import OpenAITeacherConfig
 from medforge.privacy.keywords import KeywordConfig
-from medforge.serve.config import AutoscalingConfig, SecurityConfig
+from medforge.serve.config import ServedAppConfig, validated_args
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +40,7 @@ MAX_OPTIONS = 10
 LETTERS = "ABCDEFGHIJ"
 
 
-class QAServeConfig(MedforgeModel):
+class QAServeConfig(ServedAppConfig):
     """The medical QA endpoint."""
 
     mc_model: str = Field(description="Exported multiple-choice model folder (finetune-slm's <output_dir>/model).")
@@ -55,11 +54,6 @@ class QAServeConfig(MedforgeModel):
     max_option_chars: int = Field(500, ge=1, description="Longer options get 422.")
     max_batch_size: int = Field(16, ge=1, description="@serve.batch: most requests scored in one forward pass.")
     batch_wait_timeout_s: float = Field(0.01, ge=0, description="@serve.batch: wait for a batch to fill.")
-    autoscaling: AutoscalingConfig = Field(default_factory=AutoscalingConfig, description="QA replicas.")
-    max_ongoing_requests: int = Field(32, ge=1, description="Requests one QA replica handles at once.")
-    max_queued_requests: int = Field(
-        64, ge=-1, description="Requests waiting before new ones get 503 + Retry-After (-1: unbounded).")
-    security: SecurityConfig = Field(default_factory=SecurityConfig, description="Auth, body limit, CORS.")
 
 
 class QARequest(BaseModel):
@@ -183,6 +177,21 @@ class QAService:
         return 200, body
 
 
+class _PrefixIsRoot:
+    """``POST /v1/medqa`` (the route prefix itself) is the app's ``/`` route, without the 307 redirect
+    to ``/v1/medqa/`` that clients would have to follow (FastAPI refuses an empty route path)."""
+
+    def __init__(self, app: Any):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            root = scope.get("root_path", "").rstrip("/")
+            if scope.get("path", "").rstrip("/") == root:
+                scope = {**scope, "path": root + "/", "raw_path": (root + "/").encode()}
+        await self.app(scope, receive, send)
+
+
 def build_qa_app(cfg: QAServeConfig):
     """The Serve application for ``POST /v1/medqa`` (``route_prefix: /v1/medqa`` in serving/*.yaml)."""
     from fastapi import FastAPI, Request
@@ -205,6 +214,7 @@ def build_qa_app(cfg: QAServeConfig):
         return JSONResponse(status_code=500, content={"error": {"message": "internal error", "code": 500}})
 
     secure_app(app, cfg.security)
+    app.add_middleware(_PrefixIsRoot)
 
     @serve.deployment(
         autoscaling_config=cfg.autoscaling.as_serve(),
@@ -234,12 +244,4 @@ def build_qa_app(cfg: QAServeConfig):
 
 def app_builder(args: dict[str, Any]):
     """Ray Serve application builder: ``import_path: medforge.serve.qa:app_builder`` in serving/*.yaml."""
-    from pydantic import ValidationError
-
-    from medforge.config.base import ConfigError, format_validation_error
-
-    try:
-        cfg = QAServeConfig.model_validate(args)
-    except ValidationError as exc:
-        raise ConfigError("medqa app args", format_validation_error(exc, QAServeConfig)) from None
-    return build_qa_app(cfg)
+    return build_qa_app(validated_args(QAServeConfig, args, "medqa app args"))
