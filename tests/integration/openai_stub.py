@@ -3,7 +3,8 @@
 It answers task-generation requests with well-formed tasks (varied wording, so the novelty
 filter keeps many), multiple-choice requests with ``{"explanation", "answer"}``, and other
 requests with plain text. ``fail_every`` makes every n-th request a 429 or 500 so retries
-are exercised. Every request body is recorded.
+are exercised. ``responder(body)`` scripts the reply text (return ``None`` to fall back to the
+defaults above), e.g. a judge whose verdicts are fixed. Every request body is recorded.
 """
 
 from __future__ import annotations
@@ -21,8 +22,9 @@ VERBS = ("Explain", "Summarize", "Describe", "Compare", "Outline", "List", "Disc
 
 
 class StubOpenAI:
-    def __init__(self, fail_every: int = 0):
+    def __init__(self, fail_every: int = 0, responder=None):
         self.fail_every = fail_every
+        self.responder = responder
         self.bodies: list[dict] = []
         self._count = itertools.count(1)
         self._lock = threading.Lock()
@@ -61,7 +63,10 @@ class StubOpenAI:
     def reply(self, body: dict, n: int) -> dict:
         schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
         props = schema.get("properties", {})
-        if "tasks" in props:
+        scripted = self.responder(body) if self.responder else None
+        if scripted is not None:
+            content = scripted
+        elif "tasks" in props:
             k = props["tasks"]["minItems"]
             tasks = []
             for j in range(k):

@@ -245,3 +245,54 @@ def test_train_slm_context_beats_chance_without_context_near_chance(tmp_path, ti
     assert results[False]["mean_accuracy"] <= 0.45, results[False]
     assert (tmp_path / "out-True" / "mc-True-seed0" / "loss_curve.png").is_file()
     assert json.loads((tmp_path / "out-True" / "summary.json").read_text())["std_accuracy"] == 0.0
+
+    # The export holds the best-dev weights: reloaded outside Ray Train, it scores the test split
+    # exactly as the trainer did at that epoch, and the model only chance without the context.
+    from medforge.io import read_jsonl
+    from medforge.mc.scorer import load_mc_model, score_rows
+
+    export = Path(results[True]["export_dir"])
+    assert export == tmp_path / "out-True" / "model" and (export / "medforge_mc.json").is_file()
+    mc = load_mc_model(export, device="cpu")
+    assert mc.format.use_context and mc.format.max_length == 48 and mc.format.num_options == 4
+    test_rows = list(read_jsonl(tmp_path / "test.jsonl"))
+    scored = score_rows(mc, test_rows, batch_size=7)
+    assert [s["id"] for s in scored] == [r["id"] for r in test_rows]
+    assert all(abs(sum(s["probs"].values()) - 1) < 1e-5 for s in scored)
+    assert sum(s["correct"] for s in scored) / len(scored) == pytest.approx(results[True]["mean_accuracy"])
+    unseen = [{k: v for k, v in r.items() if k != "answer"} for r in test_rows[:3]]
+    assert [s["prediction"] for s in score_rows(mc, unseen)] == [s["prediction"] for s in scored[:3]]
+
+def test_train_slm_pretrained_minilm_learns_from_context_over_three_seeds(tmp_path, small_models, ray_cluster):
+    """A real pretrained encoder (all-MiniLM-L6-v2): with context far above without, over 3 seeds."""
+    from medforge.train.slm import run_slm_finetune
+
+    write_mc_splits(tmp_path)
+    results = {}
+    for use_context in (True, False):
+        cfg = SLMFinetuneConfig.model_validate(
+            {
+                "model": str(small_models["encoder"]),
+                "data": {
+                    "train_path": str(tmp_path / "train.jsonl"),
+                    "dev_path": str(tmp_path / "dev.jsonl"),
+                    "test_path": str(tmp_path / "test.jsonl"),
+                    "use_context": use_context,
+                    "max_length": 48,
+                },
+                "optim": {"lr": 5e-5, "epochs": 2, "micro_batch_size": 8, "warmup_ratio": 0.1},
+                "seeds": [0, 1, 2],
+                "patience": 2,
+                "scaling": {"num_workers": 2},
+                "checkpoint": {"storage_path": str(tmp_path / "ckpt"), "name": f"minilm-{use_context}", "max_failures": 0},
+                "output_dir": str(tmp_path / f"minilm-{use_context}"),
+            }
+        )
+        results[use_context] = run_slm_finetune(cfg)
+    with_ctx, without = results[True], results[False]
+    print("MiniLM with context:", with_ctx["mean_accuracy"], "+-", with_ctx["std_accuracy"],
+          "| without:", without["mean_accuracy"], "+-", without["std_accuracy"])
+    assert [s["seed"] for s in with_ctx["seeds"]] == [0, 1, 2]
+    # clearly above: the two means are apart by more than twice the spread of either
+    gap = with_ctx["mean_accuracy"] - without["mean_accuracy"]
+    assert gap > 0.3 and gap > 2 * (with_ctx["std_accuracy"] + without["std_accuracy"]), results

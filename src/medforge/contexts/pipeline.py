@@ -38,6 +38,7 @@ from typing import Any
 
 from medforge.contexts import task
 from medforge.contexts.config import ContextJobConfig
+from medforge.contexts.request import build_context_request, structured_output_wanted
 from medforge.datasets.mcq import iter_mcq_file, quarantine_record
 from medforge.engines.config import OpenAITeacherConfig
 from medforge.io import atomic_write_jsonl, atomic_write_text, open_run_folder
@@ -64,12 +65,6 @@ def fingerprint(cfg: ContextJobConfig) -> dict[str, Any]:
         "seed": cfg.seed,
         "format": cfg.output.format,
     }
-
-
-def _structured(cfg: ContextJobConfig) -> bool:
-    if cfg.generation.output_format != "json" or not cfg.generation.structured_output:
-        return False
-    return not isinstance(cfg.teacher, OpenAITeacherConfig) or cfg.teacher.structured_output
 
 
 # ----------------------------------------------------------------------------- stage
@@ -149,7 +144,7 @@ class KeywordStage:
 
         self.cfg = cfg
         self.vocab = load_vocabulary(tuple(cfg.keywords.sources), cfg.keywords.cache_dir)
-        self.structured = _structured(cfg)
+        self.structured = structured_output_wanted(cfg.generation, cfg.teacher)
 
     def __call__(self, batch):
         # Reading here rather than in a stage of its own saves a worker process for the
@@ -157,19 +152,15 @@ class KeywordStage:
         return self.process(read_chunks(batch).to_pydict())
 
     def process(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
-        from medforge.privacy.keywords import extract_keywords
-
-        g = self.cfg.generation
         out: dict[str, list[Any]] = {k: [] for k in (
             "id", "chunk", "row_index", "answer", "keywords_json", "sent_options_json", "privacy_budget", "n_words",
             "phi_kinds_json", "redactions_json", "messages", "request_seed", "json_schema", "letters_json")}
         for rid, chunk, ridx, question, opts_json, answer in zip(
                 batch["id"], batch["chunk"], batch["row_index"], batch["question"], batch["options_json"],
                 batch["answer"], strict=True):
-            options = json.loads(opts_json)
-            gq = extract_keywords(question, options, self.cfg.keywords, self.vocab)
-            letters = list(gq.options)
-            sent = gq.payload()  # the ONLY input to the prompt
+            req = build_context_request(question, json.loads(opts_json), self.cfg.keywords, self.vocab,
+                                        self.cfg.generation, self.structured)
+            sent = req.sent()
             out["id"].append(rid)
             out["chunk"].append(int(chunk))
             out["row_index"].append(int(ridx))
@@ -177,16 +168,14 @@ class KeywordStage:
             # JSON text, not a list: ragged list columns make Ray Data fall back to pickling
             out["keywords_json"].append(json.dumps(sent["keywords"], ensure_ascii=False))
             out["sent_options_json"].append(json.dumps(sent["options"], ensure_ascii=False))
-            out["privacy_budget"].append(gq.privacy_budget)
-            out["n_words"].append(gq.n_words)
-            out["phi_kinds_json"].append(json.dumps(gq.phi_kinds))
-            out["redactions_json"].append(json.dumps(gq.redactions))
-            out["messages"].append(task.format_input(sent["keywords"], sent["options"], g.output_format,
-                                                     g.num_demonstrations))
+            out["privacy_budget"].append(req.guarded.privacy_budget)
+            out["n_words"].append(req.guarded.n_words)
+            out["phi_kinds_json"].append(json.dumps(req.guarded.phi_kinds))
+            out["redactions_json"].append(json.dumps(req.guarded.redactions))
+            out["messages"].append(req.messages)
             out["request_seed"].append(request_seed(self.cfg.seed, rid))
-            out["json_schema"].append(json.dumps(task.json_schema(letters, g.max_overall_chars, g.max_option_chars))
-                                      if self.structured else "")
-            out["letters_json"].append(json.dumps(letters))
+            out["json_schema"].append(json.dumps(req.json_schema) if req.json_schema else "")
+            out["letters_json"].append(json.dumps(req.letters))
         return out
 
 

@@ -361,7 +361,7 @@ def generate_responses(run: InstructionRun) -> dict[str, dict[str, Any]]:
     structured_ids = {r["task_id"] for r in rows if r["json_schema"]}
     chunks: dict[int, list[dict[str, Any]]] = {}
     expected = {c: len(rows[c * cs:(c + 1) * cs]) for c in range(math.ceil(len(rows) / cs))}
-    t0 = time.perf_counter()
+    t0, stream_tokens = time.perf_counter(), 0
     # One block: rows with and without a JSON schema differ in their sampling_params struct, and
     # Ray Data 2.60 fails to concatenate such blocks ("'pyarrow.lib.DataType' object is not
     # iterable" in _backfill_missing_fields). So chunks usually complete together at the end.
@@ -388,10 +388,11 @@ def generate_responses(run: InstructionRun) -> dict[str, dict[str, Any]]:
         atomic_write_jsonl(run.resp_dir / f"part_{next_part:05d}.jsonl", part_rows)
         next_part += 1
         done.update({r["task_id"]: r for r in part_rows})
-        dt = time.perf_counter() - t0
-        toks = sum(r["num_generated_tokens"] for r in part_rows)
-        logger.info(f"responses: {len(done)}/{len(run.accepted)} answered | {toks / max(dt, 1e-9):,.0f} generated tok/s")
-        t0 = time.perf_counter()
+        # Since the stream started (engine start included): chunks can complete together, and a
+        # per-chunk rate would then divide a chunk's tokens by the microseconds between two writes.
+        stream_tokens += sum(r["num_generated_tokens"] for r in part_rows)
+        rate = stream_tokens / max(time.perf_counter() - t0, 1e-9)
+        logger.info(f"responses: {len(done)}/{len(run.accepted)} answered | {rate:,.0f} generated tok/s")
     return done
 
 

@@ -15,11 +15,10 @@ import asyncio
 import json
 import logging
 import os
-import random
+from dataclasses import dataclass
 from typing import Any
 
 from medforge.engines.config import OpenAITeacherConfig, SamplingConfig, VLLMTeacherConfig
-from medforge.io import replace_lone_surrogates
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +54,7 @@ def _engine_sampling(sampling: SamplingConfig, seed: int) -> dict[str, Any]:
         "presence_penalty": sampling.presence_penalty,
         "max_tokens": sampling.max_tokens,
         "seed": int(seed),
+        **({"top_k": sampling.top_k} if sampling.top_k else {}),
         **({"ignore_eos": True} if sampling.ignore_eos else {}),
     }
 
@@ -70,10 +70,20 @@ def _normalize_vllm_row(row: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def build_vllm_processor_config(teacher: VLLMTeacherConfig, use_gpu: bool):
-    """Build Ray's ``vLLMEngineProcessorConfig`` from ours (CPU placement when there is no GPU)."""
-    from ray.data.llm import vLLMEngineProcessorConfig
+@dataclass(frozen=True)
+class VLLMEngineSettings:
+    """Where and how one vLLM engine runs: shared by ``ray.data.llm`` and ``ray.serve.llm`` configs.
 
+    ``placement_group_config`` is ``None`` on GPUs (Ray's default: one GPU per TP rank).
+    """
+
+    engine_kwargs: dict[str, Any]
+    runtime_env: dict[str, Any] | None
+    placement_group_config: dict[str, Any] | None
+
+
+def vllm_engine_settings(teacher: VLLMTeacherConfig, use_gpu: bool) -> VLLMEngineSettings:
+    """vLLM engine arguments, environment and placement (CPU bundles when there is no GPU)."""
     engine_kwargs: dict[str, Any] = {
         "max_model_len": teacher.max_model_len,
         "gpu_memory_utilization": teacher.gpu_memory_utilization,
@@ -91,14 +101,22 @@ def build_vllm_processor_config(teacher: VLLMTeacherConfig, use_gpu: bool):
         # Without this the stage asks for {'GPU': 1} and waits forever on a CPU-only cluster.
         placement = {"bundles": [{"CPU": 1}] * teacher.tensor_parallel_size}
     engine_kwargs.update(teacher.engine_kwargs)
+    return VLLMEngineSettings(engine_kwargs, runtime_env or None, placement)
+
+
+def build_vllm_processor_config(teacher: VLLMTeacherConfig, use_gpu: bool):
+    """Build Ray's ``vLLMEngineProcessorConfig`` from ours (CPU placement when there is no GPU)."""
+    from ray.data.llm import vLLMEngineProcessorConfig
+
+    engine = vllm_engine_settings(teacher, use_gpu)
     return vLLMEngineProcessorConfig(
         model_source=teacher.model,
-        engine_kwargs=engine_kwargs,
+        engine_kwargs=engine.engine_kwargs,
         concurrency=tuple(teacher.concurrency),
         batch_size=teacher.batch_size,
         max_concurrent_batches=teacher.max_concurrent_batches,
-        runtime_env=runtime_env or None,
-        placement_group_config=placement,
+        runtime_env=engine.runtime_env,
+        placement_group_config=engine.placement_group_config,
         should_continue_on_error=True,
         log_engine_metrics=False,
         chat_template_stage={"enabled": teacher.chat_template_stage},
@@ -134,118 +152,27 @@ def _vllm_chat(ds, teacher: VLLMTeacherConfig, sampling: SamplingConfig, json_sc
     return processor(ds).map(_normalize_vllm_row)
 
 
-def _parse_chat_reply(data: Any) -> dict[str, Any]:
-    """An OpenAI chat-completions JSON body -> our output columns (raises ValueError if it is not one)."""
-    if not isinstance(data, dict) or not isinstance(data.get("choices"), list):
-        raise ValueError(f"not a chat completion: {str(data)[:200]}")
-    choices = data["choices"]
-    message = (choices[0] or {}).get("message") or {} if choices else {}
-    usage = data.get("usage") or {}
-    content = message.get("content") or ""
-    if not isinstance(content, str):
-        raise ValueError(f"reply content is {type(content).__name__}, not text: {str(content)[:200]}")
-    # A "\ud800" escape without its pair is not text and no UTF-8 writer (Arrow, files) takes it:
-    # replaced with U+FFFD, as a detokenizer does with invalid bytes; the parser then judges the reply.
-    content = replace_lone_surrogates(content)
-    return {
-        "generated_text": content,
-        "num_input_tokens": int(usage.get("prompt_tokens") or 0),
-        "num_generated_tokens": int(usage.get("completion_tokens") or 0),
-        "engine_error": "",
-    }
-
-
 class _OpenAIChatUDF:
-    """Ray Data actor UDF: async requests with a concurrency cap, retries and backoff."""
+    """Ray Data actor UDF: each batch's rows go through one :class:`OpenAIChatClient` at once."""
 
     def __init__(self, teacher: OpenAITeacherConfig, sampling: SamplingConfig, json_schema: dict | None):
         import threading
 
-        import httpx
-        import openai
+        from medforge.engines.openai_client import OpenAIChatClient
 
-        self._httpx = httpx
-        self.teacher = teacher
-        self.sampling = sampling
-        self.json_schema = json_schema
-        self._openai = openai
         # One event loop for the actor's lifetime: the client's connection pool and the
         # concurrency semaphore are bound to it, so batches must not each get a new loop.
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
 
         async def _make():
-            client = openai.AsyncOpenAI(
-                base_url=teacher.base_url,
-                api_key=os.environ.get(teacher.api_key_env) or "EMPTY",
-                max_retries=0,  # we retry ourselves, with our own backoff and error records
-                timeout=teacher.timeout_s,
-            )
-            return client, asyncio.Semaphore(teacher.max_concurrent_requests)
+            return OpenAIChatClient(teacher, sampling, json_schema)
 
-        self.client, self.sem = asyncio.run_coroutine_threadsafe(_make(), self.loop).result()
-        self.limiter = None
-        if teacher.rate_limit is not None:
-            from medforge.engines.ratelimit import get_limiter
-
-            self.limiter = get_limiter(teacher.rate_limit)
-
-    async def _wait_for_slot(self, messages: list[dict[str, Any]]) -> None:
-        """Reserve a slot in the cluster-wide limiter (every attempt, retries included)."""
-        if self.limiter is None:
-            return
-        from medforge.engines.ratelimit import estimate_tokens
-
-        rl = self.teacher.rate_limit
-        delay = await self.limiter.reserve.remote(estimate_tokens(messages, self.sampling.max_tokens, rl.chars_per_token))
-        if delay > 0:
-            await asyncio.sleep(delay)
-
-    def _retryable(self, exc: Exception) -> bool:
-        o = self._openai
-        if isinstance(exc, (o.RateLimitError, o.APITimeoutError, o.APIConnectionError, o.InternalServerError)):
-            return True
-        return isinstance(exc, o.APIStatusError) and exc.status_code >= 500
-
-    async def _one(self, row: dict[str, Any]) -> dict[str, Any]:
-        t, s = self.teacher, self.sampling
-        kwargs: dict[str, Any] = dict(
-            model=t.model,
-            messages=list(row["messages"]),
-            temperature=s.temperature,
-            top_p=s.top_p,
-            presence_penalty=s.presence_penalty,
-            max_tokens=s.max_tokens,
-            seed=int(row["request_seed"]),
-        )
-        schema = json.loads(row["json_schema"]) if row.get("json_schema") else self.json_schema
-        if schema and t.structured_output:
-            kwargs["response_format"] = {
-                "type": "json_schema",
-                "json_schema": {"name": "medforge_output", "schema": schema},
-            }
-        last = ""
-        for attempt in range(t.max_retries + 1):
-            try:
-                async with self.sem:
-                    await self._wait_for_slot(kwargs["messages"])
-                    # The client's generic ``post`` (its documented way to call any endpoint) keeps
-                    # its auth, timeouts and status errors but skips ``chat.completions.create``'s
-                    # recursive TypedDict transform of every message and the pydantic reply model:
-                    # they were ~40% of this actor's CPU at a few hundred requests/s.
-                    resp = await self.client.post("/chat/completions", body=kwargs, cast_to=self._httpx.Response)
-                return _parse_chat_reply(resp.json())
-            except Exception as exc:  # noqa: BLE001 - every failure becomes an error record
-                last = replace_lone_surrogates(f"{type(exc).__name__}: {exc}"[:500])
-                if not self._retryable(exc) or attempt == t.max_retries:
-                    break
-                wait = min(t.backoff_max_s, t.backoff_base_s * 2**attempt) * (0.5 + random.random() / 2)
-                await asyncio.sleep(wait)
-        return {"generated_text": "", "num_input_tokens": 0, "num_generated_tokens": 0,
-                "engine_error": f"openai teacher failed after retries: {last}"}
+        self.client = asyncio.run_coroutine_threadsafe(_make(), self.loop).result()
 
     async def _all(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        return await asyncio.gather(*(self._one(r) for r in rows))
+        return await asyncio.gather(*(self.client.chat(r["messages"], r["request_seed"], r.get("json_schema"))
+                                      for r in rows))
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
         import numpy as np

@@ -200,3 +200,20 @@ def worker_env() -> dict[str, str]:
     if (os.cpu_count() or 1) <= 4:
         env["OMP_NUM_THREADS"] = "1"
     return env
+
+
+def full_state_dict(engine: Any) -> dict[str, Any] | None:
+    """The whole model's weights on rank 0, on CPU (ZeRO-3: gathered; collective on every rank).
+
+    Must be called on every rank; returns ``None`` on ranks other than 0.
+    """
+    import ray.train
+
+    rank = ray.train.get_context().get_world_rank()
+    if engine.zero_optimization_stage() == 3:
+        sd = engine._zero3_consolidated_16bit_state_dict()
+    else:
+        sd = engine.module.state_dict() if rank == 0 else None
+    if rank != 0:
+        return None
+    return {k: v.detach().cpu() for k, v in sd.items()}

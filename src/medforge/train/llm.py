@@ -24,6 +24,7 @@ from medforge.train.common import (
     MetricsLogger,
     cluster_capacity_problems,
     export_folder,
+    full_state_dict,
     model_problems,
     peak_flops,
     plot_loss_curve,
@@ -334,22 +335,21 @@ def _save_checkpoint(engine: Any, state: dict[str, Any], metrics: dict[str, Any]
         ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
 
 
-def _full_state_dict(engine: Any) -> dict[str, Any] | None:
-    """The whole model's weights on rank 0 (ZeRO-3: gathered; collective on every rank)."""
-    import ray.train
-
-    rank = ray.train.get_context().get_world_rank()
-    if engine.zero_optimization_stage() == 3:
-        sd = engine._zero3_consolidated_16bit_state_dict()
-    else:
-        sd = engine.module.state_dict() if rank == 0 else None
-    if rank != 0:
-        return None
-    return {k: v.detach().cpu() for k, v in sd.items()}
+ADAPTER_DIR = "lora_adapter"
 
 
 def export_model(cfg: LLMFinetuneConfig, state_dict: dict[str, Any], tokenizer: Any, out: Path, dtype: Any) -> None:
-    """Write a HF folder (safetensors + tokenizer); LoRA adapters are merged into the base first."""
+    """Write a HF folder (safetensors + tokenizer) that is prompted as it was trained.
+
+    With LoRA, the merged model is the folder and the unmerged adapter is kept beside it in
+    ``<out>/lora_adapter`` (peft format), so one base model can serve several adapters. With
+    ``data.format: alpaca`` the tokenizer's chat template is replaced by one that renders the
+    Alpaca training prompt (:func:`medforge.train.prompts.alpaca_chat_template`).
+    """
+    if cfg.data.format == "alpaca":
+        from medforge.train.prompts import alpaca_chat_template
+
+        tokenizer.chat_template = alpaca_chat_template()
     from transformers import AutoModelForCausalLM
 
     model = AutoModelForCausalLM.from_pretrained(cfg.model, dtype=dtype)
@@ -364,6 +364,8 @@ def export_model(cfg: LLMFinetuneConfig, state_dict: dict[str, Any], tokenizer: 
         missing, unexpected = model.load_state_dict(state_dict, strict=False)
         if unexpected:
             raise RuntimeError(f"unexpected keys in the trained LoRA state: {unexpected[:5]}")
+        model.save_pretrained(out / ADAPTER_DIR, safe_serialization=True)
+        tokenizer.save_pretrained(out / ADAPTER_DIR)
         model = model.merge_and_unload()
     else:
         model.load_state_dict(state_dict, strict=True)
@@ -488,7 +490,7 @@ def train_loop(config: dict[str, Any]) -> None:
     if progress:
         progress.close()
 
-    sd = _full_state_dict(engine)
+    sd = full_state_dict(engine)
     if rank == 0:
         with tempfile.TemporaryDirectory(prefix="medforge-export-") as tmp:
             out = Path(tmp) / "model"

@@ -32,6 +32,32 @@ def alpaca_prompt(row: dict[str, Any]) -> str:
     return ALPACA_PROMPT_NO_INPUT.format(instruction=row["instruction"])
 
 
+def alpaca_chat_template() -> str:
+    """A Jinja chat template that renders the Alpaca training prompt (exported with the model).
+
+    A chat endpoint applies the tokenizer's chat template; a model trained on Alpaca prompts
+    must see the same text at serving time. The first user message is the instruction, an
+    optional second user message is the input; system and assistant messages are not part
+    of the Alpaca format and are ignored. Built from the training templates, so the two
+    cannot drift apart.
+    """
+
+    def jinja(template: str) -> str:
+        return template.replace("{instruction}", "{{ ns.instruction }}").replace("{input}", "{{ ns.input }}")
+
+    return (
+        "{%- set ns = namespace(instruction='', input='', n=0) -%}"
+        "{%- for m in messages if m['role'] == 'user' -%}"
+        "{%- if ns.n == 0 -%}{%- set ns.instruction = m['content'] -%}"
+        "{%- elif ns.n == 1 -%}{%- set ns.input = m['content'] | trim -%}{%- endif -%}"
+        "{%- set ns.n = ns.n + 1 -%}"
+        "{%- endfor -%}"
+        "{{ bos_token if bos_token else '' }}"
+        # no whitespace control around these tags: the prompt's final newline is part of it
+        "{% if ns.input %}" + jinja(ALPACA_PROMPT_INPUT) + "{% else %}" + jinja(ALPACA_PROMPT_NO_INPUT) + "{% endif %}"
+    )
+
+
 def chat_messages(row: dict[str, Any], system_prompt: str | None = None) -> list[dict[str, str]]:
     """User turn = instruction (+ input on a new paragraph); optional system message first."""
     user = row["instruction"].strip()

@@ -1,8 +1,14 @@
 """Multiple-choice fine-tuning of a small encoder, with or without generated context.
 
 Each option becomes one pair ``[CLS] question [SEP] option + overall_context + option_context [SEP]``
-scored by ``AutoModelForMultipleChoice``. One Ray Train run (DeepSpeed ZeRO) per seed; early
+scored by ``AutoModelForMultipleChoice`` (the encoding lives in :mod:`medforge.mc.encoding`,
+shared with evaluation and serving). One Ray Train run (DeepSpeed ZeRO) per seed; early
 stopping on dev accuracy; test accuracy is taken at the best dev epoch; mean and std over seeds.
+
+Export: each seed's weights at its best dev epoch are saved as a Hugging Face folder
+``<output_dir>/<checkpoint.name>-seed<k>/model`` (see :func:`medforge.mc.scorer.save_mc_export`:
+``AutoModelForMultipleChoice`` + tokenizer + ``medforge_mc.json``), and the best seed's (by dev
+accuracy) is copied to ``<output_dir>/model``. Load it with :func:`medforge.mc.scorer.load_mc_model`.
 
 Input rows (JSONL): ``id``, ``question``, ``options`` (``{"A": ...}`` or a list), ``answer``
 (a label like ``"A"`` or an index), optional ``overall_context`` (str) and ``option_contexts``
@@ -14,7 +20,7 @@ from __future__ import annotations
 import json
 import logging
 import random
-import string
+import shutil
 import tempfile
 import time
 from pathlib import Path
@@ -22,9 +28,11 @@ from typing import Any
 
 from medforge.config.base import ConfigError
 from medforge.io import read_jsonl
+from medforge.mc.encoding import MCFormat, collate_mc, encode_rows, normalize_row
 from medforge.train.common import (
     MetricsLogger,
     cluster_capacity_problems,
+    full_state_dict,
     mean_std,
     model_problems,
     plot_loss_curve,
@@ -36,95 +44,6 @@ from medforge.train.deepspeed_config import resolve_deepspeed_config
 logger = logging.getLogger(__name__)
 
 CKPT_TAG = "ds"
-
-
-def normalize_row(row: dict[str, Any]) -> tuple[str, list[tuple[str, str]], int, str, list[str]]:
-    """``(question, [(label, text)], answer_index, overall_context, option_contexts)``.
-
-    Raises:
-        ValueError: a row without question/options/answer, or an answer that is not an option.
-    """
-    for key in ("question", "options", "answer"):
-        if key not in row:
-            raise ValueError(f"missing field {key!r}")
-    opts = row["options"]
-    if isinstance(opts, dict):
-        pairs = [(str(k), str(v)) for k, v in opts.items()]
-    else:
-        pairs = [(string.ascii_uppercase[i], str(v)) for i, v in enumerate(opts)]
-    labels = [k for k, _ in pairs]
-    ans = row["answer"]
-    if isinstance(ans, int) and not isinstance(ans, bool):
-        idx = ans
-    elif str(ans) in labels:
-        idx = labels.index(str(ans))
-    else:
-        raise ValueError(f"answer {ans!r} is not one of the options {labels}")
-    if not 0 <= idx < len(pairs):
-        raise ValueError(f"answer index {idx} out of range")
-    ctxs = row.get("option_contexts") or {}
-    if isinstance(ctxs, dict):
-        opt_ctx = [str(ctxs.get(k, "") or "") for k in labels]
-    else:
-        opt_ctx = [str(c or "") for c in ctxs] + [""] * (len(labels) - len(ctxs))
-    return str(row["question"]), pairs, idx, str(row.get("overall_context") or ""), opt_ctx
-
-
-def option_text(option: str, overall: str, option_ctx: str, use_context: bool) -> str:
-    """Second segment of a pair: the option, then (with context) the overall and the option's context."""
-    if not use_context:
-        return option
-    return " ".join(part for part in (option, overall, option_ctx) if part)
-
-
-def encode_rows(
-    rows: list[dict[str, Any]], tokenizer: Any, use_context: bool, max_length: int, overflow: str
-) -> tuple[list[dict[str, Any]], dict[str, int]]:
-    """Tokenize rows into per-option pairs; returns ``(encoded, counts)``.
-
-    ``counts`` has ``ok``, ``truncated``, ``dropped`` (over-long rows under ``overflow=drop``).
-    """
-    out, counts = [], {"ok": 0, "truncated": 0, "dropped": 0}
-    for row in rows:
-        question, pairs, idx, overall, opt_ctx = normalize_row(row)
-        seconds = [option_text(t, overall, c, use_context) for (_, t), c in zip(pairs, opt_ctx, strict=True)]
-        full = tokenizer([question] * len(seconds), seconds, truncation=False)
-        too_long = any(len(x) > max_length for x in full["input_ids"])
-        if too_long and overflow == "drop":
-            counts["dropped"] += 1
-            continue
-        enc = tokenizer([question] * len(seconds), seconds, truncation="longest_first", max_length=max_length)
-        counts["truncated" if too_long else "ok"] += 1
-        out.append(
-            {
-                "id": str(row.get("id", len(out))),
-                "input_ids": [list(x) for x in enc["input_ids"]],
-                "token_type_ids": [list(x) for x in enc.get("token_type_ids", [[0] * len(x) for x in enc["input_ids"]])],
-                "label": idx,
-            }
-        )
-    return out, counts
-
-
-def collate_mc(rows: list[dict[str, Any]], pad_id: int) -> dict[str, Any]:
-    """Pad ``[batch, num_choices, seq]``; ``num_tokens`` counts non-pad tokens."""
-    import torch
-
-    width = max(len(x) for r in rows for x in r["input_ids"])
-    ids, tt, mask = [], [], []
-    n_tokens = 0
-    for r in rows:
-        ids.append([list(x) + [pad_id] * (width - len(x)) for x in r["input_ids"]])
-        tt.append([list(x) + [0] * (width - len(x)) for x in r["token_type_ids"]])
-        mask.append([[1] * len(x) + [0] * (width - len(x)) for x in r["input_ids"]])
-        n_tokens += sum(len(x) for x in r["input_ids"])
-    return {
-        "input_ids": torch.tensor(ids),
-        "token_type_ids": torch.tensor(tt),
-        "attention_mask": torch.tensor(mask),
-        "labels": torch.tensor([r["label"] for r in rows]),
-        "num_tokens": n_tokens,
-    }
 
 
 def load_split(path: str, field: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -221,6 +140,25 @@ def _accuracy(engine: Any, rows: list[dict[str, Any]], pad_id: int, bs: int, dev
     return float(t[0] / t[1]) if t[1] else 0.0
 
 
+def mc_format(cfg: SLMFinetuneConfig, num_options: int, labels: list[str]) -> MCFormat:
+    """The input format of a model trained with ``cfg`` (saved next to its weights)."""
+    d = cfg.data
+    return MCFormat(max_length=d.max_length, use_context=d.use_context, num_options=num_options,
+                    labels=list(labels), overflow=d.overflow)
+
+
+def _export_best(engine: Any, model: Any, tok: Any, cfg: SLMFinetuneConfig, run_name: str,
+                 num_options: int, labels: list[str]) -> None:
+    """Save the current weights as ``<output_dir>/<run_name>/model`` (collective; rank 0 writes)."""
+    import ray.train
+
+    from medforge.mc.scorer import save_mc_export
+
+    sd = full_state_dict(engine)
+    if ray.train.get_context().get_world_rank() == 0:
+        save_mc_export(Path(cfg.output_dir) / run_name / "model", model, tok, mc_format(cfg, num_options, labels), state_dict=sd)
+
+
 def train_loop(config: dict[str, Any]) -> None:
     """Ray Train worker: train one seed with early stopping on dev accuracy."""
     import deepspeed
@@ -275,6 +213,9 @@ def train_loop(config: dict[str, Any]) -> None:
         if improved:
             state["best_dev"], state["bad_epochs"] = dev_acc, 0
             state["test_at_best"] = _accuracy(engine, test, pad_id, bs * 2, device) if test else None
+            # Written before the epoch's checkpoint is reported: a resumed run rewrites it
+            # whenever dev accuracy improves again, so the export is the best-dev weights.
+            _export_best(engine, model, tok, cfg, run_name, config["num_options"], config["labels"])
         else:
             state["bad_epochs"] += 1
         tok_s = torch.tensor([t_tokens], dtype=torch.float64, device=device)
@@ -308,6 +249,9 @@ def run_slm_finetune(cfg: SLMFinetuneConfig) -> dict[str, Any]:
     from ray.train.torch import TorchTrainer
 
     encoded = preflight(cfg)
+    # preflight made sure every train row has the same option count
+    num_options = len(encoded["train"][0]["input_ids"])
+    labels = encoded["train"][0]["option_labels"]
     per_seed = []
     for seed in cfg.seeds:
         train_rows = few_shot_subset(encoded["train"], cfg.data.few_shot, seed)
@@ -318,7 +262,8 @@ def run_slm_finetune(cfg: SLMFinetuneConfig) -> dict[str, Any]:
             raise ConfigError("preflight", problems)
         trainer = TorchTrainer(
             train_loop,
-            train_loop_config={"cfg": cfg.model_dump(mode="json"), "seed": seed, "ds_config": ds_config, "dev": encoded["dev"], "test": encoded.get("test")},
+            train_loop_config={"cfg": cfg.model_dump(mode="json"), "seed": seed, "ds_config": ds_config, "dev": encoded["dev"],
+                               "test": encoded.get("test"), "num_options": num_options, "labels": labels},
             scaling_config=ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu, resources_per_worker={"CPU": cfg.scaling.cpus_per_worker, **({"GPU": 1} if cfg.scaling.use_gpu else {})}),
             run_config=RunConfig(
                 name=f"{cfg.checkpoint.name}-seed{seed}",
@@ -333,9 +278,17 @@ def run_slm_finetune(cfg: SLMFinetuneConfig) -> dict[str, Any]:
         result = trainer.fit()
         m = result.metrics or {}
         acc = m.get("test_accuracy") if m.get("test_accuracy") is not None else m.get("best_dev_accuracy")
-        per_seed.append({"seed": seed, "accuracy": acc, "best_dev_accuracy": m.get("best_dev_accuracy"), "epochs": m.get("epoch"), "tokens_per_s": m.get("tokens_per_s")})
+        export = Path(cfg.output_dir) / f"{cfg.checkpoint.name}-seed{seed}" / "model"
+        per_seed.append({"seed": seed, "accuracy": acc, "best_dev_accuracy": m.get("best_dev_accuracy"), "epochs": m.get("epoch"),
+                         "tokens_per_s": m.get("tokens_per_s"), "export_dir": str(export)})
         logger.info("seed %d: accuracy %.4f (best dev %.4f)", seed, acc, m.get("best_dev_accuracy"))
     mean, std = mean_std([s["accuracy"] for s in per_seed])
+    best = max(per_seed, key=lambda s: s["best_dev_accuracy"] if s["best_dev_accuracy"] is not None else -1.0)
+    export_dir = Path(cfg.output_dir) / "model"
+    if Path(best["export_dir"]).is_dir():
+        shutil.rmtree(export_dir, ignore_errors=True)
+        shutil.copytree(best["export_dir"], export_dir)
+        logger.info("exported seed %d (best dev accuracy) to %s", best["seed"], export_dir)
     summary = {
         "metric": "test_accuracy" if cfg.data.test_path else "dev_accuracy",
         "mean_accuracy": mean,
@@ -344,6 +297,8 @@ def run_slm_finetune(cfg: SLMFinetuneConfig) -> dict[str, Any]:
         "use_context": cfg.data.use_context,
         "few_shot": cfg.data.few_shot,
         "train_rows": len(encoded["train"]),
+        "export_dir": str(export_dir),
+        "export_seed": best["seed"],
     }
     Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
     (Path(cfg.output_dir) / "summary.json").write_text(json.dumps(summary, indent=2))

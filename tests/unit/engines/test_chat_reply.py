@@ -2,28 +2,30 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
-from medforge.engines.chat import _parse_chat_reply
+from medforge.engines.openai_client import parse_chat_reply
 
 
 def test_parse_chat_reply_reads_text_and_usage():
     body = {"choices": [{"message": {"role": "assistant", "content": "hello"}}],
             "usage": {"prompt_tokens": 7, "completion_tokens": 2}}
-    assert _parse_chat_reply(body) == {"generated_text": "hello", "num_input_tokens": 7,
+    assert parse_chat_reply(body) == {"generated_text": "hello", "num_input_tokens": 7,
                                        "num_generated_tokens": 2, "engine_error": ""}
 
 
 def test_parse_chat_reply_empty_content_and_missing_usage_are_empty_not_errors():
-    out = _parse_chat_reply({"choices": [{"message": {"content": None}}]})
+    out = parse_chat_reply({"choices": [{"message": {"content": None}}]})
     assert out["generated_text"] == "" and out["num_input_tokens"] == 0
-    assert _parse_chat_reply({"choices": []})["generated_text"] == ""
+    assert parse_chat_reply({"choices": []})["generated_text"] == ""
 
 
 @pytest.mark.parametrize("body", [None, "garbage", [], {"error": "x"}, {"choices": "nope"}])
 def test_parse_chat_reply_rejects_what_is_not_a_completion(body):
     with pytest.raises(ValueError, match="not a chat completion"):
-        _parse_chat_reply(body)
+        parse_chat_reply(body)
 
 
 def test_parse_chat_reply_replaces_lone_surrogates_and_rejects_non_text_content():
@@ -31,7 +33,58 @@ def test_parse_chat_reply_replaces_lone_surrogates_and_rejects_non_text_content(
 
     # what json.loads makes of a body with a "\ud800" escape: a lone surrogate, which no UTF-8 writer takes
     body = json.loads('{"choices": [{"message": {"content": "ok \\ud800 \\ud83d\\ude00"}}]}')
-    text = _parse_chat_reply(body)["generated_text"]
+    text = parse_chat_reply(body)["generated_text"]
     assert text == "ok \ufffd \U0001F600" and text.encode("utf-8")
     with pytest.raises(ValueError, match="reply content is list, not text"):
-        _parse_chat_reply({"choices": [{"message": {"content": [{"type": "text", "text": "x"}]}}]})
+        parse_chat_reply({"choices": [{"message": {"content": [{"type": "text", "text": "x"}]}}]})
+
+
+def test_chat_request_body_carries_sampling_seed_and_schema_only_where_taken():
+    from medforge.engines.config import OpenAITeacherConfig, SamplingConfig
+    from medforge.engines.openai_client import chat_request_body
+
+    teacher = OpenAITeacherConfig(base_url="http://127.0.0.1:1/v1", model="m")
+    s = SamplingConfig(temperature=0.3, max_tokens=12)
+    msgs = [{"role": "user", "content": "hi"}]
+    body = chat_request_body(teacher, s, msgs, 7, {"type": "object"})
+    assert body["model"] == "m" and body["seed"] == 7 and body["max_tokens"] == 12 and body["temperature"] == 0.3
+    assert body["response_format"]["json_schema"]["schema"] == {"type": "object"}
+    plain = chat_request_body(teacher.model_copy(update={"structured_output": False}), s, msgs, 7, {"type": "object"})
+    assert "response_format" not in plain
+
+
+def test_client_retries_5xx_then_returns_the_reply_and_gives_up_on_4xx():
+    import asyncio
+
+    import httpx
+
+    from medforge.engines.config import OpenAITeacherConfig, SamplingConfig
+    from medforge.engines.openai_client import OpenAIChatClient
+
+    calls = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        calls.append(request.url.path)
+        body = json.loads(request.content)
+        if body["messages"][0]["content"] == "bad":
+            return httpx.Response(400, json={"error": "bad request"})
+        if len(calls) < 3:
+            return httpx.Response(503, json={"error": "busy"})
+        return httpx.Response(200, json={"choices": [{"message": {"content": "ok"}}],
+                                         "usage": {"prompt_tokens": 3, "completion_tokens": 1}})
+
+    teacher = OpenAITeacherConfig(base_url="http://stub.invalid/v1", model="m", max_retries=3,
+                                  backoff_base_s=0.01, backoff_max_s=0.02)
+
+    async def go():
+        c = OpenAIChatClient(teacher, SamplingConfig())
+        c.client = c.client.with_options(http_client=httpx.AsyncClient(transport=httpx.MockTransport(handler)))
+        ok = await c.chat([{"role": "user", "content": "hi"}], 1)
+        n_ok = len(calls)
+        bad = await c.chat([{"role": "user", "content": "bad"}], 1)
+        return ok, n_ok, bad
+
+    ok, n_ok, bad = asyncio.run(go())
+    assert ok["generated_text"] == "ok" and ok["num_input_tokens"] == 3 and n_ok == 3
+    assert len(calls) == 4  # a 400 is not retried
+    assert bad["generated_text"] == "" and "BadRequestError" in bad["engine_error"]

@@ -20,7 +20,8 @@ from medforge.train.prompts import (
     chat_messages,
     tokenize_example,
 )
-from medforge.train.slm import encode_rows, few_shot_subset, normalize_row, option_text
+from medforge.mc.encoding import normalize_row, option_text
+from medforge.train.slm import few_shot_subset
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -179,16 +180,23 @@ def test_slm_row_normalisation_and_context_text():
     assert few_shot_subset(list(range(5)), None, 0) == list(range(5))
 
 
-def test_slm_encode_overflow_counts():
-    class PairTok:
-        def __call__(self, firsts, seconds, truncation=False, max_length=None):
-            ids = [[101, *range(len(a)), 102, *range(len(b)), 102] for a, b in zip(firsts, seconds, strict=True)]
-            if truncation:
-                ids = [x[:max_length] for x in ids]
-            return {"input_ids": ids, "token_type_ids": [[0] * len(x) for x in ids]}
+@pytest.mark.parametrize("row", [
+    {"instruction": "List three symptoms of type 2 diabetes.", "input": "", "output": "x"},
+    {"instruction": "Summarise the note.", "input": "Fever for 3 days, productive cough.", "output": "x"},
+])
+def test_exported_alpaca_chat_template_renders_the_training_prompt_token_for_token(row, tiny_models):
+    from transformers import AutoTokenizer
 
-    rows = [{"question": "q", "options": {"A": "x" * 50, "B": "y"}, "answer": "A"}, {"question": "q", "options": {"A": "x", "B": "y"}, "answer": "B"}]
-    enc, counts = encode_rows(rows, PairTok(), False, 20, "drop")
-    assert counts == {"ok": 1, "truncated": 0, "dropped": 1} and enc[0]["label"] == 1
-    enc, counts = encode_rows(rows, PairTok(), False, 20, "truncate")
-    assert counts["truncated"] == 1 and max(len(x) for x in enc[0]["input_ids"]) == 20
+    from medforge.train.prompts import alpaca_chat_template, prompt_and_response_ids
+
+    tok = AutoTokenizer.from_pretrained(tiny_models["llama"])
+    train_ids, _ = prompt_and_response_ids(row, tok, "alpaca")
+    tok.chat_template = alpaca_chat_template()
+    messages = [{"role": "user", "content": row["instruction"]}]
+    if row["input"]:
+        messages.append({"role": "user", "content": row["input"]})
+    text = tok.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    # as a chat server does it: render, then tokenize without adding special tokens again
+    served_ids = tok(text, add_special_tokens=False)["input_ids"]
+    assert served_ids == train_ids
+    assert ("### Input:" in text) == bool(row["input"])

@@ -1,0 +1,20 @@
+"""Serve the trained models on Ray Serve: the apps of a Ray Serve config file under serving/.
+
+Locally (starts its own Ray with 8 logical CPUs; tiny random LLaMA):
+    MEDFORGE_API_KEYS=... .venv/bin/python ray_jobs/serve.py --config serving/local_tiny.yaml
+
+On a running cluster (the job's driver deploys the apps and stays up while they serve):
+    ray job submit --working-dir . -- python ray_jobs/serve.py --config serving/local_tiny.yaml
+
+Same as ``medforge serve``, ``serve run serving/<file>.yaml`` and ``serve deploy serving/<file>.yaml``.
+Overrides address one app's args: ``llm.engine.model=/models/export llm.autoscaling.max_replicas=4``.
+"""
+
+import sys
+
+from medforge.runtime import setup_logging
+from medforge.serve.cli import cli_main
+
+if __name__ == "__main__":
+    setup_logging()
+    sys.exit(cli_main(sys.argv[1:]))

@@ -1,0 +1,120 @@
+"""``medforge serve --config serving/<setting>.yaml``: start the apps of a Ray Serve config file.
+
+The file is the one ``serve run`` / ``serve deploy`` read; this command validates every
+application's ``args`` first (all problems at once), joins or starts Ray with enough
+logical CPUs, then runs the apps and blocks until interrupted. Overrides address one
+application's args: ``llm.engine.model=/models/my-export``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from medforge.config.base import ConfigError, _deep_merge, format_validation_error, parse_overrides
+
+logger = logging.getLogger(__name__)
+
+# import_path of a medforge app builder -> "module:ArgsModel" that validates its args
+BUILDERS: dict[str, str] = {
+    "medforge.serve.llm:app_builder": "medforge.serve.config:LLMServeConfig",
+    "medforge.serve.qa:app_builder": "medforge.serve.qa:QAServeConfig",
+}
+
+
+def load_serve_file(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """Read a Serve config file, apply ``<app>.<key>=value`` overrides, validate each app's args.
+
+    Raises:
+        ConfigError: every problem of every application.
+    """
+    import importlib
+
+    from pydantic import ValidationError
+
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(str(p), [f"serve config {p} does not exist; pick one under serving/"])
+    data = yaml.safe_load(p.read_text()) or {}
+    apps = data.get("applications") or []
+    problems: list[str] = []
+    if not apps:
+        problems.append("no `applications:` list; see serving/local_tiny.yaml")
+    by_name = {a.get("name"): a for a in apps}
+    for name, value in parse_overrides(overrides).items():
+        if name not in by_name:
+            problems.append(f"override {name}...: no application named {name!r}; one of {sorted(by_name)}")
+            continue
+        if not isinstance(value, dict):
+            problems.append(f"override {name}={value!r}: give a key inside the app's args, e.g. {name}.model_id=x")
+            continue
+        by_name[name]["args"] = _deep_merge(by_name[name].get("args") or {}, value)
+    for app in apps:
+        target = BUILDERS.get(app.get("import_path", ""))
+        if target is None:
+            problems.append(f"applications[{app.get('name')}].import_path = {app.get('import_path')!r}: "
+                            f"not a medforge app; use one of {sorted(BUILDERS)}")
+            continue
+        module, cls = target.split(":")
+        model = getattr(importlib.import_module(module), cls)
+        try:
+            model.model_validate(app.get("args") or {})
+        except ValidationError as exc:
+            problems += [f"{app.get('name')}.{line}" for line in format_validation_error(exc, model)]
+    if problems:
+        raise ConfigError(str(p), problems)
+    return data
+
+
+def run_serve_file(data: dict[str, Any], address: str | None, num_cpus: int | None, blocking: bool = True) -> None:
+    """Start Ray (or join ``address``), start Serve with the file's HTTP options and run its apps."""
+    import importlib
+
+    from ray import serve
+
+    from medforge.runtime import init_ray
+
+    # ray.serve.llm needs logical CPUs for the ingress, the LLMServer actor and the engine's
+    # bundle; on a 2-core laptop exact accounting never schedules the ingress (STACK.md).
+    init_ray(address, num_cpus or 8)
+    http = data.get("http_options") or {}
+    serve.start(http_options={k: v for k, v in http.items() if k in ("host", "port", "request_timeout_s")},
+                proxy_location=data.get("proxy_location", "HeadOnly"))
+    for app in data["applications"]:
+        module, fn = app["import_path"].split(":")
+        built = getattr(importlib.import_module(module), fn)(app.get("args") or {})
+        serve.run(built, name=app["name"], route_prefix=app.get("route_prefix", "/"), blocking=False)
+        logger.info("application %s is up at %s", app["name"], app.get("route_prefix", "/"))
+    if blocking:
+        try:
+            while True:
+                time.sleep(3600)
+        except KeyboardInterrupt:
+            serve.shutdown()
+
+
+def cli_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="medforge serve",
+        description="Serve the trained models (OpenAI-compatible LLM endpoint, multi-LoRA). "
+                    "Extra arguments are `<app>.<key>=value` overrides, e.g. llm.engine.model=/models/export.")
+    parser.add_argument("--config", required=True, help="Ray Serve config file under serving/")
+    parser.add_argument("--address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else a local one)")
+    parser.add_argument("--num-cpus", type=int, default=None, help="Logical CPUs of a local cluster (default 8)")
+    args, overrides = parser.parse_known_args(argv)
+    stray = [o for o in overrides if o.startswith("-")]
+    if stray:
+        parser.error(f"unknown flag(s) {stray}; only --config/--address/--num-cpus and key=value overrides")
+    try:
+        data = load_serve_file(args.config, overrides)
+    except ConfigError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    run_serve_file(data, args.address, args.num_cpus)
+    return 0

