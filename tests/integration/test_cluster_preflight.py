@@ -42,11 +42,11 @@ def _run(args: list[str], env_extra: dict[str, str], timeout: float = 240) -> su
 def test_generation_job_refuses_unknown_gpu_and_local_folder(job, config, autoscaler_config, tiny_models, tmp_path):
     out = tmp_path / "run"
     proc = _run([job, "--config", config, f"teacher.model={tiny_models['llama']}", "teacher.placement=gpu",
-                 "teacher.accelerator_type=H100", "teacher.tensor_parallel_size=8", f"output.dir={out}"],
+                 "teacher.accelerator_type=B200", "teacher.tensor_parallel_size=8", f"output.dir={out}"],
                 {"MEDFORGE_AUTOSCALER_CONFIG": str(autoscaler_config)})
     log = proc.stdout + proc.stderr
     assert proc.returncode == 2, log[-4000:]
-    assert "accelerator_type:H100 (no node type carries it)" in log
+    assert "accelerator_type:B200 (no node type carries it)" in log
     assert "gen_l4" in log and "train_a100" in log  # the node types it can grow to are listed
     assert f"output.dir = '{out}': a local path, but the cluster has" in log  # both problems at once
     assert not out.exists()  # nothing written, no engine asked for
