@@ -206,7 +206,7 @@ def test_train_preflight_rejects_bad_input_before_workers(tmp_path, tiny_models,
         run_llm_finetune(llm_cfg(tmp_path, tiny_models["llama"], empty))
     with pytest.raises(ConfigError, match="no such folder"):
         run_llm_finetune(llm_cfg(tmp_path, tmp_path / "nope-model", sft_data))
-    with pytest.raises(ConfigError, match="needs 64 CPUs"):
+    with pytest.raises(ConfigError, match=r"64 replica\(s\) need 64 x \{CPU: 1\}; the node types that can host one hold at most 4"):
         run_llm_finetune(llm_cfg(tmp_path, tiny_models["llama"], sft_data, **{"scaling.num_workers": 64}))
     ds_json = tmp_path / "ds.json"
     ds_json.write_text(json.dumps({"train_micro_batch_size_per_gpu": 16, "zero_optimization": {"stage": "auto"}}))
