@@ -74,7 +74,7 @@ def worker_ray(model: str, n: int, max_tokens: int, variant: str) -> dict:
     from medforge.engines.chat import generate_chat
     from medforge.engines.config import SamplingConfig, VLLMTeacherConfig
 
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     extra = {
         "medforge": {"batch_size": 64, "max_concurrent_batches": 4},
         "ray-defaults": {"tokenize_stage": True, "detokenize_stage": True},
