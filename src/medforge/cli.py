@@ -22,6 +22,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "keywords": ("medforge.privacy.cli:cli_main", "extract guarded keywords locally: what would be sent, per row"),
     "generate-contexts": ("medforge.contexts.job:cli_main", "privacy-preserving contextual prompting (keywords -> LLM contexts)"),
     "attach-contexts": ("medforge.contexts.attach:cli_main", "join generated contexts onto the local questions (finetune-slm input)"),
+    "retry-quarantine": ("medforge.retry_quarantine:cli_main", "make chosen quarantined rows of a run pending again (after a fix)"),
     "make-synthetic-mc": ("medforge.train.synthetic:cli_main", "synthetic MC splits where only the context tells the answer"),
     "evaluate": ("medforge.eval.job:cli_main", "LLM-as-judge win rates vs references (both orders, CIs, length control)"),
     "evaluate-mc": ("medforge.eval.job:cli_mc", "multiple-choice accuracy of exported SLMs, with/without context; few-shot curves"),

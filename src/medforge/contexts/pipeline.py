@@ -40,11 +40,13 @@ from medforge.contexts import task
 from medforge.contexts.config import ContextJobConfig
 from medforge.contexts.request import build_context_request, structured_output_wanted
 from medforge.datasets.mcq import iter_mcq_file, quarantine_record
+from medforge.engines.breaker import FailureBreaker, classify
 from medforge.engines.config import OpenAITeacherConfig
 from medforge.io import atomic_write_jsonl, atomic_write_text, open_run_folder
 
 logger = logging.getLogger(__name__)
 
+ENGINE_ERROR = "engine error:"
 STAGED_COLUMNS = ("id", "row_index", "chunk", "question", "options_json", "answer")
 
 
@@ -187,7 +189,7 @@ def parse_stage(batch):
     for i in range(n):
         letters = json.loads(batch["letters_json"][i])
         err = batch["engine_error"][i]
-        parsed, reason = (None, f"engine error: {err}") if err else task.format_output(batch["generated_text"][i], letters)
+        parsed, reason = (None, f"{ENGINE_ERROR} {err}") if err else task.format_output(batch["generated_text"][i], letters)
         overall.append(parsed["overall_context"] if parsed else "")
         contexts.append(json.dumps(parsed["option_contexts"], ensure_ascii=False) if parsed else "")
         prelim.append(parsed["preliminary_answer"] if parsed else "")
@@ -226,6 +228,8 @@ class ChunkWriter:
         self.generated_tokens = 0  # every row's, quarantined ones too: the teacher spent them
         self.redactions: dict[str, int] = {}  # what the guard withheld, by identifier type (never values)
         self.sampling_json = json.dumps(cfg.generation.sampling.model_dump())
+        self.pending_chunks: set[int] = set()  # chunks left undone because a request failed (retried on resume)
+        self.pending_errors: dict[str, int] = {}
 
     def out_path(self, chunk: int) -> Path:
         return self.root / "out" / f"part-{chunk:05d}.{self.cfg.output.format}"
@@ -238,7 +242,20 @@ class ChunkWriter:
             self.flush(chunk)
 
     def flush(self, chunk: int, missing_reason: str | None = None) -> None:
+        """Write a chunk, or leave it pending when a row is missing or its request failed in a way
+        a rerun can fix (endpoint down, 401, engine died): a failed request never marks its chunk done."""
         rows = sorted(self.buf.pop(chunk, []), key=lambda r: int(r["row_index"]))
+        failed = [classify(r["error"]).key for r in rows
+                  if str(r["error"]).startswith(ENGINE_ERROR) and classify(r["error"]).pending]
+        if missing_reason is not None:
+            failed.append("engine died")  # rows that never came back (an engine replica died)
+        if failed:
+            self.pending_chunks.add(chunk)
+            for key in failed:
+                self.pending_errors[key] = self.pending_errors.get(key, 0) + 1
+            logger.warning("chunk %d left pending: %d request(s) failed (%s); it is redone on resume",
+                           chunk, len(failed), ", ".join(sorted(set(failed))))
+            return
         good, bad = [], []
         for r in rows:
             n_gen = int(r.get("num_generated_tokens") or 0)
@@ -262,8 +279,6 @@ class ChunkWriter:
                 "teacher_engine": self.cfg.teacher.kind, "prompt_sha256": task.prompt_hash(),
                 "request_seed": int(r["request_seed"]), "sampling_json": self.sampling_json,
             })
-        if missing_reason is not None:
-            bad.extend(self._missing(chunk, {r["id"] for r in rows}, missing_reason))
         # quarantine first, shard last: the shard marks the chunk done
         atomic_write_jsonl(self.root / "quarantine" / f"part-{chunk:05d}.jsonl", bad)
         path = self.out_path(chunk)
@@ -274,15 +289,6 @@ class ChunkWriter:
         self.written += 1
         self.rows_ok += len(good)
         self.rows_bad += len(bad)
-
-    def _missing(self, chunk: int, seen: set[str], reason: str) -> list[dict[str, Any]]:
-        import pyarrow.parquet as pq
-
-        staged = pq.read_table(self.root / "staged" / f"chunk_{chunk:05d}.parquet", columns=["id", "row_index"])
-        lost = [r for r in staged.to_pylist() if r["id"] not in seen]
-        self.reasons["missing"] = self.reasons.get("missing", 0) + len(lost)
-        return [{"id": r["id"], "row_index": r["row_index"], "reason": reason, "raw_text": "", "num_generated_tokens": 0}
-                for r in lost]
 
 
 # ----------------------------------------------------------------------------- run
@@ -366,11 +372,15 @@ def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
         keep = ("id", "chunk", "row_index", "answer", "keywords_json", "sent_options_json", "privacy_budget", "n_words",
                 "redactions_json", "request_seed", "generated_text", "num_input_tokens", "num_generated_tokens", "overall_context",
                 "option_contexts_json", "preliminary_answer", "error")
+        breaker = FailureBreaker(cfg.teacher.breaker)
         # batch_size=None: take blocks as they arrive, so finished chunks are written at once
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             cols = {k: batch[k] for k in keep if k in batch}
             for i in range(len(cols["id"])):
-                writer.add({k: v[i] for k, v in cols.items()})
+                row = {k: v[i] for k, v in cols.items()}
+                err = str(row["error"])
+                breaker.record(err if err.startswith(ENGINE_ERROR) else "", "context requests")
+                writer.add(row)
             if writer.written and writer.written % 10 == 0:
                 logger.debug("%d chunk(s) written", writer.written)
         for chunk in list(writer.buf):
@@ -379,6 +389,10 @@ def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
             if not writer.out_path(chunk).is_file():
                 writer.flush(chunk, missing_reason="no reply returned by the pipeline")
     summary = _summarise(cfg, root, counts, time.perf_counter() - t0, writer)
+    if writer.pending_chunks:
+        errs = ", ".join(f"{k}={v}" for k, v in sorted(writer.pending_errors.items()))
+        summary["incomplete"] = (f"{len(writer.pending_chunks)} chunk(s) left pending because requests failed ({errs}); "
+                                 "run the same command again to redo them")
     atomic_write_text(root / "summary.json", json.dumps(summary, indent=2))
     return summary
 
@@ -387,6 +401,8 @@ def _summarise(cfg: ContextJobConfig, root: Path, counts: dict[int, int], elapse
     manifest = json.loads((root / "staged" / "manifest.json").read_text())
     ok = bad = 0
     for c in counts:
+        if not writer.out_path(c).is_file():
+            continue  # pending: neither done nor quarantined
         qpath = root / "quarantine" / f"part-{c:05d}.jsonl"
         n_bad = sum(1 for _ in open(qpath, encoding="utf-8")) if qpath.is_file() else 0
         bad += n_bad
@@ -396,6 +412,7 @@ def _summarise(cfg: ContextJobConfig, root: Path, counts: dict[int, int], elapse
         "input_quarantined": manifest["quarantined"],
         "chunks": len(counts),
         "chunks_this_run": writer.written,
+        "chunks_pending": len([c for c in counts if not writer.out_path(c).is_file()]),
         "rows_with_context": ok,
         "rows_quarantined": bad,
         "reasons_this_run": writer.reasons,

@@ -49,7 +49,9 @@ class ResponseConfig(MedforgeModel):
 
 class BudgetConfig(MedforgeModel):
     target_tasks: int = Field(52_000, ge=1, description="Stop once this many tasks are accepted (AlpaCare: 52k).")
-    max_rounds: int | None = Field(None, ge=1, description="Stop after this many rounds, whatever was accepted.")
+    max_rounds: int | None = Field(None, ge=1, description=(
+        "Stop after this many rounds, whatever was accepted. null: 10x the rounds the target needs if every "
+        "generated task were accepted, at least 20 (never unbounded)."))
     max_generated_tokens: int | None = Field(None, ge=1, description="Stop once task generation used this many tokens.")
 
 

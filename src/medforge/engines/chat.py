@@ -172,8 +172,11 @@ class _OpenAIChatUDF:
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
 
+        from medforge.engines.breaker import FailureBreaker
+
         async def _make():
-            return OpenAIChatClient(teacher, sampling, json_schema)
+            # The actor trips on its own: it sees each outcome at once, the driver only when a batch is back.
+            return OpenAIChatClient(teacher, sampling, json_schema, breaker=FailureBreaker(teacher.breaker))
 
         self.client = asyncio.run_coroutine_threadsafe(_make(), self.loop).result()
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from medforge.config.base import MedforgeModel
+from medforge.engines.breaker import BreakerConfig
 from medforge.engines.ratelimit import RateLimitConfig
 
 logger = logging.getLogger(__name__)
@@ -87,6 +88,8 @@ class VLLMTeacherConfig(MedforgeModel):
     tokenize_stage: bool = Field(False, description="Tokenize in a separate Ray Data stage (else inside vLLM).")
     detokenize_stage: bool = Field(False, description="Detokenize in a separate stage (else inside vLLM).")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra vllm engine args, passed through.")
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig,
+                                   description="When to stop after failed requests (docs/reliability.md).")
 
     @field_validator("model")
     @classmethod
@@ -144,6 +147,10 @@ class OpenAITeacherConfig(MedforgeModel):
     rate_limit: RateLimitConfig | None = Field(
         None, description="Cluster-wide requests/tokens per minute shared by all actors (a named Ray actor); null: none."
     )
+    retry_after_max_s: float = Field(
+        300.0, gt=0, description="A 429/503 with a Retry-After header waits what the server asks, up to this many seconds.")
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig,
+                                   description="When to stop after failed requests (docs/reliability.md).")
 
     @field_validator("base_url")
     @classmethod

@@ -117,11 +117,11 @@ def test_context_reply_parser(text, letters):
 @FUZZ
 @given(body=json_values)
 def test_openai_reply_parser(body):
-    from medforge.engines.chat import _parse_chat_reply
+    from medforge.engines.openai_client import parse_chat_reply
 
-    TRIED["engines.chat._parse_chat_reply"] += 1
+    TRIED["engines.openai_client.parse_chat_reply"] += 1
     try:
-        out = _parse_chat_reply(body)
+        out = parse_chat_reply(body)
     except ValueError as exc:
         assert str(exc)
         return
