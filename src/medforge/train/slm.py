@@ -25,10 +25,10 @@ from medforge.io import read_jsonl
 from medforge.train.common import (
     MetricsLogger,
     cluster_capacity_problems,
-    ray_scaling_config,
     mean_std,
     model_problems,
     plot_loss_curve,
+    ray_scaling_config,
     worker_env,
 )
 from medforge.train.config import SLMFinetuneConfig
