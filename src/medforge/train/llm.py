@@ -23,12 +23,12 @@ from medforge.config.base import ConfigError
 from medforge.train.common import (
     MetricsLogger,
     cluster_capacity_problems,
-    ray_scaling_config,
     export_folder,
     full_state_dict,
     model_problems,
     peak_flops,
     plot_loss_curve,
+    ray_scaling_config,
     train_flops_per_token,
     worker_env,
 )

@@ -37,6 +37,7 @@ from medforge.train.common import (
     mean_std,
     model_problems,
     plot_loss_curve,
+    ray_scaling_config,
     worker_env,
 )
 from medforge.train.config import SLMFinetuneConfig

@@ -5,7 +5,9 @@ from __future__ import annotations
 import pytest
 
 from medforge.cluster.preflight import (
+    VLLM_FIX,
     auto_placement_problem,
+    module_problems,
     storage_problems,
     train_demand,
     vllm_demand,
@@ -152,3 +154,9 @@ def test_unwritable_local_folder_is_reported(tmp_path):
             assert problem and "cannot be written" in problem
     finally:
         ro.chmod(0o700)
+
+
+def test_missing_runtime_module_named_with_the_fix():
+    assert module_problems({"json": "never shown"}) == []
+    problems = module_problems({"medforge_no_such_module": VLLM_FIX})
+    assert problems == [f"python module 'medforge_no_such_module' is not installed in this environment; fix: {VLLM_FIX}"]
