@@ -33,7 +33,6 @@ from medforge.train.common import (
     MetricsLogger,
     cluster_capacity_problems,
     full_state_dict,
-    ray_scaling_config,
     mean_std,
     model_problems,
     plot_loss_curve,
