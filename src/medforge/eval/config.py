@@ -67,7 +67,7 @@ class JudgeSection(MedforgeModel):
 
 
 class EvalDataSection(MedforgeModel):
-    test_path: str = Field(description="Test set JSONL, e.g. ../shared/data/alpacare/MedInstruct-test.jsonl.")
+    test_path: str = Field(description="Test set JSONL, e.g. data/MedInstruct-test.jsonl (AlpaCare's, CC BY-NC 4.0).")
     format: Literal["medinstruct", "alpacare", "generic"] = Field(
         "medinstruct", description="medinstruct (id, instruction, difficulty, 4 reference answers), alpacare "
         "(instruction/input/output; output is the reference) or generic (instruction, [input, id, difficulty], reference fields).",
