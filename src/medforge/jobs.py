@@ -41,8 +41,11 @@ def run_job(
     example: str,
     run: Callable[[Any], dict[str, Any]],
     tiny_warning: str | None = None,
+    needs_ray: bool = True,
 ) -> int:
     """Validate the whole config before Ray starts, then run ``run(cfg)`` and print its summary.
+
+    ``needs_ray=False``: a job that runs in the driver alone; no cluster is joined or started.
 
     Returns 2 (with every problem on stderr) for a bad config, 0 on success.
     """
@@ -57,9 +60,10 @@ def run_job(
     if tiny_warning and teacher is not None and "tiny" in str(teacher.model).lower():
         logger.warning(tiny_warning)
 
-    from medforge.runtime import init_ray
+    if needs_ray:
+        from medforge.runtime import init_ray
 
-    init_ray(cfg.ray_address, cfg.ray_num_cpus, getattr(cfg, "ray_object_store_mib", None))
+        init_ray(cfg.ray_address, cfg.ray_num_cpus, getattr(cfg, "ray_object_store_mib", None))
     try:
         summary = run(cfg)
     except ConfigError as exc:
