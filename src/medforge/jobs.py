@@ -41,8 +41,11 @@ def run_job(
     example: str,
     run: Callable[[Any], dict[str, Any]],
     tiny_warning: str | None = None,
+    needs_ray: bool = True,
 ) -> int:
     """Validate the whole config before Ray starts, then run ``run(cfg)`` and print its summary.
+
+    ``needs_ray=False``: a job that runs in the driver alone; no cluster is joined or started.
 
     Returns 2 (with every problem on stderr) for a bad config, 3 when the job stopped on its
     failure breaker or finished with rows still pending (the message says what and how to resume;
@@ -59,9 +62,10 @@ def run_job(
     if tiny_warning and teacher is not None and "tiny" in str(teacher.model).lower():
         logger.warning(tiny_warning)
 
-    from medforge.runtime import init_ray
+    if needs_ray:
+        from medforge.runtime import init_ray
 
-    init_ray(cfg.ray_address, cfg.ray_num_cpus, getattr(cfg, "ray_object_store_mib", None))
+        init_ray(cfg.ray_address, cfg.ray_num_cpus, getattr(cfg, "ray_object_store_mib", None))
     from medforge.engines.breaker import EXIT_INCOMPLETE, circuit_message
 
     try:

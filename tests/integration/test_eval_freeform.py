@@ -51,7 +51,7 @@ def responder(body: dict) -> str | None:
 def ray_cluster():
     import ray
 
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)  # never a cluster another session started
     yield
     ray.shutdown()
 
@@ -114,3 +114,44 @@ def test_scripted_judge_win_rate_by_hand_and_repeat_run_makes_no_calls(ray_clust
     assert again["judge_calls"] == {"requested": 10, "cached": 10, "made": 0, "errors": 0}
     assert again["answers"]["cached"] == 6 and again["answers"]["generated"] == 0
     assert again["references"] == saved["references"]
+
+
+def test_tiny_vllm_model_and_judge_on_medinstruct_numbers_add_up(ray_cluster, tmp_path, tiny_models, alpacare_dir):
+    """Model under test prompted in the Alpaca format (no chat template), judge with guided decoding."""
+    from medforge.eval.freeform import run_evaluate
+    from medforge.eval.stats import item_score
+
+    engine = {"kind": "vllm", "model": str(tiny_models["llama"]), "batch_size": 16, "max_model_len": 2048}
+    cfg = EvalConfig.model_validate({
+        "model": {"engine": engine, "prompt_format": "alpaca",
+                  "sampling": {"temperature": 0.0, "presence_penalty": 0.0, "max_tokens": 12}},
+        "judge": {"engine": engine, "sampling": {"temperature": 0.0, "presence_penalty": 0.0, "max_tokens": 24}},
+        "data": {"test_path": str(alpacare_dir / "MedInstruct-test.jsonl"), "format": "medinstruct",
+                 "reference_fields": ["gpt-4-answer"], "max_items": 5},
+        "output": {"dir": str(tmp_path / "run")},
+        "stats": {"n_boot": 300},
+    })
+    report = run_evaluate(cfg)
+    out = tmp_path / "run"
+    answers = read_jsonl(out / "answers.jsonl")
+    verdicts = read_jsonl(out / "verdicts.jsonl")
+    n_empty = sum(not a["answer"].strip() for a in answers)
+    assert len(answers) == 5 and all(not a["engine_error"] for a in answers)
+    assert report["answers"]["empty"] == n_empty and report["answers"]["truncated"] <= 5
+    assert report["judge_calls"]["made"] == 2 * (5 - n_empty) and report["judge_calls"]["errors"] == 0
+    assert len(verdicts) == 10
+    # guided decoding: every verdict the judge wrote parses
+    assert all(v["verdict"] is not None for v in verdicts if v["judge_reply"]), [v["judge_reply"] for v in verdicts]
+    r = report["references"]["gpt-4-answer"]
+    for c in r["per_order"].values():
+        assert c["judged"] == c["wins"] + c["ties"] + c["losses"] + c["unparsed"] == 5
+    # the win rate is the mean of the per-item scores recomputed from the verdict file
+    per_item = {}
+    for v in verdicts:
+        per_item.setdefault(v["id"], []).append(v["outcome"])
+    scores = [s for s in (item_score(o) for o in per_item.values()) if s is not None]
+    assert r["win_rate"] == pytest.approx(sum(scores) / len(scores))
+    assert r["mean_length"]["model"] == pytest.approx(sum(len(a["answer"]) for a in answers) / 5)
+    assert set(r["by_difficulty"]) <= {"1", "2", "3", "4", "5"} and sum(d["n"] for d in r["by_difficulty"].values()) == r["n_scored"]
+    for name in ("report.json", "report.md", "report.html", "win_rate.png", "win_rate_by_difficulty.png"):
+        assert (out / name).stat().st_size > 0, name

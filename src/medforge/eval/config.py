@@ -116,7 +116,11 @@ class MCDatasetSection(MedforgeModel):
 
 
 class MCEvalConfig(MedforgeModel):
-    """Multiple-choice evaluation of exported SLMs, with and without context, plus few-shot curves."""
+    """Multiple-choice evaluation of exported SLMs, with and without context, plus few-shot curves.
+
+    Scoring runs in the job's driver process (no Ray cluster is started): an SLM scores a
+    MedQA-sized test set in seconds to minutes on one CPU or GPU.
+    """
 
     models: dict[str, str] = Field(
         default_factory=dict, description="name -> export folder (medforge finetune-slm's <output_dir>/model).")
@@ -130,8 +134,6 @@ class MCEvalConfig(MedforgeModel):
     batch_size: int = Field(32, ge=1, description="Questions per forward pass.")
     device: str | None = Field(None, description="cpu, cuda; empty: cuda when available.")
     output_dir: str = Field(description="report.json/.md/.html, accuracy plots, per-question predictions.")
-    ray_address: str | None = Field(None, description="Unused by scoring (runs in the driver); kept for the shared job runner.")
-    ray_num_cpus: int | None = Field(None, ge=1, description="Logical CPUs for a locally started Ray.")
 
     @model_validator(mode="after")
     def _something_to_do(self) -> MCEvalConfig:

@@ -64,6 +64,23 @@ def _engine_for_prompt(engine: Any, prompt_format: str) -> Any:
     return engine
 
 
+def judge_engine(cfg: EvalConfig) -> Any:
+    """The judge's engine config; a vLLM judge with structured output gets compact JSON.
+
+    vLLM 0.32's xgrammar backend reads ``disable_any_whitespace`` from the engine's
+    ``structured_outputs_config`` only; the per-request flag that ``generate_chat`` sends is
+    ignored. Without it a weak judge pads ``{`` with whitespace until max_tokens (seen with the
+    tiny model: every verdict was ``{\t   ...``), and no verdict parses.
+    """
+    e = cfg.judge.engine
+    if not (isinstance(e, VLLMTeacherConfig) and _structured(cfg)) or "structured_outputs_config" in e.engine_kwargs:
+        return e
+    from vllm.config import StructuredOutputsConfig
+
+    return e.model_copy(update={"engine_kwargs": {**e.engine_kwargs,
+                                                  "structured_outputs_config": StructuredOutputsConfig(backend="xgrammar", disable_any_whitespace=True)}})
+
+
 def _structured(cfg: EvalConfig) -> bool:
     e = cfg.judge.engine
     return cfg.judge.structured_output and (isinstance(e, VLLMTeacherConfig) or e.structured_output)
@@ -186,7 +203,7 @@ def judge_all(cfg: EvalConfig, plan: list[dict[str, Any]], cache: CallCache) -> 
         for rec in by_key[row["key"]]:
             _apply(rec, row["generated_text"], row["engine_error"], cached=False)
 
-    _run_engine(todo, cfg.judge.engine, cfg.judge.sampling, J.VERDICT_SCHEMA if _structured(cfg) else None, keep)
+    _run_engine(todo, judge_engine(cfg), cfg.judge.sampling, J.VERDICT_SCHEMA if _structured(cfg) else None, keep)
     for rec in plan:
         rec.pop("messages", None)
         if "outcome" not in rec:  # a request the engine never answered
@@ -229,9 +246,12 @@ def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:
     cache_dir = Path(cfg.output.cache_dir) if cfg.output.cache_dir else out / "cache"
     answers_cache, verdict_cache = CallCache(cache_dir / "answers.jsonl"), CallCache(cache_dir / "verdicts.jsonl")
     try:
+        t1 = time.perf_counter()
         answers, answer_calls = get_answers(cfg, items, answers_cache)
+        t2 = time.perf_counter()
         plan, quarantine = plan_judgements(cfg, items, answers)
         judge_calls = judge_all(cfg, plan, verdict_cache)
+        t3 = time.perf_counter()
     finally:
         answers_cache.close()
         verdict_cache.close()
@@ -257,7 +277,7 @@ def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:
         "judge_calls": judge_calls,
         "references": references,
         "quarantine": quarantine,
-        "seconds": round(time.perf_counter() - t0, 2),
+        "seconds": {"answers": round(t2 - t1, 3), "judge": round(t3 - t2, 3), "total": round(time.perf_counter() - t0, 3)},
     }
     write_freeform_report(report, out)
     return report

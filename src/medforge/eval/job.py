@@ -31,7 +31,7 @@ def main(argv: list[str], prog: str = "evaluate") -> int:
 
 
 def main_mc(argv: list[str], prog: str = "evaluate_mc") -> int:
-    return run_job(argv, prog=prog, model=MCEvalConfig, run=_run_mc,
+    return run_job(argv, prog=prog, model=MCEvalConfig, run=_run_mc, needs_ray=False,
                    description="Multiple-choice accuracy of exported SLMs with/without context, and few-shot curves.",
                    example="batch_size=64 device=cpu")
 

@@ -100,3 +100,33 @@ def test_report_files(tmp_path):
     assert "| ref | 6 | 6 | 75.0 |" in md and "![win_rate.png](win_rate.png)" in md
     assert "<table>" in (tmp_path / "report.html").read_text()
     assert (tmp_path / "win_rate.png").stat().st_size > 2000 and (tmp_path / "win_rate_by_difficulty.png").is_file()
+
+
+def test_few_shot_curves_from_summaries(tmp_path):
+    from medforge.eval.mc import few_shot_curves
+
+    for name, ctx, k, accs in (("a", True, 100, [0.5, 0.7]), ("b", False, 100, [0.3]), ("c", True, None, [0.9, 0.9])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "summary.json").write_text(json.dumps(
+            {"use_context": ctx, "few_shot": k, "train_rows": 800, "metric": "test_accuracy",
+             "seeds": [{"seed": i, "accuracy": a} for i, a in enumerate(accs)]}))
+    curves, problems = few_shot_curves([str(tmp_path / n) for n in ("a", "b", "c")] + [str(tmp_path / "missing")])
+    assert len(problems) == 1 and "has no summary.json" in problems[0]
+    w = curves["with context (test_accuracy)"]
+    assert [(p["shots"], p["n_seeds"]) for p in w] == [(100, 2), (800, 2)]  # no few_shot: all training rows
+    assert w[0]["mean_accuracy"] == pytest.approx(0.6) and w[0]["std_accuracy"] == pytest.approx(0.141421, abs=1e-6)
+    assert curves["without context (test_accuracy)"][0]["std_accuracy"] == 0.0
+
+
+def test_mc_rows_keep_their_contexts(tmp_path):
+    from medforge.eval.mc import read_mc_dataset
+
+    p = tmp_path / "m.jsonl"
+    atomic_write_jsonl(p, [{"question": "q", "options": {"A": "x", "B": "y"}, "answer": "B", "overall_context": "ctx",
+                            "option_contexts": {"A": "no", "B": "yes"}},
+                           {"qtext": "h", "answers": [{"aid": 1, "atext": "u"}, {"aid": 2, "atext": "v"}], "ra": 2},
+                           {"question": "bad", "options": {"A": "x", "B": "y"}, "answer": "Z"}])
+    rows, bad = read_mc_dataset(p)
+    assert rows[0]["option_contexts"] == {"A": "no", "B": "yes"} and rows[0]["overall_context"] == "ctx"
+    assert rows[1]["answer"] == "B" and "overall_context" not in rows[1]
+    assert len(bad) == 1 and bad[0]["line"] == 2 and "neither an option letter" in bad[0]["reason"]
