@@ -17,4 +17,4 @@ test-integration: setup
 	.venv/bin/python -m pytest tests/integration -q -p no:cacheprovider --timeout=1800 --durations=15
 
 clean:
-	rm -rf runs .tiny_models
+	rm -rf runs .tiny_models .small_models

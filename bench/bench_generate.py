@@ -13,6 +13,12 @@ Each run starts a fresh engine, so the marginal rate between a small and a large
 
     .venv/bin/python bench/bench_generate.py                  # everything, ~15 min on 2 cores
     .venv/bin/python bench/bench_generate.py --skip-demo --small 100 --large 1100
+
+A compute-bound model (issue 9): SmolLM2-135M-Instruct, the pipeline's own generation prompts
+(3 seed tasks each), the same sampling and KV cache on both sides:
+
+    .venv/bin/python bench/bench_generate.py --model small --prompts generation --skip-demo \
+        --variants bare,medforge --small 16 --large 64 --max-tokens 128 --temperature 0.7 --top-p 0.9
 """
 
 from __future__ import annotations
@@ -28,7 +34,22 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 
 
+PROMPTS = "short"
+DTYPE = "float32"
+SAMPLING = {"temperature": 1.0, "top_p": 1.0}
+
+
 def prompts(n: int) -> list[list[dict[str, str]]]:
+    if PROMPTS == "generation":
+        # The synthesis job's own requests: 3 seed tasks shown, 2 new tasks asked for.
+        import random
+
+        from medforge.datagen import instruction_task
+        from medforge.datagen.seeds import load_seeds
+
+        seeds = load_seeds(None).seeds
+        rng = random.Random(0)
+        return [instruction_task.format_input(rng.sample(seeds, 3), 2, structured=True) for _ in range(n)]
     topics = ["asthma", "sepsis", "gout", "migraine", "anemia", "stroke", "lupus", "angina"]
     return [[{"role": "user", "content": f"Question {i}: explain the first-line management of {topics[i % 8]} "
                                          f"in a patient aged {20 + i % 60}."}] for i in range(n)]
@@ -38,9 +59,9 @@ def worker_bare(model: str, n: int, max_tokens: int) -> dict:
     os.environ.setdefault("VLLM_CPU_KVCACHE_SPACE", "1")
     from vllm import LLM, SamplingParams
 
-    llm = LLM(model=model, dtype="float32", enforce_eager=True, gpu_memory_utilization=0.5, max_model_len=4096,
+    llm = LLM(model=model, dtype=DTYPE, enforce_eager=True, gpu_memory_utilization=0.5, max_model_len=4096,
               enable_prefix_caching=True)
-    params = SamplingParams(temperature=1.0, top_p=1.0, max_tokens=max_tokens, ignore_eos=True)
+    params = SamplingParams(**SAMPLING, max_tokens=max_tokens, ignore_eos=True)
     t0 = time.perf_counter()
     outs = llm.chat(prompts(n), params, use_tqdm=False)
     gen = time.perf_counter() - t0
@@ -53,14 +74,14 @@ def worker_ray(model: str, n: int, max_tokens: int, variant: str) -> dict:
     from medforge.engines.chat import generate_chat
     from medforge.engines.config import SamplingConfig, VLLMTeacherConfig
 
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
     extra = {
         "medforge": {"batch_size": 64, "max_concurrent_batches": 4},
         "ray-defaults": {"tokenize_stage": True, "detokenize_stage": True},
         "medforge-b256": {"batch_size": 256, "max_concurrent_batches": 8},
     }[variant]
-    teacher = VLLMTeacherConfig(model=model, **extra)
-    sampling = SamplingConfig(temperature=1.0, top_p=1.0, presence_penalty=0.0, max_tokens=max_tokens, ignore_eos=True)
+    teacher = VLLMTeacherConfig(model=model, dtype=DTYPE, **extra)
+    sampling = SamplingConfig(**SAMPLING, presence_penalty=0.0, max_tokens=max_tokens, ignore_eos=True)
     rows = [{"messages": m, "request_seed": i} for i, m in enumerate(prompts(n))]
     ds = generate_chat(ray.data.from_items(rows), teacher, sampling)
     tokens = sum(int(r["num_generated_tokens"]) for r in ds.iter_rows())
@@ -70,7 +91,9 @@ def worker_ray(model: str, n: int, max_tokens: int, variant: str) -> dict:
 
 def run_worker(kind: str, model: str, n: int, max_tokens: int) -> dict:
     t0 = time.perf_counter()
-    cmd = [sys.executable, __file__, "--worker", kind, "--model", model, "--rows", str(n), "--max-tokens", str(max_tokens)]
+    cmd = [sys.executable, __file__, "--worker", kind, "--model", model, "--rows", str(n), "--max-tokens", str(max_tokens),
+           "--prompts", PROMPTS, "--dtype", DTYPE, "--temperature", str(SAMPLING["temperature"]),
+           "--top-p", str(SAMPLING["top_p"])]
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=REPO)
     wall = time.perf_counter() - t0
     line = [x for x in proc.stdout.splitlines() if x.startswith("{")]
@@ -82,7 +105,12 @@ def run_worker(kind: str, model: str, n: int, max_tokens: int) -> dict:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--worker", choices=["bare", "medforge", "ray-defaults", "medforge-b256"])
-    ap.add_argument("--model", default=str(REPO / ".tiny_models" / "tiny-llama"))
+    ap.add_argument("--model", default="tiny", help="tiny (random LLaMA), small (SmolLM2-135M-Instruct) or a folder")
+    ap.add_argument("--prompts", choices=["short", "generation"], default="short",
+                    help="short one-line questions, or the synthesis job's prompts (3 seed tasks each)")
+    ap.add_argument("--dtype", default="float32", help="engine dtype on both sides (float32, bfloat16)")
+    ap.add_argument("--temperature", type=float, default=1.0)
+    ap.add_argument("--top-p", type=float, default=1.0)
     ap.add_argument("--rows", type=int, default=0)
     ap.add_argument("--small", type=int, default=200)
     ap.add_argument("--large", type=int, default=2200)
@@ -90,6 +118,18 @@ def main() -> int:
     ap.add_argument("--skip-demo", action="store_true")
     ap.add_argument("--variants", default="bare,medforge,ray-defaults")
     args = ap.parse_args()
+    global PROMPTS, DTYPE
+    PROMPTS, DTYPE = args.prompts, args.dtype
+    SAMPLING.update(temperature=args.temperature, top_p=args.top_p)
+    if args.model in ("tiny", "small") and not args.worker:
+        if args.model == "tiny":
+            from medforge.engines.tiny import make_tiny_models
+
+            args.model = str(make_tiny_models(REPO / ".tiny_models")["llama"])
+        else:
+            from medforge.engines.small import make_small_models
+
+            args.model = str(make_small_models(REPO / ".small_models")["llm"])
     if args.worker == "bare":
         print(json.dumps(worker_bare(args.model, args.rows, args.max_tokens)))
         return 0
@@ -97,10 +137,8 @@ def main() -> int:
         print(json.dumps(worker_ray(args.model, args.rows, args.max_tokens, args.worker)))
         return 0
 
-    from medforge.engines.tiny import make_tiny_models
-
-    make_tiny_models(REPO / ".tiny_models")
-    results: dict = {"small": args.small, "large": args.large, "max_tokens": args.max_tokens, "runs": {}}
+    results: dict = {"model": args.model, "prompts": args.prompts, "dtype": args.dtype, "sampling": SAMPLING,
+                     "small": args.small, "large": args.large, "max_tokens": args.max_tokens, "runs": {}}
     if not args.skip_demo:
         t0 = time.perf_counter()
         proc = subprocess.run([sys.executable, "-m", "medforge.cli", "demo", "--out", "runs/bench_demo"], cwd=REPO,
@@ -126,7 +164,7 @@ def main() -> int:
             summary[kind]["ratio_vs_bare"] = round(summary[kind]["marginal_tok_per_s"] / base, 3)
     results["summary"] = summary
     print(json.dumps(summary, indent=2))
-    out = REPO / "runs" / "bench_generate.json"
+    out = REPO / "runs" / f"bench_generate_{Path(args.model).name}_{args.prompts}_{args.dtype}.json"
     out.parent.mkdir(exist_ok=True)
     out.write_text(json.dumps(results, indent=2))
     return 0

@@ -70,7 +70,7 @@ def main() -> None:
     bare = bare_loop(model_dir, data, args.steps, args.workers * args.micro_batch, args.max_length)
     print(json.dumps({"mode": "bare_torch", "tokens_per_s": bare}), flush=True)
 
-    ray.init(num_cpus=max(4, args.workers + 2), include_dashboard=False, log_to_driver=False)
+    ray.init(address="local", num_cpus=max(4, args.workers + 2), include_dashboard=False, log_to_driver=False)
     try:
         cfg = LLMFinetuneConfig.model_validate(
             {

@@ -4,7 +4,7 @@ Locally (starts its own Ray; tiny random model, CPU workers):
     .venv/bin/python ray_jobs/finetune_llm.py --config configs/finetune/llm_local_tiny.yaml
 
 On a running cluster (LLaMA-2-7B, 8 GPUs, ZeRO-3):
-    ray job submit --working-dir . -- python ray_jobs/finetune_llm.py \
+    ray job submit --address http://127.0.0.1:8265 --runtime-env deploy/runtime_env.yaml -- python ray_jobs/finetune_llm.py \
         --config configs/finetune/llm_cluster_llama2_7b.yaml
 
 Any config key can be overridden: ``optim.lr=1e-5 data.packing=true lora.enabled=true``.

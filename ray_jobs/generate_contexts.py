@@ -4,7 +4,7 @@ Locally (starts its own Ray):
     .venv/bin/python ray_jobs/generate_contexts.py --config configs/contexts/local_tiny.yaml
 
 On a running cluster:
-    ray job submit --working-dir . -- python ray_jobs/generate_contexts.py \
+    ray job submit --address http://127.0.0.1:8265 --runtime-env deploy/runtime_env.yaml -- python ray_jobs/generate_contexts.py \
         --config configs/contexts/cluster_llama3_70b.yaml
 
 Any config key can be overridden: ``input.max_rows=1000 teacher.concurrency=[1,8]``.

@@ -4,7 +4,7 @@ Locally (starts its own Ray):
     .venv/bin/python ray_jobs/generate_instructions.py --config configs/generate/local_tiny.yaml
 
 On a running cluster:
-    ray job submit --working-dir . -- python ray_jobs/generate_instructions.py \
+    ray job submit --address http://127.0.0.1:8265 --runtime-env deploy/runtime_env.yaml -- python ray_jobs/generate_instructions.py \
         --config configs/generate/cluster_llama3_70b.yaml
 
 Any config key can be overridden: ``budget.target_tasks=1000 teacher.concurrency=[1,8]``.

@@ -32,3 +32,15 @@ def tiny_models(tmp_path_factory) -> dict[str, Path]:
     cache = os.environ.get("MEDFORGE_TINY_MODELS")
     out = Path(cache) if cache else tmp_path_factory.mktemp("tiny_models")
     return make_tiny_models(out)
+
+
+@pytest.fixture(scope="session")
+def small_models(tmp_path_factory) -> dict[str, Path]:
+    """The small REAL models (SmolLM2-135M-Instruct, all-MiniLM-L6-v2), built once per session
+    from the PyPI wheels that scripts/bootstrap.sh installs. MEDFORGE_SMALL_MODELS names a
+    folder to reuse across sessions (the build takes about a minute)."""
+    from medforge.engines.small import make_small_models
+
+    cache = os.environ.get("MEDFORGE_SMALL_MODELS")
+    out = Path(cache) if cache else tmp_path_factory.mktemp("small_models")
+    return make_small_models(out)

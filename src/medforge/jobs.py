@@ -41,10 +41,15 @@ def run_job(
     example: str,
     run: Callable[[Any], dict[str, Any]],
     tiny_warning: str | None = None,
+    needs_ray: bool = True,
 ) -> int:
     """Validate the whole config before Ray starts, then run ``run(cfg)`` and print its summary.
 
-    Returns 2 (with every problem on stderr) for a bad config, 0 on success.
+    ``needs_ray=False``: a job that runs in the driver alone; no cluster is joined or started.
+
+    Returns 2 (with every problem on stderr) for a bad config, 3 when the job stopped on its
+    failure breaker or finished with rows still pending (the message says what and how to resume;
+    docs/reliability.md), 0 on success.
     """
     config_path, overrides = parse_job_args(argv, prog, description, example)
     try:
@@ -57,13 +62,27 @@ def run_job(
     if tiny_warning and teacher is not None and "tiny" in str(teacher.model).lower():
         logger.warning(tiny_warning)
 
-    from medforge.runtime import init_ray
+    if needs_ray:
+        from medforge.runtime import init_ray
 
-    init_ray(cfg.ray_address, cfg.ray_num_cpus, getattr(cfg, "ray_object_store_mib", None))
+        init_ray(cfg.ray_address, cfg.ray_num_cpus, getattr(cfg, "ray_object_store_mib", None))
+    from medforge.engines.breaker import EXIT_INCOMPLETE, circuit_message
+
     try:
         summary = run(cfg)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
+    except Exception as exc:
+        # The breaker may trip in the driver or inside a Ray actor (then it arrives wrapped).
+        message = circuit_message(exc)
+        if message is None:
+            raise
+        logger.error(message)
+        print(message, file=sys.stderr)
+        return EXIT_INCOMPLETE
     print(json.dumps(summary, indent=2, default=str))
+    if summary.get("incomplete"):
+        print(f"{prog}: incomplete: {summary['incomplete']}", file=sys.stderr)
+        return EXIT_INCOMPLETE
     return 0

@@ -3,7 +3,12 @@
 It answers task-generation requests with well-formed tasks (varied wording, so the novelty
 filter keeps many), multiple-choice requests with ``{"explanation", "answer"}``, and other
 requests with plain text. ``fail_every`` makes every n-th request a 429 or 500 so retries
-are exercised. Every request body is recorded.
+are exercised. ``responder(body)`` scripts the reply text (return ``None`` to fall back to the
+defaults above), e.g. a judge whose verdicts are fixed. ``fault(n, body)`` scripts failures
+that retries do not cure: return ``None`` to answer normally, or ``(status, headers)`` to fail
+request ``n`` (1-based, retries included) -- a lasting outage, a 401 from the n-th request until
+the test "fixes the key", a 400 for everything, a 429 with ``Retry-After``. Every request body
+is recorded, and ``log`` holds ``(monotonic time, n, status)`` per request.
 """
 
 from __future__ import annotations
@@ -16,13 +21,17 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 WORDS = ("anemia asthma sepsis gout migraine stroke eczema lupus angina malaria pneumonia cirrhosis psoriasis "
          "glaucoma hepatitis epilepsy scurvy rickets tetanus measles mumps rubella").split()
-VOCAB = [f"{w}{i}" for w in WORDS for i in range(4)]
+# letters only: the task check (datagen.filters.task_check) rejects "words" with digits
+VOCAB = [w + suffix for w in WORDS for suffix in ("", "s", "ic", "oid")]
 VERBS = ("Explain", "Summarize", "Describe", "Compare", "Outline", "List", "Discuss", "Classify")
 
 
 class StubOpenAI:
-    def __init__(self, fail_every: int = 0):
+    def __init__(self, fail_every: int = 0, responder=None, fault=None):
         self.fail_every = fail_every
+        self.responder = responder
+        self.fault = fault
+        self.log: list[tuple[float, int, int]] = []
         self.bodies: list[dict] = []
         self._count = itertools.count(1)
         self._lock = threading.Lock()
@@ -44,10 +53,24 @@ class StubOpenAI:
                 self._send(200, {"object": "list", "data": [{"id": "stub-teacher", "object": "model"}]})
 
             def do_POST(self):
+                import time
+
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 with stub._lock:
                     n = next(stub._count)
                     stub.bodies.append(body)
+                scripted = stub.fault(n, body) if stub.fault else None
+                with stub._lock:
+                    stub.log.append((time.monotonic(), n, scripted[0] if scripted else 200))
+                if scripted:
+                    code, headers = scripted
+                    data = json.dumps({"error": {"message": f"injected {code}", "type": "test", "code": code}}).encode()
+                    self.send_response(code)
+                    for k, v in {"Content-Type": "application/json", "Content-Length": str(len(data)), **headers}.items():
+                        self.send_header(k, v)
+                    self.end_headers()
+                    self.wfile.write(data)
+                    return
                 if stub.fail_every and n % stub.fail_every == 0:
                     code = 429 if n % (2 * stub.fail_every) == 0 else 500
                     self._send(code, {"error": {"message": "injected failure", "type": "test"}})
@@ -61,7 +84,10 @@ class StubOpenAI:
     def reply(self, body: dict, n: int) -> dict:
         schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
         props = schema.get("properties", {})
-        if "tasks" in props:
+        scripted = self.responder(body) if self.responder else None
+        if scripted is not None:
+            content = scripted
+        elif "tasks" in props:
             k = props["tasks"]["minItems"]
             tasks = []
             for j in range(k):

@@ -206,7 +206,7 @@ def test_train_preflight_rejects_bad_input_before_workers(tmp_path, tiny_models,
         run_llm_finetune(llm_cfg(tmp_path, tiny_models["llama"], empty))
     with pytest.raises(ConfigError, match="no such folder"):
         run_llm_finetune(llm_cfg(tmp_path, tmp_path / "nope-model", sft_data))
-    with pytest.raises(ConfigError, match="needs 64 CPUs"):
+    with pytest.raises(ConfigError, match=r"64 replica\(s\) need 64 x \{CPU: 1\}; the node types that can host one hold at most 4"):
         run_llm_finetune(llm_cfg(tmp_path, tiny_models["llama"], sft_data, **{"scaling.num_workers": 64}))
     ds_json = tmp_path / "ds.json"
     ds_json.write_text(json.dumps({"train_micro_batch_size_per_gpu": 16, "zero_optimization": {"stage": "auto"}}))
@@ -216,31 +216,27 @@ def test_train_preflight_rejects_bad_input_before_workers(tmp_path, tiny_models,
         run_llm_finetune(llm_cfg(tmp_path, tiny_models["llama"], sft_data, **{"data.max_length": 16, "data.overflow": "drop"}))
 
 
+def _slm_cfg(tmp_path, model, use_context, name, out, seeds=(0,), few_shot=None, lr=1e-3, epochs=3, workers=2):
+    return SLMFinetuneConfig.model_validate({
+        "model": str(model),
+        "data": {"train_path": str(tmp_path / "train.jsonl"), "dev_path": str(tmp_path / "dev.jsonl"),
+                 "test_path": str(tmp_path / "test.jsonl"), "use_context": use_context, "max_length": 48,
+                 "few_shot": few_shot},
+        "optim": {"lr": lr, "epochs": epochs, "micro_batch_size": 8, "warmup_ratio": 0.1},
+        "seeds": list(seeds),
+        "patience": 2,
+        "scaling": {"num_workers": workers},
+        "checkpoint": {"storage_path": str(tmp_path / "ckpt"), "name": f"{name}-{use_context}", "max_failures": 0},
+        "output_dir": str(tmp_path / f"{out}-{use_context}"),
+    })
+
+
 def test_train_slm_context_beats_chance_without_context_near_chance(tmp_path, tiny_models, ray_cluster):
     from medforge.train.slm import run_slm_finetune
 
     write_mc_splits(tmp_path)
-    results = {}
-    for use_context in (True, False):
-        cfg = SLMFinetuneConfig.model_validate(
-            {
-                "model": str(tiny_models["bert"]),
-                "data": {
-                    "train_path": str(tmp_path / "train.jsonl"),
-                    "dev_path": str(tmp_path / "dev.jsonl"),
-                    "test_path": str(tmp_path / "test.jsonl"),
-                    "use_context": use_context,
-                    "max_length": 48,
-                },
-                "optim": {"lr": 1e-3, "epochs": 3, "micro_batch_size": 8, "warmup_ratio": 0.1},
-                "seeds": [0],
-                "patience": 2,
-                "scaling": {"num_workers": 2},
-                "checkpoint": {"storage_path": str(tmp_path / "ckpt"), "name": f"mc-{use_context}", "max_failures": 0},
-                "output_dir": str(tmp_path / f"out-{use_context}"),
-            }
-        )
-        results[use_context] = run_slm_finetune(cfg)
+    results = {use_context: run_slm_finetune(_slm_cfg(tmp_path, tiny_models["bert"], use_context, "mc", "out"))
+               for use_context in (True, False)}
     assert results[True]["mean_accuracy"] >= 0.8, results[True]
     assert results[False]["mean_accuracy"] <= 0.45, results[False]
     assert (tmp_path / "out-True" / "mc-True-seed0" / "loss_curve.png").is_file()
@@ -262,3 +258,21 @@ def test_train_slm_context_beats_chance_without_context_near_chance(tmp_path, ti
     assert sum(s["correct"] for s in scored) / len(scored) == pytest.approx(results[True]["mean_accuracy"])
     unseen = [{k: v for k, v in r.items() if k != "answer"} for r in test_rows[:3]]
     assert [s["prediction"] for s in score_rows(mc, unseen)] == [s["prediction"] for s in scored[:3]]
+
+
+def test_train_slm_pretrained_minilm_learns_from_context_over_three_seeds(tmp_path, small_models, ray_cluster):
+    """A real pretrained encoder (all-MiniLM-L6-v2): with context far above without, over 3 seeds."""
+    from medforge.train.slm import run_slm_finetune
+
+    write_mc_splits(tmp_path)
+    # a seeded subset of 96 rows per seed: enough for a pretrained encoder, quick on 2 cores
+    results = {use_context: run_slm_finetune(_slm_cfg(
+        tmp_path, small_models["encoder"], use_context, "minilm", "minilm", seeds=[0, 1, 2], few_shot=96, lr=5e-5,
+        epochs=2, workers=1)) for use_context in (True, False)}
+    with_ctx, without = results[True], results[False]
+    print("MiniLM with context:", with_ctx["mean_accuracy"], "+-", with_ctx["std_accuracy"],
+          "| without:", without["mean_accuracy"], "+-", without["std_accuracy"])
+    assert [s["seed"] for s in with_ctx["seeds"]] == [0, 1, 2]
+    # clearly above: the two means are apart by more than twice the spread of either
+    gap = with_ctx["mean_accuracy"] - without["mean_accuracy"]
+    assert gap > 0.3 and gap > 2 * (with_ctx["std_accuracy"] + without["std_accuracy"]), results

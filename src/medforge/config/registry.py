@@ -13,6 +13,8 @@ CONFIG_MODELS: dict[str, str] = {
     "contexts/": "medforge.contexts.config:ContextJobConfig",
     "finetune/llm_": "medforge.train.config:LLMFinetuneConfig",
     "finetune/slm_": "medforge.train.config:SLMFinetuneConfig",
+    "evaluate/": "medforge.eval.config:EvalConfig",
+    "evaluate/mc_": "medforge.eval.config:MCEvalConfig",
 }
 
 

@@ -78,6 +78,11 @@ class ContextJobConfig(MedforgeModel):
 
     @model_validator(mode="after")
     def _checks(self) -> ContextJobConfig:
+        from medforge.cluster.preflight import auto_placement_problem, run_folder_problem
+
+        problem = run_folder_problem(self.output.dir, "output.dir") or auto_placement_problem(self.teacher, {"output.dir": self.output.dir})
+        if problem:
+            raise ValueError(problem)
         if self.object_store_budget_mib and self.ray_object_store_mib and self.object_store_budget_mib > self.ray_object_store_mib:
             raise ValueError(f"object_store_budget_mib={self.object_store_budget_mib} exceeds ray_object_store_mib="
                              f"{self.ray_object_store_mib}; lower the budget or enlarge the store")

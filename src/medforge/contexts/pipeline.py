@@ -40,11 +40,13 @@ from medforge.contexts import task
 from medforge.contexts.config import ContextJobConfig
 from medforge.contexts.request import build_context_request, structured_output_wanted
 from medforge.datasets.mcq import iter_mcq_file, quarantine_record
+from medforge.engines.breaker import FailureBreaker, classify
 from medforge.engines.config import OpenAITeacherConfig
 from medforge.io import atomic_write_jsonl, atomic_write_text, open_run_folder
 
 logger = logging.getLogger(__name__)
 
+ENGINE_ERROR = "engine error:"
 STAGED_COLUMNS = ("id", "row_index", "chunk", "question", "options_json", "answer")
 
 
@@ -136,7 +138,7 @@ class KeywordStage:
 
     In: ``path`` of staged chunk files (one per call), whose rows are ``id, chunk, row_index,
     question, options_json, answer``. Out: those minus ``question``, plus ``keywords_json``,
-    ``sent_options_json``, ``privacy_budget``, ``n_words``, ``phi_kinds_json``, ``messages``, ``request_seed``, ``json_schema``, ``letters_json``.
+    ``sent_options_json``, ``privacy_budget``, ``n_words``, ``phi_kinds_json``, ``redactions_json``, ``messages``, ``request_seed``, ``json_schema``, ``letters_json``.
     """
 
     def __init__(self, cfg: ContextJobConfig):
@@ -154,7 +156,7 @@ class KeywordStage:
     def process(self, batch: dict[str, Any]) -> dict[str, list[Any]]:
         out: dict[str, list[Any]] = {k: [] for k in (
             "id", "chunk", "row_index", "answer", "keywords_json", "sent_options_json", "privacy_budget", "n_words",
-            "phi_kinds_json", "messages", "request_seed", "json_schema", "letters_json")}
+            "phi_kinds_json", "redactions_json", "messages", "request_seed", "json_schema", "letters_json")}
         for rid, chunk, ridx, question, opts_json, answer in zip(
                 batch["id"], batch["chunk"], batch["row_index"], batch["question"], batch["options_json"],
                 batch["answer"], strict=True):
@@ -171,6 +173,7 @@ class KeywordStage:
             out["privacy_budget"].append(req.guarded.privacy_budget)
             out["n_words"].append(req.guarded.n_words)
             out["phi_kinds_json"].append(json.dumps(req.guarded.phi_kinds))
+            out["redactions_json"].append(json.dumps(req.guarded.redactions))
             out["messages"].append(req.messages)
             out["request_seed"].append(request_seed(self.cfg.seed, rid))
             out["json_schema"].append(json.dumps(req.json_schema) if req.json_schema else "")
@@ -186,7 +189,7 @@ def parse_stage(batch):
     for i in range(n):
         letters = json.loads(batch["letters_json"][i])
         err = batch["engine_error"][i]
-        parsed, reason = (None, f"engine error: {err}") if err else task.format_output(batch["generated_text"][i], letters)
+        parsed, reason = (None, f"{ENGINE_ERROR} {err}") if err else task.format_output(batch["generated_text"][i], letters)
         overall.append(parsed["overall_context"] if parsed else "")
         contexts.append(json.dumps(parsed["option_contexts"], ensure_ascii=False) if parsed else "")
         prelim.append(parsed["preliminary_answer"] if parsed else "")
@@ -205,6 +208,7 @@ def _output_schema():
         ("id", pa.string()), ("row_index", pa.int64()), ("keywords", pa.list_(pa.string())), ("options", m),
         ("answer", pa.string()), ("overall_context", pa.string()), ("option_contexts", m),
         ("preliminary_answer", pa.string()), ("privacy_budget", pa.float64()), ("n_words", pa.int64()),
+        ("redactions", pa.map_(pa.string(), pa.int64())),
         ("num_input_tokens", pa.int64()), ("num_generated_tokens", pa.int64()), ("teacher_model", pa.string()),
         ("teacher_engine", pa.string()), ("prompt_sha256", pa.string()), ("request_seed", pa.int64()),
         ("sampling_json", pa.string()),
@@ -222,7 +226,10 @@ class ChunkWriter:
         self.rows_bad = 0
         self.reasons: dict[str, int] = {}
         self.generated_tokens = 0  # every row's, quarantined ones too: the teacher spent them
+        self.redactions: dict[str, int] = {}  # what the guard withheld, by identifier type (never values)
         self.sampling_json = json.dumps(cfg.generation.sampling.model_dump())
+        self.pending_chunks: set[int] = set()  # chunks left undone because a request failed (retried on resume)
+        self.pending_errors: dict[str, int] = {}
 
     def out_path(self, chunk: int) -> Path:
         return self.root / "out" / f"part-{chunk:05d}.{self.cfg.output.format}"
@@ -235,11 +242,26 @@ class ChunkWriter:
             self.flush(chunk)
 
     def flush(self, chunk: int, missing_reason: str | None = None) -> None:
+        """Write a chunk, or leave it pending when a row is missing or its request failed in a way
+        a rerun can fix (endpoint down, 401, engine died): a failed request never marks its chunk done."""
         rows = sorted(self.buf.pop(chunk, []), key=lambda r: int(r["row_index"]))
+        failed = [classify(r["error"]).key for r in rows
+                  if str(r["error"]).startswith(ENGINE_ERROR) and classify(r["error"]).pending]
+        if missing_reason is not None:
+            failed.append("engine died")  # rows that never came back (an engine replica died)
+        if failed:
+            self.pending_chunks.add(chunk)
+            for key in failed:
+                self.pending_errors[key] = self.pending_errors.get(key, 0) + 1
+            logger.warning("chunk %d left pending: %d request(s) failed (%s); it is redone on resume",
+                           chunk, len(failed), ", ".join(sorted(set(failed))))
+            return
         good, bad = [], []
         for r in rows:
             n_gen = int(r.get("num_generated_tokens") or 0)
             self.generated_tokens += n_gen
+            for kind, n in json.loads(r.get("redactions_json") or "{}").items():
+                self.redactions[kind] = self.redactions.get(kind, 0) + int(n)
             if r["error"]:
                 reason = r["error"].split(":")[0]
                 self.reasons[reason] = self.reasons.get(reason, 0) + 1
@@ -251,13 +273,12 @@ class ChunkWriter:
                 "options": json.loads(r["sent_options_json"]), "answer": r["answer"],
                 "overall_context": r["overall_context"], "option_contexts": json.loads(r["option_contexts_json"]),
                 "preliminary_answer": r["preliminary_answer"], "privacy_budget": float(r["privacy_budget"]),
-                "n_words": int(r["n_words"]), "num_input_tokens": int(r["num_input_tokens"]),
+                "n_words": int(r["n_words"]), "redactions": json.loads(r.get("redactions_json") or "{}"),
+                "num_input_tokens": int(r["num_input_tokens"]),
                 "num_generated_tokens": n_gen, "teacher_model": self.cfg.teacher.model,
                 "teacher_engine": self.cfg.teacher.kind, "prompt_sha256": task.prompt_hash(),
                 "request_seed": int(r["request_seed"]), "sampling_json": self.sampling_json,
             })
-        if missing_reason is not None:
-            bad.extend(self._missing(chunk, {r["id"] for r in rows}, missing_reason))
         # quarantine first, shard last: the shard marks the chunk done
         atomic_write_jsonl(self.root / "quarantine" / f"part-{chunk:05d}.jsonl", bad)
         path = self.out_path(chunk)
@@ -268,15 +289,6 @@ class ChunkWriter:
         self.written += 1
         self.rows_ok += len(good)
         self.rows_bad += len(bad)
-
-    def _missing(self, chunk: int, seen: set[str], reason: str) -> list[dict[str, Any]]:
-        import pyarrow.parquet as pq
-
-        staged = pq.read_table(self.root / "staged" / f"chunk_{chunk:05d}.parquet", columns=["id", "row_index"])
-        lost = [r for r in staged.to_pylist() if r["id"] not in seen]
-        self.reasons["missing"] = self.reasons.get("missing", 0) + len(lost)
-        return [{"id": r["id"], "row_index": r["row_index"], "reason": reason, "raw_text": "", "num_generated_tokens": 0}
-                for r in lost]
 
 
 # ----------------------------------------------------------------------------- run
@@ -336,6 +348,10 @@ def build_dataset(cfg: ContextJobConfig, paths: list[str]):
 def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
     """Run (or resume) the job. Ray must already be initialised."""
     t0 = time.perf_counter()
+    from medforge.cluster.preflight import teacher_preflight
+
+    # Staged chunks are read back by keyword actors on any node: output.dir must be shared storage there.
+    teacher_preflight("generate-contexts", cfg.teacher, {"output.dir": cfg.output.dir})
     root = prepare_folder(cfg)
     if isinstance(cfg.teacher, OpenAITeacherConfig):
         if cfg.teacher.check_endpoint:
@@ -354,13 +370,17 @@ def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
     if pending:
         ds = build_dataset(cfg, [str(root / "staged" / f"chunk_{c:05d}.parquet") for c in pending])
         keep = ("id", "chunk", "row_index", "answer", "keywords_json", "sent_options_json", "privacy_budget", "n_words",
-                "request_seed", "generated_text", "num_input_tokens", "num_generated_tokens", "overall_context",
+                "redactions_json", "request_seed", "generated_text", "num_input_tokens", "num_generated_tokens", "overall_context",
                 "option_contexts_json", "preliminary_answer", "error")
+        breaker = FailureBreaker(cfg.teacher.breaker)
         # batch_size=None: take blocks as they arrive, so finished chunks are written at once
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             cols = {k: batch[k] for k in keep if k in batch}
             for i in range(len(cols["id"])):
-                writer.add({k: v[i] for k, v in cols.items()})
+                row = {k: v[i] for k, v in cols.items()}
+                err = str(row["error"])
+                breaker.record(err if err.startswith(ENGINE_ERROR) else "", "context requests")
+                writer.add(row)
             if writer.written and writer.written % 10 == 0:
                 logger.debug("%d chunk(s) written", writer.written)
         for chunk in list(writer.buf):
@@ -369,6 +389,10 @@ def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
             if not writer.out_path(chunk).is_file():
                 writer.flush(chunk, missing_reason="no reply returned by the pipeline")
     summary = _summarise(cfg, root, counts, time.perf_counter() - t0, writer)
+    if writer.pending_chunks:
+        errs = ", ".join(f"{k}={v}" for k, v in sorted(writer.pending_errors.items()))
+        summary["incomplete"] = (f"{len(writer.pending_chunks)} chunk(s) left pending because requests failed ({errs}); "
+                                 "run the same command again to redo them")
     atomic_write_text(root / "summary.json", json.dumps(summary, indent=2))
     return summary
 
@@ -377,6 +401,8 @@ def _summarise(cfg: ContextJobConfig, root: Path, counts: dict[int, int], elapse
     manifest = json.loads((root / "staged" / "manifest.json").read_text())
     ok = bad = 0
     for c in counts:
+        if not writer.out_path(c).is_file():
+            continue  # pending: neither done nor quarantined
         qpath = root / "quarantine" / f"part-{c:05d}.jsonl"
         n_bad = sum(1 for _ in open(qpath, encoding="utf-8")) if qpath.is_file() else 0
         bad += n_bad
@@ -386,10 +412,12 @@ def _summarise(cfg: ContextJobConfig, root: Path, counts: dict[int, int], elapse
         "input_quarantined": manifest["quarantined"],
         "chunks": len(counts),
         "chunks_this_run": writer.written,
+        "chunks_pending": len([c for c in counts if not writer.out_path(c).is_file()]),
         "rows_with_context": ok,
         "rows_quarantined": bad,
         "reasons_this_run": writer.reasons,
         "generated_tokens_this_run": writer.generated_tokens,
+        "redactions_this_run": dict(sorted(writer.redactions.items())),
         "teacher": {"kind": cfg.teacher.kind, "model": cfg.teacher.model},
         "wall_time_s": round(elapsed, 2),
         "paths": {"out": str(root / "out"), "quarantine": str(root / "quarantine")},

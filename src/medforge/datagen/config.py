@@ -49,7 +49,9 @@ class ResponseConfig(MedforgeModel):
 
 class BudgetConfig(MedforgeModel):
     target_tasks: int = Field(52_000, ge=1, description="Stop once this many tasks are accepted (AlpaCare: 52k).")
-    max_rounds: int | None = Field(None, ge=1, description="Stop after this many rounds, whatever was accepted.")
+    max_rounds: int | None = Field(None, ge=1, description=(
+        "Stop after this many rounds, whatever was accepted. null: 10x the rounds the target needs if every "
+        "generated task were accepted, at least 20 (never unbounded)."))
     max_generated_tokens: int | None = Field(None, ge=1, description="Stop once task generation used this many tokens.")
 
 
@@ -79,6 +81,11 @@ class InstructionJobConfig(MedforgeModel):
 
     @model_validator(mode="after")
     def _check(self) -> "InstructionJobConfig":
+        from medforge.cluster.preflight import auto_placement_problem, run_folder_problem
+
+        problem = run_folder_problem(self.output.dir, "output.dir") or auto_placement_problem(self.teacher, {"output.dir": self.output.dir})
+        if problem:
+            raise ValueError(problem)
         if self.seeds.path is not None and not Path(self.seeds.path).is_file():
             raise ValueError(
                 f"seeds.path {self.seeds.path!r} does not exist; point it at AlpaCare's med_seed.json "

@@ -35,9 +35,24 @@ class TaskFilterConfig(MedforgeModel):
     novelty_threshold: float = Field(
         0.7, ge=0.0, le=1.0, description="ROUGE-L F1 above this against any kept instruction rejects (0.7 as AlpaCare)."
     )
+    task_checks: bool = Field(
+        True,
+        description="Type-aware checks beyond AlpaCare's rules: an instruction is an English sentence, not code "
+        "or JSON debris; an input is not a fragment of the reply's syntax; a multiple-choice task lists its options.",
+    )
     novelty_actor: bool = Field(
         True, description="Hold the novelty pool in a Ray actor (shared, off the driver); decisions are identical."
     )
+
+
+MC_TYPES = ("Multiple-choice Q&A", "USMLE-style Q&A")
+# Pieces of a JSON reply or a chat template that end up inside a field when a model loses track.
+_DEBRIS = re.compile(r'"\s*:|[{}\[\]]|\\[nt"]|<\|?/?(?:im_start|im_end|end|user|assistant|system)\|?>|^\s*###|"(?:type|topic|view|'
+                     r'difficulty|instruction|input|tasks)"', re.IGNORECASE | re.MULTILINE)
+_CODE = re.compile(r"\b(?:def|import|return|function|var|const|select\s+\*|print\()\b|;\s*$|==|=>|&&|\|\|",
+                   re.IGNORECASE | re.MULTILINE)
+_OPTION = re.compile(r"\(([A-J])\)")
+_WORD = re.compile(r"[A-Za-z]+(?:[-'][A-Za-z]+)*")
 
 
 def _words(text: str) -> list[str]:
@@ -74,4 +89,38 @@ class TaskFilters:
         first = instruction[0]
         if not (first.isascii() and first.isalnum()) and first not in "\"'(":
             return "bad_first_character"
+        if self.cfg.task_checks:
+            return task_check(task)
         return None
+
+
+def _option_letters(text: str) -> list[str]:
+    seen: list[str] = []
+    for letter in _OPTION.findall(text):
+        if letter not in seen:
+            seen.append(letter)
+    return seen
+
+
+def task_check(task: dict[str, Any]) -> str | None:
+    """Type-aware validation of one parsed task (pure); the reason, or ``None`` when it passes.
+
+    AlpaCare's rule filters let such rows through; a weak teacher writes many of them.
+    """
+    instruction, text_input = task["instruction"], task["input"]
+    if _DEBRIS.search(instruction) or _CODE.search(instruction):
+        return "instruction_not_a_sentence"
+    letters = [c for c in instruction if c.isalpha()]
+    if sum(c.isascii() for c in letters) < 0.95 * len(letters):
+        return "instruction_not_english"
+    tokens = instruction.split()
+    words = [t for t in tokens if _WORD.fullmatch(t.strip(".,;:?!()\"'"))]
+    if len(words) < 0.7 * len(tokens) or len(letters) < 0.6 * len(instruction.replace(" ", "")):
+        return "instruction_not_a_sentence"
+    if text_input != NO_INPUT and _DEBRIS.search(text_input):
+        return "input_reply_debris"
+    if task.get("type") in MC_TYPES:
+        letters_ = _option_letters(text_input) if text_input != NO_INPUT else []
+        if len(letters_) < 2 or letters_ != [chr(ord("A") + i) for i in range(len(letters_))]:
+            return "mc_without_options"
+    return None

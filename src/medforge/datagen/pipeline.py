@@ -37,6 +37,7 @@ from medforge.datagen.filters import TaskFilters
 from medforge.datagen.novelty import NoveltyFilter
 from medforge.datagen.prompts import template_hash
 from medforge.datagen.seeds import NO_INPUT, load_seeds
+from medforge.engines.breaker import FailureBreaker, classify
 from medforge.engines.config import OpenAITeacherConfig, VLLMTeacherConfig
 from medforge.io import (
     atomic_write_jsonl,
@@ -47,6 +48,9 @@ from medforge.io import (
 )
 
 logger = logging.getLogger(__name__)
+
+#: stop after this many rounds in a row in which every request failed (each is requested again)
+MAX_FAILED_ROUNDS = 3
 
 
 @dataclass
@@ -234,8 +238,8 @@ class InstructionRun:
         b = self.cfg.budget
         if len(self.accepted) >= b.target_tasks:
             return f"target of {b.target_tasks} tasks reached"
-        if b.max_rounds is not None and self.rounds_done >= b.max_rounds:
-            return f"round budget of {b.max_rounds} spent"
+        if self.rounds_done >= max_rounds(self.cfg):
+            return f"round budget of {max_rounds(self.cfg)} spent"
         if b.max_generated_tokens is not None and self.generated_tokens >= b.max_generated_tokens:
             return f"token budget of {b.max_generated_tokens} spent"
         return None
@@ -267,6 +271,20 @@ def _rounds_for_next_stream(run: InstructionRun) -> int:
     cfg = run.cfg
     if cfg.budget.max_rounds is not None:
         return cfg.budget.max_rounds - run.rounds_done
+    return min(_auto_stream_rounds(run), max_rounds(cfg) - run.rounds_done)
+
+
+def max_rounds(cfg: InstructionJobConfig) -> int:
+    """``budget.max_rounds``, or when it is null a finite bound: 10x the rounds the target needs if
+    every generated task were accepted, at least 20 (a job whose tasks are all rejected stops)."""
+    if cfg.budget.max_rounds is not None:
+        return cfg.budget.max_rounds
+    per_round = cfg.generation.tasks_per_request * cfg.generation.requests_per_round
+    return max(20, 10 * math.ceil(cfg.budget.target_tasks / per_round))
+
+
+def _auto_stream_rounds(run: InstructionRun) -> int:
+    cfg = run.cfg
     # Enough rounds for twice the remaining target at one task per request slot; a stream
     # that ends short of the target is simply followed by another.
     per_round = cfg.generation.tasks_per_request * cfg.generation.requests_per_round
@@ -289,6 +307,8 @@ def generate_tasks(run: InstructionRun) -> None:
                                                 cfg.generation.max_input_chars) if run.structured else None)
     logger.info(run.progress_line())
     seeds, structured = run.seedset.seeds, run.structured
+    breaker = FailureBreaker(cfg.teacher.breaker)
+    failed_rounds = 0
     while (stop := run.budget_left()) is None:
         first, n_rounds = run.rounds_done, _rounds_for_next_stream(run)
         logger.info("streaming rounds %d..%d through the teacher", first, first + n_rounds - 1)
@@ -302,23 +322,41 @@ def generate_tasks(run: InstructionRun) -> None:
         buffers: dict[int, list[dict[str, Any]]] = {}
         t_start, stream_tokens = time.perf_counter(), 0  # tok/s since the stream started (incl. engine start)
         replies = _stream_replies(ds, cfg, cfg.generation.sampling, schema)
+        round_failed = False
         try:
             for reply in replies:
+                breaker.record(reply.get("engine_error"), "task-generation requests")
                 buffers.setdefault(int(reply["round"]), []).append(reply)
                 while len(buffers.get(run.rounds_done, ())) == rpr:
                     idx = run.rounds_done
                     rows = sorted(buffers.pop(idx), key=lambda r: r["request_index"])
+                    if all(r.get("engine_error") for r in rows):
+                        # A round in which every request failed is no progress: not saved, not counted
+                        # (rounds must stay contiguous on disk), and requested again.
+                        round_failed = True
+                        break
                     atomic_write_jsonl(run.raw_path(idx), rows)
                     result = run.process_round(rows)
                     run.absorb(result)
+                    failed_rounds = 0
                     stream_tokens += result.generated_tokens
                     logger.info(run.progress_line(stream_tokens / max(time.perf_counter() - t_start, 1e-9)))
                     if run.budget_left() is not None:
                         break
-                if run.budget_left() is not None:
+                if round_failed or run.budget_left() is not None:
                     break
         finally:
             replies.close()  # stops the Ray Data execution (and its engine actors)
+        if round_failed:
+            failed_rounds += 1
+            last = next((b for rows in buffers.values() for b in rows if b.get("engine_error")), {})
+            logger.warning("round %d: every request failed (%s); not saved, requested again",
+                           run.rounds_done, str(last.get("engine_error") or "see above")[:200])
+            if failed_rounds >= MAX_FAILED_ROUNDS:
+                breaker.trip(f"{failed_rounds} rounds in a row had every request fail",
+                              str(last.get("engine_error") or ""), classify(str(last.get("engine_error") or "")),
+                              "teacher.breaker")
+            continue
         if run.rounds_done == first:
             raise RuntimeError("the teacher stream ended without completing a round; see the engine errors above")
     logger.info("task generation stops: %s", stop)
@@ -359,39 +397,62 @@ def generate_responses(run: InstructionRun) -> dict[str, dict[str, Any]]:
         })
     tasks = {t["id"]: t for t in pending}
     structured_ids = {r["task_id"] for r in rows if r["json_schema"]}
-    chunks: dict[int, list[dict[str, Any]]] = {}
-    expected = {c: len(rows[c * cs:(c + 1) * cs]) for c in range(math.ceil(len(rows) / cs))}
-    t0 = time.perf_counter()
-    # One block: rows with and without a JSON schema differ in their sampling_params struct, and
-    # Ray Data 2.60 fails to concatenate such blocks ("'pyarrow.lib.DataType' object is not
-    # iterable" in _backfill_missing_fields). So chunks usually complete together at the end.
-    for rep in _stream_replies(ray.data.from_items(rows), cfg, cfg.responses.sampling, None):
-        c = int(rep["request_index"]) // cs
-        chunks.setdefault(c, []).append(rep)
-        if len(chunks[c]) < expected[c]:
-            continue
-        part_rows = []
-        for rep in sorted(chunks.pop(c), key=lambda r: r["request_index"]):
-            task = tasks[rep["task_id"]]
-            if rep["engine_error"]:
-                output, reason = None, f"engine error: {rep['engine_error']}"
-            else:
-                output, reason = response_task.format_output(task, rep["generated_text"], task["id"] in structured_ids)
-            part_rows.append({
-                "task_id": task["id"],
-                "output": output,
-                "error": reason,
-                "raw_text": rep["generated_text"][:4000] if output is None else "",
-                "num_generated_tokens": int(rep["num_generated_tokens"] or 0),
-                "request_seed": int(rep["request_seed"]),
-            })
-        atomic_write_jsonl(run.resp_dir / f"part_{next_part:05d}.jsonl", part_rows)
-        next_part += 1
-        done.update({r["task_id"]: r for r in part_rows})
-        dt = time.perf_counter() - t0
-        toks = sum(r["num_generated_tokens"] for r in part_rows)
-        logger.info(f"responses: {len(done)}/{len(run.accepted)} answered | {toks / max(dt, 1e-9):,.0f} generated tok/s")
-        t0 = time.perf_counter()
+    # vLLM rows carry their JSON schema inside a sampling_params struct, and Ray Data 2.60 cannot
+    # concatenate blocks whose structs differ (rows with and without a schema: "'pyarrow.lib.DataType'
+    # object is not iterable" in _backfill_missing_fields). So on vLLM the two kinds go through two
+    # streams, each homogeneous (one more engine start), and each streams chunk by chunk: one
+    # block per chunk, a chunk saved as soon as its rows are back. A kill loses the chunks in flight.
+    if isinstance(cfg.teacher, VLLMTeacherConfig) and structured_ids and len(structured_ids) < len(rows):
+        groups = [[r for r in rows if r["json_schema"]], [r for r in rows if not r["json_schema"]]]
+    else:
+        groups = [rows]
+    breaker = FailureBreaker(cfg.teacher.breaker)
+    t0, stream_tokens, pending_failed = time.perf_counter(), 0, 0
+    first_chunk = 0
+    for group in groups:
+        chunk_of = {r["task_id"]: first_chunk + k // cs for k, r in enumerate(group)}
+        n_chunks = math.ceil(len(group) / cs)
+        expected = {first_chunk + c: len(group[c * cs:(c + 1) * cs]) for c in range(n_chunks)}
+        first_chunk += n_chunks
+        chunks: dict[int, list[dict[str, Any]]] = {}
+        ds = ray.data.from_items(group, override_num_blocks=n_chunks)
+        for rep in _stream_replies(ds, cfg, cfg.responses.sampling, None):
+            breaker.record(rep.get("engine_error"), "response requests")
+            c = chunk_of[rep["task_id"]]
+            chunks.setdefault(c, []).append(rep)
+            if len(chunks[c]) < expected[c]:
+                continue
+            part_rows = []
+            for rep in sorted(chunks.pop(c), key=lambda r: r["request_index"]):
+                task = tasks[rep["task_id"]]
+                if rep["engine_error"]:
+                    kind = classify(rep["engine_error"])
+                    if kind.pending:
+                        pending_failed += 1  # not saved: the task stays pending and is asked again on resume
+                        continue
+                    output, reason = None, f"engine error ({kind.key}): {rep['engine_error']}"
+                else:
+                    output, reason = response_task.format_output(task, rep["generated_text"], task["id"] in structured_ids)
+                part_rows.append({
+                    "task_id": task["id"],
+                    "output": output,
+                    "error": reason,
+                    "raw_text": rep["generated_text"][:4000] if output is None else "",
+                    "num_generated_tokens": int(rep["num_generated_tokens"] or 0),
+                    "request_seed": int(rep["request_seed"]),
+                })
+            if not part_rows:
+                continue
+            atomic_write_jsonl(run.resp_dir / f"part_{next_part:05d}.jsonl", part_rows)
+            next_part += 1
+            done.update({r["task_id"]: r for r in part_rows})
+            # Since the stream started (engine start included): chunks can complete together, and a
+            # per-chunk rate would then divide a chunk's tokens by the microseconds between two writes.
+            stream_tokens += sum(r["num_generated_tokens"] for r in part_rows)
+            rate = stream_tokens / max(time.perf_counter() - t0, 1e-9)
+            logger.info(f"responses: {len(done)}/{len(run.accepted)} answered | {rate:,.0f} generated tok/s")
+    if pending_failed:
+        logger.warning("responses: %d request(s) failed and stay pending; the same command retries them", pending_failed)
     return done
 
 
@@ -416,11 +477,15 @@ def _provenance(run: InstructionRun, task: dict[str, Any], response: dict[str, A
 def write_outputs(run: InstructionRun, responses: dict[str, dict[str, Any]] | None, elapsed_s: float) -> dict[str, Any]:
     cfg = run.cfg
     rows, resp_errors = [], []
+    pending = 0
     for task in run.accepted:
         resp = (responses or {}).get(task["id"])
-        if responses is not None and (resp is None or resp["output"] is None):
-            resp_errors.append({"task_id": task["id"], "reason": (resp or {}).get("error", "missing"),
-                                "raw_text": (resp or {}).get("raw_text", ""), "task": task})
+        if responses is not None and resp is None:
+            pending += 1  # its request failed: neither done nor quarantined, retried on resume
+            continue
+        if responses is not None and resp["output"] is None:
+            resp_errors.append({"task_id": task["id"], "reason": resp.get("error", ""),
+                                "raw_text": resp.get("raw_text", ""), "task": task})
             continue
         rows.append({
             "instruction": task["instruction"],
@@ -446,6 +511,7 @@ def write_outputs(run: InstructionRun, responses: dict[str, dict[str, Any]] | No
         "rounds": run.rounds_done,
         "rejected": dict(sorted(run.reasons.items())),
         "responses_failed": len(resp_errors),
+        "responses_pending": pending,
         "generated_tokens_tasks": run.generated_tokens,
         "teacher": {"kind": cfg.teacher.kind, "model": cfg.teacher.model},
         "wall_time_s": round(elapsed_s, 2),
@@ -455,6 +521,9 @@ def write_outputs(run: InstructionRun, responses: dict[str, dict[str, Any]] | No
             "quarantine": str(run.quarantine_dir),
         },
     }
+    if pending:
+        summary["incomplete"] = (f"{pending} task(s) have no response yet (their requests failed); "
+                                 "run the same command again to retry them")
     atomic_write_text(run.root / "summary.json", json.dumps(summary, indent=2))
     return summary
 
@@ -464,6 +533,9 @@ def run_instruction_synthesis(cfg: InstructionJobConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     from medforge.engines.chat import seeds_applied
 
+    from medforge.cluster.preflight import teacher_preflight
+
+    teacher_preflight("generate-instructions", cfg.teacher, {"output.dir": cfg.output.dir})
     run = InstructionRun(cfg)
     run.prepare_folder()
     run.seeded = seeds_applied(cfg.teacher)

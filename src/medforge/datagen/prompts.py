@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 from functools import lru_cache
 from importlib import resources
 
@@ -14,6 +15,8 @@ _ENV = jinja2.Environment(
     keep_trailing_newline=False,
     autoescape=False,
 )
+# JSON as a model should write it: keys in the given order, no HTML escaping, no free whitespace.
+_ENV.filters["json"] = lambda value: json.dumps(value, ensure_ascii=False, separators=(",", ":"))
 
 
 @lru_cache(maxsize=None)

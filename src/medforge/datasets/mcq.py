@@ -159,7 +159,7 @@ def normalise_headqa(rec: dict[str, Any], row_id: str) -> dict[str, Any]:
         raise BadRow("answers must be a list of {aid, atext}")
     try:
         ordered = sorted(answers, key=lambda a: int(a["aid"]))
-    except (KeyError, TypeError, ValueError):
+    except (KeyError, TypeError, ValueError, OverflowError):
         raise BadRow("every HEADQA answer needs an integer aid and an atext") from None
     if len(ordered) > MAX_OPTIONS:
         raise BadRow(f"{len(ordered)} options, more than {MAX_OPTIONS}")
@@ -169,7 +169,7 @@ def normalise_headqa(rec: dict[str, Any], row_id: str) -> dict[str, Any]:
         aids = [int(a["aid"]) for a in ordered]
         try:
             answer = LETTERS[aids.index(int(rec["ra"]))]
-        except ValueError:
+        except (ValueError, TypeError, OverflowError):  # not an aid, or not a number at all (found by fuzzing)
             raise BadRow(f"ra={rec['ra']!r} is not the aid of any answer {aids}") from None
     rid = rec.get("id")
     if not rid and rec.get("qid") is not None:

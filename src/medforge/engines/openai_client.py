@@ -3,7 +3,7 @@
 The Ray Data teacher stage (:mod:`medforge.engines.chat`) and the Serve QA deployment
 (:mod:`medforge.serve`) send their requests through :class:`OpenAIChatClient`, so both get the
 same body, the same retry policy (429, 5xx, timeouts and connection errors, exponential backoff
-with jitter), the same cluster-wide rate limiter and the same reply columns:
+with jitter, or the server's ``Retry-After`` when it sends one), the same cluster-wide rate limiter and the same reply columns:
 
 ``generated_text`` (str), ``num_input_tokens`` (int), ``num_generated_tokens`` (int),
 ``engine_error`` (str, empty on success). A failed request is returned as an error record,
@@ -71,6 +71,34 @@ def backoff_s(teacher: OpenAITeacherConfig, attempt: int) -> float:
     return min(teacher.backoff_max_s, teacher.backoff_base_s * 2**attempt) * (0.5 + random.random() / 2)
 
 
+def retry_after_s(exc: Exception) -> float | None:
+    """The wait a 429/503 asks for in ``Retry-After`` (seconds or an HTTP date) or ``retry-after-ms``."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if not headers:
+        return None
+    ms = headers.get("retry-after-ms")
+    if ms:
+        try:
+            return max(0.0, float(ms) / 1000)
+        except ValueError:
+            pass
+    value = headers.get("retry-after")
+    if not value:
+        return None
+    try:
+        return max(0.0, float(value))
+    except ValueError:
+        from email.utils import parsedate_to_datetime
+
+        try:
+            import datetime as _dt
+
+            when = parsedate_to_datetime(value)
+            return max(0.0, (when - _dt.datetime.now(when.tzinfo or _dt.timezone.utc)).total_seconds())
+        except (TypeError, ValueError):
+            return None
+
+
 def failure_record(reason: str) -> dict[str, Any]:
     return {"generated_text": "", "num_input_tokens": 0, "num_generated_tokens": 0,
             "engine_error": f"openai teacher failed after retries: {reason}"}
@@ -87,10 +115,14 @@ class OpenAIChatClient:
         sampling: decoding parameters sent with every request.
         json_schema: default reply schema (a per-call schema overrides it).
         api_key: the key; ``None`` reads ``teacher.api_key_env`` (``"EMPTY"`` when unset).
+        breaker: for batch jobs, ``teacher.breaker`` as a :class:`~medforge.engines.breaker.FailureBreaker`:
+            every final outcome is recorded, and once it trips :meth:`chat` raises
+            :class:`~medforge.engines.breaker.CircuitOpen` instead of sending (a revoked key then
+            costs a handful of requests, not the budget). ``None`` (Serve): never raises.
     """
 
     def __init__(self, teacher: OpenAITeacherConfig, sampling: SamplingConfig,
-                 json_schema: dict[str, Any] | None = None, api_key: str | None = None):
+                 json_schema: dict[str, Any] | None = None, api_key: str | None = None, breaker=None):
         import httpx
         import openai
 
@@ -106,6 +138,7 @@ class OpenAIChatClient:
             timeout=teacher.timeout_s,
         )
         self.sem = asyncio.Semaphore(teacher.max_concurrent_requests)
+        self.breaker = breaker
         self.limiter = None
         if teacher.rate_limit is not None:
             from medforge.engines.ratelimit import get_limiter
@@ -135,6 +168,15 @@ class OpenAIChatClient:
 
         ``json_schema`` may be a dict or JSON text; empty/None falls back to the default schema.
         """
+        if self.breaker is not None:
+            self.breaker.check()
+        out = await self._chat(messages, seed, json_schema)
+        if self.breaker is not None:
+            self.breaker.record(out["engine_error"])
+        return out
+
+    async def _chat(self, messages: list[dict[str, Any]], seed: int,
+                    json_schema: dict[str, Any] | str | None = None) -> dict[str, Any]:
         if isinstance(json_schema, str):
             json_schema = json.loads(json_schema) if json_schema else None
         body = chat_request_body(self.teacher, self.sampling, messages, seed, json_schema or self.json_schema)
@@ -143,6 +185,8 @@ class OpenAIChatClient:
         for attempt in range(t.max_retries + 1):
             try:
                 async with self.sem:
+                    if self.breaker is not None:
+                        self.breaker.check()  # tripped while this request waited for a slot
                     await self._wait_for_slot(body["messages"])
                     # The client's generic ``post`` (its documented way to call any endpoint) keeps
                     # its auth, timeouts and status errors but skips ``chat.completions.create``'s
@@ -154,7 +198,9 @@ class OpenAIChatClient:
                 last = replace_lone_surrogates(f"{type(exc).__name__}: {exc}"[:500])
                 if not self.retryable(exc) or attempt == t.max_retries:
                     break
-                await asyncio.sleep(backoff_s(t, attempt))
+                # The server's Retry-After wins over our backoff (it knows when it will take requests again).
+                asked = retry_after_s(exc)
+                await asyncio.sleep(min(asked, t.retry_after_max_s) if asked is not None else backoff_s(t, attempt))
         return failure_record(last)
 
     async def close(self) -> None:

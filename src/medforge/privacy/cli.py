@@ -6,7 +6,8 @@ writes one row per good input row: ``{"id", "keywords", "options"}`` -- the payl
 teacher would receive, and nothing else. Beside it:
 
 * ``<output stem>.budget.jsonl``: per row ``id``, ``privacy_budget`` (share of the question's
-  words that were sent), word counts, identifier kinds found and keywords dropped for them;
+  words that were sent), word counts, identifier kinds found, keywords dropped for them and
+  ``redactions``: what was withheld, counted by identifier type (never the values);
 * ``<output stem>.quarantine.jsonl``: input lines that could not be read, with the reason
   (the raw line is not copied: it may hold PHI).
 
@@ -21,6 +22,7 @@ import logging
 import os
 import sys
 import tempfile
+from collections import Counter
 from pathlib import Path
 
 from medforge.datasets.mcq import FORMATS, MAX_QUESTION_CHARS, iter_mcq_file, quarantine_record
@@ -48,6 +50,7 @@ def run_keywords(input_path: str | Path, output_path: str | Path, fmt: str = "au
     tmps = {p: tempfile.mkstemp(dir=out.parent, prefix=f".{p.name}.", suffix=".tmp") for p in (out, budget_path, quarantine_path)}
     n_ok = n_bad = 0
     budget_sum = 0.0
+    redactions: Counter[str] = Counter()
     try:
         with os.fdopen(tmps[out][0], "w", encoding="utf-8") as f_out, \
              os.fdopen(tmps[budget_path][0], "w", encoding="utf-8") as f_budget, \
@@ -63,7 +66,9 @@ def run_keywords(input_path: str | Path, output_path: str | Path, fmt: str = "au
                     "id": row["id"], "privacy_budget": g.privacy_budget, "n_words": g.n_words,
                     "n_sent_words": g.n_sent_words, "phi_kinds": g.phi_kinds,
                     "dropped_keywords": g.dropped_keywords, "redacted_options": g.redacted_options,
+                    "redactions": g.redactions,
                 }) + "\n")
+                redactions.update(g.redactions)
                 budget_sum += g.privacy_budget
                 n_ok += 1
         for path, (_, tmp) in tmps.items():
@@ -73,7 +78,8 @@ def run_keywords(input_path: str | Path, output_path: str | Path, fmt: str = "au
             Path(tmp).unlink(missing_ok=True)
         raise
     return {"rows": n_ok, "quarantined": n_bad,
-            "mean_privacy_budget": round(budget_sum / n_ok, 4) if n_ok else 0.0}
+            "mean_privacy_budget": round(budget_sum / n_ok, 4) if n_ok else 0.0,
+            "redactions": dict(sorted(redactions.items()))}
 
 
 def cli_main(argv: list[str]) -> int:
@@ -101,4 +107,6 @@ def cli_main(argv: list[str]) -> int:
         return 2
     summary = run_keywords(args.input, args.output, args.format, args.cop_base, cfg)
     print(json.dumps(summary))
+    totals = ", ".join(f"{k}={v}" for k, v in summary["redactions"].items()) or "none"
+    print(f"medforge keywords: {summary['rows']} rows guarded; redacted by identifier type: {totals}", file=sys.stderr)
     return 0

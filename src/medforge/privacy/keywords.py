@@ -10,8 +10,11 @@ and its ``options`` -- nothing else (no id, no question text). It is built in tw
    a sex ("45-year-old woman"), kept only when the age is 89 or less (Safe Harbor).
 2. **Denylist** (second wall): :func:`medforge.privacy.phi.find_phi` marks suspected
    identifiers in the question; a candidate overlapping one is dropped. A keyword that still
-   holds a digit or is on the name list is dropped. Options are sent verbatim except that
-   identifier spans are replaced by ``[REDACTED]``.
+   holds a digit, is on the name list, or holds a PHI term found anywhere in the row is dropped.
+3. **Options** pass the same allowlist-first rule, token by token
+   (:func:`medforge.privacy.guard.guard_option`): medical vocabulary, common English, numbers
+   with a clinical unit are sent; anything else, and every PHI term of the row, is
+   ``[REDACTED]``. What was redacted is counted by identifier type (never the values).
 
 The **privacy budget** of a row is the share of the question's word tokens that the sent
 keywords cover (Zhang et al. report ~42% on their data): 0 sends nothing, 1 sends every word.
@@ -21,13 +24,15 @@ from __future__ import annotations
 
 import logging
 import re
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
 from pydantic import Field, field_validator
 
 from medforge.config.base import MedforgeModel
-from medforge.privacy.phi import find_phi, merge_spans, overlaps, redact
+from medforge.privacy.guard import guard_option, keyword_blocked, row_terms
+from medforge.privacy.phi import merge_spans, overlaps
 from medforge.privacy.vocab import SOURCES, Vocabulary, load_vocabulary, name_denylist, tokenize
 
 logger = logging.getLogger(__name__)
@@ -49,7 +54,9 @@ class KeywordConfig(MedforgeModel):
         None, ge=1, description="Keep at most this many keywords per question (first occurrences); null keeps all."
     )
     age_sex: bool = Field(True, description="Send 'N-year-old woman'-style demographics when N <= 89.")
-    redact_options: bool = Field(True, description="Replace identifier-like spans in options with [REDACTED].")
+    redact_options: bool = Field(True, description=(
+        "Guard the options with the allowlist (medical vocabulary, common English, numbers with a unit) and the "
+        "row's PHI terms; anything else becomes [REDACTED]. false sends options verbatim: never for real data."))
     cache_dir: str | None = Field(None, description="Vocabulary cache folder; default ~/.cache/medforge/vocab.")
 
     @field_validator("sources")
@@ -76,6 +83,9 @@ class GuardedQuery:
     phi_kinds: dict[str, int] = field(default_factory=dict)
     dropped_keywords: int = 0
     redacted_options: int = 0
+    #: what was withheld, counted by identifier type (never the values): identifier spans found in
+    #: the row (question and options), plus ``unlisted`` / ``number`` runs the option allowlist withheld
+    redactions: dict[str, int] = field(default_factory=dict)
 
     def payload(self) -> dict[str, Any]:
         """Exactly what crosses the trust boundary."""
@@ -146,7 +156,7 @@ def extract_keywords(question: str, options: dict[str, str], cfg: KeywordConfig 
     cfg = cfg or KeywordConfig()
     vocab = vocab or load_vocabulary(tuple(cfg.sources), cfg.cache_dir)
     tokens = tokenize(question)
-    phi = find_phi(question)
+    terms, row_kinds, phi = row_terms(question, options, vocab)
     phi_spans = merge_spans(phi)
     deny = name_denylist()
     kinds: dict[str, int] = {}
@@ -179,7 +189,8 @@ def extract_keywords(question: str, options: dict[str, str], cfg: KeywordConfig 
         for phrase, a, b, _ in _match_phrases([t for _, t in run], vocab):
             first, last = run[a][0], run[b - 1][0]
             start, end = tokens[first][1], tokens[last][2]
-            if overlaps(phi_spans, start, end) or any(ch.isdigit() for ch in phrase) or phrase in deny:
+            if (overlaps(phi_spans, start, end) or any(ch.isdigit() for ch in phrase) or phrase in deny
+                    or keyword_blocked(phrase, terms)):
                 dropped += 1
                 continue
             found.append((first, phrase, range(first, last + 1)))
@@ -198,12 +209,15 @@ def extract_keywords(question: str, options: dict[str, str], cfg: KeywordConfig 
 
     sent_options = dict(options)
     n_redacted = 0
+    withheld: Counter[str] = Counter()
     if cfg.redact_options:
         for letter, text in options.items():
-            new, spans = redact(text)
-            if spans:
+            new = guard_option(text, vocab, terms, withheld)
+            if new != text:
                 n_redacted += 1
                 sent_options[letter] = new
+    redactions = Counter(row_kinds)
+    redactions.update({k: v for k, v in withheld.items() if k in ("unlisted", "number")})
     n_words = len(tokens)
     return GuardedQuery(
         keywords=keywords,
@@ -214,4 +228,5 @@ def extract_keywords(question: str, options: dict[str, str], cfg: KeywordConfig 
         phi_kinds=kinds,
         dropped_keywords=dropped,
         redacted_options=n_redacted,
+        redactions=dict(sorted(redactions.items())),
     )

@@ -61,8 +61,12 @@ _MONTHS = ("jan", "feb", "mar", "apr", "may", "jun", "jul", "aug", "sep", "oct",
 _PATTERNS: list[_Rule] = [
     _Rule("email", r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+", 0, "@"),
     _Rule("url", r"\b(?:https?|ftp)://\S+|\bwww\.[\w-]+(?:\.[\w-]+)+\S*", re.I, ("://", "www.")),
+    # a bare domain ("myclinic.org/u/77"): a patient's page or a clinic's site is an identifier
+    _Rule("url", r"\b[\w-]+(?:\.[\w-]+)*\.(?:com|org|net|edu|gov|io|info|biz|uk|"
+                 r"health|app|xyz|site|online)\b(?:/\S*)?", re.I, ".", fast=((".",),)),
     _Rule("ip", r"\b(?:\d{1,3}\.){3}\d{1,3}\b", 0, "digit", fast=((".",),)),
     _Rule("ip", r"\b(?:[0-9a-f]{1,4}:){3,7}[0-9a-f]{1,4}\b", re.I, "digit", fast=((":",),)),
+    _Rule("ip", r"(?<![\w:])(?=[0-9a-f:]*::)[0-9a-f]{0,4}(?::[0-9a-f]{0,4}){2,7}", re.I, "::"),  # IPv6 with "::"
     _Rule("ssn", r"\b\d{3}-\d{2}-\d{4}\b", 0, "digit", fast=(4, ("-",))),
     _Rule("ssn", r"\b(?:ssn|social security(?: number| no\.?)?)\s*[:#]?\s*\d[\d -]{6,}\d", re.I, "digit", fast=(("ssn", "social security"),)),
     _Rule("phone", r"(?:\+?\d{1,3}[\s.-]?)?\(?\b\d{3}\)?[\s.-]\d{3}[\s.-]\d{4}\b", 0, "digit", fast=(4,)),

@@ -42,7 +42,7 @@ MAX_PHRASE_TOKENS = 6
 TOKEN_RE = re.compile(r"[A-Za-z0-9]+(?:['\u2019][A-Za-z]+)?")
 _SPLIT_RE = re.compile(r",\s+|\s+(?:due to|with|without|and|or|in|of unspecified|unspecified|NOS)\s+|\s*[()\[\];:]\s*",
                        re.IGNORECASE)
-_BUILD_VERSION = "4"  # bump when the build logic changes
+_BUILD_VERSION = "5"  # bump when the build logic changes
 
 
 def tokenize(text: str) -> list[tuple[str, int, int]]:
@@ -68,7 +68,17 @@ def name_denylist() -> frozenset[str]:
 
 @lru_cache(maxsize=None)
 def stopwords() -> frozenset[str]:
+    """Function words and generic words: neither is a medical term on its own."""
     return frozenset(w.lower() for w in _data_lines("stopwords.txt"))
+
+
+@lru_cache(maxsize=None)
+def function_words() -> frozenset[str]:
+    """The function words of ``stopwords.txt`` (above its "generic words" marker): a phrase that
+    starts or ends with one is an ICD split fragment ("and neck"), not a term."""
+    text = (resources.files("medforge.privacy") / "data" / "stopwords.txt").read_text(encoding="utf-8")
+    head = text.split("# -- generic words", 1)[0]
+    return frozenset(w.strip().lower() for w in head.splitlines() if w.strip() and not w.startswith("#"))
 
 
 def _hpo_terms() -> list[str]:
@@ -156,8 +166,9 @@ def _keep(phrase: str) -> bool:
         t = toks[0]
         return len(t) >= 3 and t not in stopwords() and t not in name_denylist()
     # ICD splits leave fragments like "and neck" / "with hematuria": a term neither starts
-    # nor ends with a stop word; one made only of stop words / names is no term either
-    if toks[0] in stopwords() or toks[-1] in stopwords():
+    # nor ends with a function word; one made only of stop words / names is no term either.
+    # Generic words may ("acute pancreatitis", "night sweats", "low back pain").
+    if toks[0] in function_words() or toks[-1] in function_words():
         return False
     return any(t not in stopwords() and t not in name_denylist() for t in toks)
 

@@ -132,24 +132,33 @@ def plot_loss_curve(history: list[dict[str, Any]], path: str | Path, title: str)
     return path
 
 
-def cluster_capacity_problems(scaling: ScalingSection) -> list[str]:
-    """Workers that the (already joined) Ray cluster cannot hold, as problem lines."""
-    import ray
+def cluster_capacity_problems(scaling: ScalingSection, storage: dict[str, str | None] | None = None) -> list[str]:
+    """Workers the (already joined) cluster can never hold, and unusable storage, as problem lines.
 
-    res = ray.cluster_resources()
-    problems = []
-    need_cpu = scaling.num_workers * scaling.cpus_per_worker
-    if res.get("CPU", 0) < need_cpu:
-        problems.append(
-            f"scaling.num_workers = {scaling.num_workers}: needs {need_cpu:g} CPUs, the cluster has "
-            f"{res.get('CPU', 0):g}; fix: lower scaling.num_workers / scaling.cpus_per_worker or add nodes"
-        )
-    if scaling.use_gpu and res.get("GPU", 0) < scaling.num_workers:
-        problems.append(
-            f"scaling.num_workers = {scaling.num_workers} with use_gpu: the cluster has {res.get('GPU', 0):g} GPUs; "
-            "fix: lower scaling.num_workers or set scaling.use_gpu=false"
-        )
+    Checked against what the cluster can grow to (autoscaler node types and their max_workers),
+    not what is up now: an 8-GPU job on an autoscaled cluster at rest is fine.
+    """
+    from medforge.cluster.preflight import module_problems, preflight, train_demand
+    from medforge.config.base import ConfigError
+
+    problems = module_problems({m: "pip install -e '.[train]' (deepspeed==0.19.8, peft==0.21.2) in the cluster image "
+                                   "(cluster.yaml setup_commands, deploy/Dockerfile)" for m in ("deepspeed", "peft")})
+    try:
+        preflight("fine-tuning", [train_demand(scaling)], storage)
+    except ConfigError as exc:
+        return exc.problems + problems
     return problems
+
+
+def ray_scaling_config(scaling: ScalingSection):
+    """Ray Train's ``ScalingConfig`` asking for exactly the declared worker (CPUs, GPU, accelerator, memory)."""
+    from ray.train import ScalingConfig
+
+    from medforge.cluster.preflight import train_worker_bundle
+
+    per_worker = {k: v for k, v in train_worker_bundle(scaling).items() if not k.startswith("accelerator_type:")}
+    return ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,
+                         resources_per_worker=per_worker, accelerator_type=scaling.accelerator_type)
 
 
 def model_problems(model: str, field: str = "model") -> list[str]:

@@ -35,6 +35,17 @@ class ScalingSection(MedforgeModel):
     num_workers: int = Field(2, ge=1, description="Ray Train workers (one process each; one GPU each when use_gpu).")
     use_gpu: bool = Field(False, description="Give each worker a GPU (NCCL, bf16). False: CPU workers (gloo, fp32).")
     cpus_per_worker: float = Field(1.0, gt=0, description="Logical CPUs each worker reserves.")
+    accelerator_type: str | None = Field(
+        None, description="GPU model each worker needs (Ray's accelerator_type: A100, H100...); the autoscaler "
+        "launches only node types carrying it. null: any GPU.")
+    memory_gib_per_worker: float | None = Field(
+        None, gt=0, description="Host memory (GiB) each worker reserves from Ray; null: none reserved.")
+
+    @model_validator(mode="after")
+    def _accelerator_needs_gpu(self) -> ScalingSection:
+        if self.accelerator_type and not self.use_gpu:
+            raise ValueError(f"accelerator_type={self.accelerator_type!r} with use_gpu=false; set use_gpu=true or drop it")
+        return self
 
 
 class DeepSpeedSection(MedforgeModel):

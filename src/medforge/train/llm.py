@@ -28,6 +28,7 @@ from medforge.train.common import (
     model_problems,
     peak_flops,
     plot_loss_curve,
+    ray_scaling_config,
     train_flops_per_token,
     worker_env,
 )
@@ -168,7 +169,8 @@ def preflight(cfg: LLMFinetuneConfig) -> Plan:
     data_path = cfg.data.path
     if "://" not in data_path and not Path(data_path).exists():
         problems.append(f"data.path = {data_path!r}: not found; fix: point it at <run>/dataset/medinstruct.jsonl or its parquet/ folder")
-    problems += cluster_capacity_problems(cfg.scaling)
+    problems += cluster_capacity_problems(cfg.scaling, {"checkpoint.storage_path": cfg.checkpoint.storage_path,
+                                                        "output.export_dir": cfg.output.export_dir})
     if problems:
         raise ConfigError("preflight", problems)
 
@@ -527,7 +529,7 @@ def run_llm_finetune(cfg: LLMFinetuneConfig) -> dict[str, Any]:
     Raises:
         ConfigError: a bad input found before any worker started.
     """
-    from ray.train import CheckpointConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
     if "://" not in cfg.output.export_dir and Path(cfg.output.export_dir).exists() and not cfg.output.overwrite:
@@ -550,11 +552,7 @@ def run_llm_finetune(cfg: LLMFinetuneConfig) -> dict[str, Any]:
             "total_steps": plan.total_steps,
             "steps_per_epoch": plan.steps_per_epoch,
         },
-        scaling_config=ScalingConfig(
-            num_workers=cfg.scaling.num_workers,
-            use_gpu=cfg.scaling.use_gpu,
-            resources_per_worker={"CPU": cfg.scaling.cpus_per_worker, **({"GPU": 1} if cfg.scaling.use_gpu else {})},
-        ),
+        scaling_config=ray_scaling_config(cfg.scaling),
         run_config=RunConfig(
             name=cfg.checkpoint.name,
             storage_path=cfg.checkpoint.storage_path,

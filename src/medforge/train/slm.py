@@ -36,6 +36,7 @@ from medforge.train.common import (
     mean_std,
     model_problems,
     plot_loss_curve,
+    ray_scaling_config,
     worker_env,
 )
 from medforge.train.config import SLMFinetuneConfig
@@ -86,7 +87,8 @@ def preflight(cfg: SLMFinetuneConfig) -> dict[str, Any]:
             f"data.use_context = true but no row of {d.train_path!r} has overall_context/option_contexts; "
             "fix: run the context-generation job first, or set data.use_context=false"
         )
-    problems += cluster_capacity_problems(cfg.scaling)
+    problems += cluster_capacity_problems(cfg.scaling, {"checkpoint.storage_path": cfg.checkpoint.storage_path,
+                                                        "output_dir": cfg.output_dir})
     if problems:
         raise ConfigError("preflight", problems)
     tok = AutoTokenizer.from_pretrained(cfg.model)
@@ -245,7 +247,7 @@ def train_loop(config: dict[str, Any]) -> None:
 def run_slm_finetune(cfg: SLMFinetuneConfig) -> dict[str, Any]:
     """One Ray Train run per seed; returns (and writes) mean/std of accuracy over seeds."""
     import ray.data
-    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig, ScalingConfig
+    from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
     encoded = preflight(cfg)
@@ -264,7 +266,7 @@ def run_slm_finetune(cfg: SLMFinetuneConfig) -> dict[str, Any]:
             train_loop,
             train_loop_config={"cfg": cfg.model_dump(mode="json"), "seed": seed, "ds_config": ds_config, "dev": encoded["dev"],
                                "test": encoded.get("test"), "num_options": num_options, "labels": labels},
-            scaling_config=ScalingConfig(num_workers=cfg.scaling.num_workers, use_gpu=cfg.scaling.use_gpu, resources_per_worker={"CPU": cfg.scaling.cpus_per_worker, **({"GPU": 1} if cfg.scaling.use_gpu else {})}),
+            scaling_config=ray_scaling_config(cfg.scaling),
             run_config=RunConfig(
                 name=f"{cfg.checkpoint.name}-seed{seed}",
                 storage_path=cfg.checkpoint.storage_path,

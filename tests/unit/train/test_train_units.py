@@ -164,7 +164,7 @@ def test_shipped_finetune_configs_validate(path):
     model = LLMFinetuneConfig if path.name.startswith("llm") else SLMFinetuneConfig
     load_config(model, path)
     head = path.read_text().splitlines()[:8]
-    assert any("ray job submit --working-dir ." in line for line in head)
+    assert any("ray job submit --working-dir ." in line or "--runtime-env deploy/runtime_env.yaml" in line for line in head)
 
 
 def test_slm_row_normalisation_and_context_text():

@@ -1,0 +1,20 @@
+"""Free-form evaluation: the model's answers judged pairwise against references (AlpaCare's protocol).
+
+Locally (starts its own Ray; tiny random model as model and judge, 10 MedInstruct-test items):
+    .venv/bin/python ray_jobs/evaluate.py --config configs/evaluate/local_tiny.yaml
+
+On a running cluster:
+    ray job submit --working-dir . -- python ray_jobs/evaluate.py --config configs/evaluate/cluster.yaml
+
+Overrides: ``data.max_items=50 model.sampling.max_tokens=256``. Writes report.json/.md/.html,
+PNG plots and verdicts.jsonl to output.dir; prints the win rates.
+"""
+
+import sys
+
+from medforge.eval.job import main
+from medforge.runtime import setup_logging
+
+if __name__ == "__main__":
+    setup_logging()
+    sys.exit(main(sys.argv[1:], prog="ray_jobs/evaluate.py"))

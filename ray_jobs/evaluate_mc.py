@@ -1,0 +1,19 @@
+"""Multiple-choice evaluation of exported SLMs, with and without context, plus few-shot curves.
+
+Locally:
+    .venv/bin/python ray_jobs/evaluate_mc.py --config configs/evaluate/mc_local_tiny.yaml
+
+On a running cluster:
+    ray job submit --working-dir . -- python ray_jobs/evaluate_mc.py --config configs/evaluate/mc_local_tiny.yaml
+
+Writes report.json/.md/.html, accuracy plots and predictions.jsonl to output_dir.
+"""
+
+import sys
+
+from medforge.eval.job import main_mc
+from medforge.runtime import setup_logging
+
+if __name__ == "__main__":
+    setup_logging()
+    sys.exit(main_mc(sys.argv[1:], prog="ray_jobs/evaluate_mc.py"))

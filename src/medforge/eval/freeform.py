@@ -1,0 +1,294 @@
+"""Free-form evaluation: answers from the model under test, pairwise verdicts, statistics, report.
+
+Flow (each step streams through the project's engines, :func:`medforge.engines.chat.generate_chat`,
+over Ray Data; vLLM actors or an OpenAI-compatible endpoint for either side):
+
+1. load and check the test set and references (all problems at once, before any engine starts);
+2. answers: cached ones are reused, the rest generated (greedy by default) and cached as they arrive;
+3. verdicts: for every (item, reference, order) a judge request; cached ones are reused, the rest
+   judged and cached as they arrive, so a killed or repeated run never pays twice;
+4. per-item verdict records (``verdicts.jsonl``), statistics per reference, report files.
+
+Quarantine, never silent loss: an answer the engine failed to produce is left out (counted, with
+its reason); an empty answer loses without a judge call (counted); an answer cut at the length
+limit is judged and counted; a verdict that cannot be parsed, or a judge call that failed, is
+counted as ``unparsed`` with the judge's words in ``verdicts.jsonl``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+from medforge.config.base import ConfigError
+from medforge.engines.config import OpenAITeacherConfig, VLLMTeacherConfig
+from medforge.eval import judge as J
+from medforge.eval.cache import CallCache, cache_key, messages_hash
+from medforge.eval.config import EvalConfig, engine_id
+from medforge.eval.data import load_items, reference_names
+from medforge.eval.stats import summarize
+from medforge.io import atomic_write_jsonl, read_jsonl
+from medforge.train.prompts import alpaca_prompt, chat_messages
+
+logger = logging.getLogger(__name__)
+
+
+def answer_request(item: dict[str, Any], prompt_format: str, system_prompt: str | None) -> dict[str, Any]:
+    """The request columns for one item: ``messages`` (always) and ``prompt`` (alpaca format)."""
+    row = {"instruction": item["instruction"], "input": item["input"]}
+    req: dict[str, Any] = {"messages": chat_messages(row, system_prompt)}
+    if prompt_format == "alpaca":
+        req["prompt"] = alpaca_prompt(row)
+    return req
+
+
+def _run_engine(rows: list[dict[str, Any]], engine: Any, sampling: Any, json_schema: dict | None, on_row) -> None:
+    """Send ``rows`` (with ``messages``, ``request_seed``) through the engine; ``on_row`` per result, as it streams."""
+    import ray.data
+
+    from medforge.engines.chat import generate_chat
+
+    if not rows:
+        return
+    ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // 16, 64)))
+    for out in generate_chat(ds, engine, sampling, json_schema).iter_rows():
+        on_row(out)
+
+
+def _engine_for_prompt(engine: Any, prompt_format: str) -> Any:
+    if prompt_format == "alpaca" and isinstance(engine, VLLMTeacherConfig):
+        # The Alpaca prompt is the whole input: no chat template on top of it.
+        return engine.model_copy(update={"chat_template_stage": False})
+    return engine
+
+
+def judge_engine(cfg: EvalConfig) -> Any:
+    """The judge's engine config; a vLLM judge with structured output gets compact JSON.
+
+    vLLM 0.32's xgrammar backend reads ``disable_any_whitespace`` from the engine's
+    ``structured_outputs_config`` only; the per-request flag that ``generate_chat`` sends is
+    ignored. Without it a weak judge pads ``{`` with whitespace until max_tokens (seen with the
+    tiny model: every verdict was ``{\t   ...``), and no verdict parses.
+    """
+    e = cfg.judge.engine
+    if not (isinstance(e, VLLMTeacherConfig) and _structured(cfg)) or "structured_outputs_config" in e.engine_kwargs:
+        return e
+    from vllm.config import StructuredOutputsConfig
+
+    return e.model_copy(update={"engine_kwargs": {**e.engine_kwargs,
+                                                  "structured_outputs_config": StructuredOutputsConfig(backend="xgrammar", disable_any_whitespace=True)}})
+
+
+def _structured(cfg: EvalConfig) -> bool:
+    e = cfg.judge.engine
+    return cfg.judge.structured_output and (isinstance(e, VLLMTeacherConfig) or e.structured_output)
+
+
+def get_answers(cfg: EvalConfig, items: list[dict[str, Any]], cache: CallCache) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
+    """``{item id: answer record}`` and call counts; answers come from the cache, a file, or the engine."""
+    m = cfg.model
+    counts = {"requested": len(items), "cached": 0, "generated": 0}
+    if m.answers_path is not None:
+        answers = {}
+        for rec in read_jsonl(m.answers_path):
+            if rec.get("id") is not None:
+                text = rec.get("output") if rec.get("output") is not None else rec.get("answer")
+                answers[str(rec["id"])] = {"answer": str(text or ""), "num_generated_tokens": 0, "engine_error": "", "cached": False}
+        return answers, counts
+    sampling_id = m.sampling.model_dump()
+    keys, todo = {}, []
+    for i, it in enumerate(items):
+        req = answer_request(it, m.prompt_format, m.system_prompt)
+        key = cache_key("answer", it["id"], engine_id(m.engine), m.prompt_format, sampling_id, messages_hash(req["messages"]), req.get("prompt"))
+        keys[it["id"]] = key
+        if key not in cache:
+            todo.append({"id": it["id"], "key": key, "request_seed": m.sampling.seed + i, **req})
+    counts["cached"] = len(items) - len(todo)
+    logger.info("answers: %d cached, %d to generate", counts["cached"], len(todo))
+
+    def keep(row: dict[str, Any]) -> None:
+        rec = {"id": row["id"], "answer": row["generated_text"], "num_generated_tokens": int(row["num_generated_tokens"]),
+               "engine_error": row["engine_error"]}
+        if not rec["engine_error"]:  # a failed call is retried next run, not cached
+            cache.put(row["key"], rec)
+        else:
+            failed[row["id"]] = rec
+        counts["generated"] += 1
+
+    failed: dict[str, dict[str, Any]] = {}
+    _run_engine(todo, _engine_for_prompt(m.engine, m.prompt_format), m.sampling, None, keep)
+    fresh = {r["id"] for r in todo}
+    answers = {}
+    for it in items:
+        rec = cache.get(keys[it["id"]]) or failed.get(it["id"])
+        if rec is not None:
+            answers[it["id"]] = {k: v for k, v in rec.items() if k != "key"} | {"cached": it["id"] not in fresh}
+    return answers, counts
+
+
+def plan_judgements(cfg: EvalConfig, items: list[dict[str, Any]], answers: dict[str, dict[str, Any]]) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """One record per (item, reference, order) to judge, and the quarantine counts.
+
+    Records of items whose answer is missing or failed are not made (counted); an empty answer
+    gets its outcome (loss) here, without a judge request.
+    """
+    structured = _structured(cfg)
+    judge_id = engine_id(cfg.judge.engine) + ":" + J.prompt_hash()
+    max_tokens = cfg.model.sampling.max_tokens
+    quarantine: dict[str, Any] = {"missing_answer": [], "answer_error": [], "empty_answer": [], "truncated_answer": [],
+                                  "missing_reference": {}}
+    plan = []
+    refs = reference_names(items)
+    for it in items:
+        ans = answers.get(it["id"])
+        if ans is None:
+            quarantine["missing_answer"].append(it["id"])
+            continue
+        if ans["engine_error"]:
+            quarantine["answer_error"].append({"id": it["id"], "reason": ans["engine_error"][:300]})
+            continue
+        text = ans["answer"]
+        empty = not text.strip()
+        if empty:
+            quarantine["empty_answer"].append(it["id"])
+        if cfg.model.engine is not None and ans["num_generated_tokens"] >= max_tokens:
+            quarantine["truncated_answer"].append(it["id"])
+        for ref in refs:
+            if ref not in it["references"]:
+                quarantine["missing_reference"].setdefault(ref, []).append(it["id"])
+                continue
+            reference = it["references"][ref]
+            for order in J.ORDERS:
+                a, b = J.outputs_for_order(order, text, reference)
+                msgs = J.judge_messages(it["instruction"], it["input"], a, b, structured)
+                rec = {"id": it["id"], "reference": ref, "order": order, "difficulty": it["difficulty"],
+                       "model_length": len(text), "reference_length": len(reference), "prompt_hash": J.prompt_hash(),
+                       "key": cache_key("verdict", it["id"], ref, order, judge_id, messages_hash(msgs))}
+                if empty:
+                    rec.update({"verdict": None, "outcome": "loss", "reason": "empty model answer: a loss without a judge call",
+                                "judge_reply": "", "cached": False})
+                else:
+                    rec["messages"] = msgs
+                plan.append(rec)
+    return plan, quarantine
+
+
+def judge_all(cfg: EvalConfig, plan: list[dict[str, Any]], cache: CallCache) -> dict[str, int]:
+    """Fill ``verdict``/``outcome``/``reason``/``judge_reply`` of every planned record (cache first)."""
+    todo = []
+    calls = {"requested": 0, "cached": 0, "made": 0, "errors": 0}
+    for i, rec in enumerate(plan):
+        if "messages" not in rec:
+            continue
+        calls["requested"] += 1
+        hit = cache.get(rec["key"])
+        if hit is not None:
+            calls["cached"] += 1
+            _apply(rec, hit["judge_reply"], "", cached=True)
+        else:
+            todo.append({"key": rec["key"], "messages": rec["messages"], "request_seed": cfg.judge.sampling.seed + i})
+    logger.info("judge: %d verdicts cached, %d to request", calls["cached"], len(todo))
+    by_key: dict[str, list[dict[str, Any]]] = {}
+    for rec in plan:
+        by_key.setdefault(rec["key"], []).append(rec)
+
+    def keep(row: dict[str, Any]) -> None:
+        calls["made"] += 1
+        if row["engine_error"]:
+            calls["errors"] += 1
+        else:
+            cache.put(row["key"], {"judge_reply": row["generated_text"]})
+        for rec in by_key[row["key"]]:
+            _apply(rec, row["generated_text"], row["engine_error"], cached=False)
+
+    _run_engine(todo, judge_engine(cfg), cfg.judge.sampling, J.VERDICT_SCHEMA if _structured(cfg) else None, keep)
+    for rec in plan:
+        rec.pop("messages", None)
+        if "outcome" not in rec:  # a request the engine never answered
+            _apply(rec, "", "no reply from the judge engine", cached=False)
+    return calls
+
+
+def _apply(rec: dict[str, Any], reply: str, error: str, cached: bool) -> None:
+    if error:
+        verdict, reason = None, f"judge call failed: {error[:300]}"
+    else:
+        verdict, reason = J.parse_verdict(reply)
+    rec.update({"verdict": verdict, "outcome": J.model_outcome(rec["order"], verdict), "reason": reason,
+                "judge_reply": reply, "cached": cached})
+
+
+def item_records(plan: list[dict[str, Any]], ref: str) -> list[dict[str, Any]]:
+    """Per-item records of one reference (the input of :func:`medforge.eval.stats.summarize`)."""
+    items: dict[str, dict[str, Any]] = {}
+    for rec in plan:
+        if rec["reference"] != ref:
+            continue
+        it = items.setdefault(rec["id"], {"id": rec["id"], "difficulty": rec["difficulty"], "outcomes": {}, "verdicts": {},
+                                          "model_length": rec["model_length"], "reference_length": rec["reference_length"]})
+        it["outcomes"][rec["order"]] = rec["outcome"]
+        it["verdicts"][rec["order"]] = rec["verdict"]
+    return list(items.values())
+
+
+def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:
+    """Run the whole evaluation; returns the report (also written to ``output.dir``)."""
+    from medforge.eval.report import write_freeform_report
+
+    t0 = time.perf_counter()
+    items = load_items(cfg.data.test_path, cfg.data.format, cfg.data.reference_fields, cfg.data.reference_files, cfg.data.max_items)
+    if cfg.model.answers_path is not None and not Path(cfg.model.answers_path).is_file():
+        raise ConfigError("model", [f"model.answers_path = {cfg.model.answers_path!r}: file not found; fix: point it at a JSONL of id/output"])
+    _check_endpoints(cfg)
+    out = Path(cfg.output.dir)
+    cache_dir = Path(cfg.output.cache_dir) if cfg.output.cache_dir else out / "cache"
+    answers_cache, verdict_cache = CallCache(cache_dir / "answers.jsonl"), CallCache(cache_dir / "verdicts.jsonl")
+    try:
+        t1 = time.perf_counter()
+        answers, answer_calls = get_answers(cfg, items, answers_cache)
+        t2 = time.perf_counter()
+        plan, quarantine = plan_judgements(cfg, items, answers)
+        judge_calls = judge_all(cfg, plan, verdict_cache)
+        t3 = time.perf_counter()
+    finally:
+        answers_cache.close()
+        verdict_cache.close()
+    atomic_write_jsonl(out / "answers.jsonl", [{"id": it["id"], "instruction": it["instruction"], "input": it["input"],
+                                                **{k: v for k, v in answers.get(it["id"], {}).items() if k != "cached"}}
+                                               for it in items])
+    atomic_write_jsonl(out / "verdicts.jsonl", [{k: v for k, v in r.items() if k != "key"} for r in plan])
+    references = {ref: summarize(item_records(plan, ref), cfg.stats.n_boot, cfg.stats.seed, cfg.stats.lc_l2)
+                  for ref in reference_names(items)}
+    for ref, block in references.items():
+        block["missing_reference"] = len(quarantine["missing_reference"].get(ref, []))
+    report = {
+        "model": cfg.model.label,
+        "judge": cfg.judge.label,
+        "judge_prompt_hash": J.prompt_hash(),
+        "structured_output": _structured(cfg),
+        "test_path": cfg.data.test_path,
+        "format": cfg.data.format,
+        "n_items": len(items),
+        "answers": {**answer_calls, "missing": len(quarantine["missing_answer"]), "errors": len(quarantine["answer_error"]),
+                    "empty": len(quarantine["empty_answer"]), "truncated": len(quarantine["truncated_answer"]),
+                    "max_tokens": cfg.model.sampling.max_tokens},
+        "judge_calls": judge_calls,
+        "references": references,
+        "quarantine": quarantine,
+        "seconds": {"answers": round(t2 - t1, 3), "judge": round(t3 - t2, 3), "total": round(time.perf_counter() - t0, 3)},
+    }
+    write_freeform_report(report, out)
+    return report
+
+
+def _check_endpoints(cfg: EvalConfig) -> None:
+    from medforge.engines.chat import check_openai_endpoint
+
+    for engine in (cfg.model.engine, cfg.judge.engine):
+        if isinstance(engine, OpenAITeacherConfig) and engine.check_endpoint:
+            try:
+                check_openai_endpoint(engine)
+            except (ConnectionError, PermissionError) as exc:
+                raise ConfigError("endpoints", [str(exc)]) from None
