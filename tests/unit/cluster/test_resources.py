@@ -160,3 +160,13 @@ def test_missing_runtime_module_named_with_the_fix():
     assert module_problems({"json": "never shown"}) == []
     problems = module_problems({"medforge_no_such_module": VLLM_FIX})
     assert problems == [f"python module 'medforge_no_such_module' is not installed in this environment; fix: {VLLM_FIX}"]
+
+
+def test_missing_autoscaler_config_file_is_a_config_error(monkeypatch, tmp_path):
+    from medforge.cluster.resources import discover_node_types
+    from medforge.config.base import ConfigError
+
+    monkeypatch.setenv("MEDFORGE_AUTOSCALER_CONFIG", str(tmp_path / "nope.yaml"))
+    monkeypatch.setattr("ray._private.state.state.get_cluster_config", lambda: None)
+    with pytest.raises(ConfigError, match="MEDFORGE_AUTOSCALER_CONFIG = .*nope.yaml': no such file"):
+        discover_node_types()
