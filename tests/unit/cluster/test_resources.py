@@ -170,3 +170,18 @@ def test_missing_autoscaler_config_file_is_a_config_error(monkeypatch, tmp_path)
     monkeypatch.setattr("ray._private.state.state.get_cluster_config", lambda: None)
     with pytest.raises(ConfigError, match="MEDFORGE_AUTOSCALER_CONFIG = .*nope.yaml': no such file"):
         discover_node_types()
+
+
+def test_batch_and_serve_configs_ask_ray_for_the_declared_bundles():
+    """Ray's own config objects (built, not run) carry exactly the declared demand."""
+    from medforge.engines.chat import build_vllm_processor_config
+    from medforge.serve.config import LLMServeConfig
+    from medforge.serve.llm import build_llm_config
+
+    teacher = _teacher(tensor_parallel_size=2, accelerator_type="L4", cpus_per_rank=2)
+    proc = build_vllm_processor_config(teacher, use_gpu=True)
+    assert proc.placement_group_config["bundles"] == [{"CPU": 2.0, "GPU": 1.0}] * 2
+    assert proc.accelerator_type == "L4"  # Ray's vLLM stage adds accelerator_type:L4 to each bundle
+    serve = build_llm_config(LLMServeConfig(model_id="m", engine=teacher), use_gpu=True)
+    assert serve.accelerator_type == "L4"
+    assert serve.placement_group_config["bundles"] == [{"CPU": 2.0, "GPU": 1.0}] * 2
