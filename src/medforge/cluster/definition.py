@@ -24,7 +24,7 @@ from medforge.cluster.resources import demand_problems, node_types_from_autoscal
 
 PLACEHOLDER = re.compile(r"REPLACE-ME[\w-]*")
 REPO = Path(__file__).resolve().parents[3]
-CLUSTER_JOB_CONFIGS = ("configs/*/cluster_*.yaml", "configs/*/*_cluster_*.yaml")
+CLUSTER_JOB_CONFIGS = ("configs/*/cluster_*.yaml", "configs/*/*_cluster_*.yaml", "configs/*/cluster.yaml")
 
 
 def placeholder_problems(text: str, source: str) -> list[str]:
@@ -68,10 +68,19 @@ def job_demands(path: Path) -> list:
 
     raw = yaml.safe_load(path.read_text()) or {}
     demands = []
-    teacher = raw.get("teacher") or {}
-    if teacher.get("kind", "vllm") == "vllm" and teacher:
-        t = VLLMTeacherConfig(**teacher)
-        demands.append(vllm_demand(t, use_gpu=t.placement == "gpu", field=f"{path.name}: teacher"))
+
+    def engines(node: Any, where: str):
+        # every vLLM engine section of a job config: teacher, model.engine, judge.engine, ...
+        if isinstance(node, dict):
+            if node.get("kind") == "vllm" and "model" in node:
+                yield where, node
+                return
+            for key, value in node.items():
+                yield from engines(value, f"{where}.{key}" if where else key)
+
+    for where, engine in engines(raw, ""):
+        t = VLLMTeacherConfig(**engine)
+        demands.append(vllm_demand(t, use_gpu=t.placement == "gpu", field=f"{path.name}: {where}"))
     if "scaling" in raw:
         d = train_demand(ScalingSection(**raw["scaling"]))
         d.field = f"{path.name}: {d.field}"

@@ -148,7 +148,10 @@ def discover_node_types() -> tuple[str, list[NodeType]]:
         import yaml
 
         if not path.is_file():
-            raise FileNotFoundError(f"MEDFORGE_AUTOSCALER_CONFIG={path} does not exist")
+            from medforge.config.base import ConfigError
+
+            raise ConfigError("cluster resources", [f"MEDFORGE_AUTOSCALER_CONFIG = {str(path)!r}: no such file; fix: "
+                                                    "point it at the autoscaler config or unset it"])
         types = node_types_from_autoscaler_config(yaml.safe_load(path.read_text()) or {})
         if types:
             return f"the autoscaler config {path}", types

@@ -76,12 +76,13 @@ def _normalize_vllm_row(row: dict[str, Any]) -> dict[str, Any]:
 class VLLMEngineSettings:
     """Where and how one vLLM engine runs: shared by ``ray.data.llm`` and ``ray.serve.llm`` configs.
 
-    ``placement_group_config`` is ``None`` on GPUs (Ray's default: one GPU per TP rank).
+    ``placement_group_config`` holds exactly the declared bundles, one per TP rank
+    (:func:`medforge.cluster.preflight.vllm_rank_bundles`); Ray adds the accelerator label.
     """
 
     engine_kwargs: dict[str, Any]
     runtime_env: dict[str, Any] | None
-    placement_group_config: dict[str, Any] | None
+    placement_group_config: dict[str, Any]
 
 
 def vllm_engine_settings(teacher: VLLMTeacherConfig, use_gpu: bool) -> VLLMEngineSettings:

@@ -44,6 +44,8 @@ def build_llm_config(cfg: LLMServeConfig, use_gpu: bool):
         engine_kwargs=engine_kwargs,
         runtime_env=engine.runtime_env,
         placement_group_config=engine.placement_group_config,
+        # Serve adds the accelerator_type:<X> label to each bundle (GPU configs only; Ray refuses it on CPU).
+        accelerator_type=cfg.engine.accelerator_type if use_gpu else None,
         deployment_config={
             "autoscaling_config": cfg.autoscaling.as_serve(),
             "max_ongoing_requests": cfg.max_ongoing_requests,

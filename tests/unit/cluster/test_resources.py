@@ -160,3 +160,28 @@ def test_missing_runtime_module_named_with_the_fix():
     assert module_problems({"json": "never shown"}) == []
     problems = module_problems({"medforge_no_such_module": VLLM_FIX})
     assert problems == [f"python module 'medforge_no_such_module' is not installed in this environment; fix: {VLLM_FIX}"]
+
+
+def test_missing_autoscaler_config_file_is_a_config_error(monkeypatch, tmp_path):
+    from medforge.cluster.resources import discover_node_types
+    from medforge.config.base import ConfigError
+
+    monkeypatch.setenv("MEDFORGE_AUTOSCALER_CONFIG", str(tmp_path / "nope.yaml"))
+    monkeypatch.setattr("ray._private.state.state.get_cluster_config", lambda: None)
+    with pytest.raises(ConfigError, match="MEDFORGE_AUTOSCALER_CONFIG = .*nope.yaml': no such file"):
+        discover_node_types()
+
+
+def test_batch_and_serve_configs_ask_ray_for_the_declared_bundles():
+    """Ray's own config objects (built, not run) carry exactly the declared demand."""
+    from medforge.engines.chat import build_vllm_processor_config
+    from medforge.serve.config import LLMServeConfig
+    from medforge.serve.llm import build_llm_config
+
+    teacher = _teacher(tensor_parallel_size=2, accelerator_type="L4", cpus_per_rank=2)
+    proc = build_vllm_processor_config(teacher, use_gpu=True)
+    assert proc.placement_group_config["bundles"] == [{"CPU": 2.0, "GPU": 1.0}] * 2
+    assert proc.accelerator_type == "L4"  # Ray's vLLM stage adds accelerator_type:L4 to each bundle
+    serve = build_llm_config(LLMServeConfig(model_id="m", engine=teacher), use_gpu=True)
+    assert serve.accelerator_type == "L4"
+    assert serve.placement_group_config["bundles"] == [{"CPU": 2.0, "GPU": 1.0}] * 2
