@@ -64,23 +64,6 @@ def _engine_for_prompt(engine: Any, prompt_format: str) -> Any:
     return engine
 
 
-def judge_engine(cfg: EvalConfig) -> Any:
-    """The judge's engine config; a vLLM judge with structured output gets compact JSON.
-
-    vLLM 0.32's xgrammar backend reads ``disable_any_whitespace`` from the engine's
-    ``structured_outputs_config`` only; the per-request flag that ``generate_chat`` sends is
-    ignored. Without it a weak judge pads ``{`` with whitespace until max_tokens (seen with the
-    tiny model: every verdict was ``{\t   ...``), and no verdict parses.
-    """
-    e = cfg.judge.engine
-    if not (isinstance(e, VLLMTeacherConfig) and _structured(cfg)) or "structured_outputs_config" in e.engine_kwargs:
-        return e
-    from vllm.config import StructuredOutputsConfig
-
-    return e.model_copy(update={"engine_kwargs": {**e.engine_kwargs,
-                                                  "structured_outputs_config": StructuredOutputsConfig(backend="xgrammar", disable_any_whitespace=True)}})
-
-
 def _structured(cfg: EvalConfig) -> bool:
     e = cfg.judge.engine
     return cfg.judge.structured_output and (isinstance(e, VLLMTeacherConfig) or e.structured_output)
@@ -203,7 +186,7 @@ def judge_all(cfg: EvalConfig, plan: list[dict[str, Any]], cache: CallCache) -> 
         for rec in by_key[row["key"]]:
             _apply(rec, row["generated_text"], row["engine_error"], cached=False)
 
-    _run_engine(todo, judge_engine(cfg), cfg.judge.sampling, J.VERDICT_SCHEMA if _structured(cfg) else None, keep)
+    _run_engine(todo, cfg.judge.engine, cfg.judge.sampling, J.VERDICT_SCHEMA if _structured(cfg) else None, keep)
     for rec in plan:
         rec.pop("messages", None)
         if "outcome" not in rec:  # a request the engine never answered
