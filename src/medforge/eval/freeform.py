@@ -44,14 +44,20 @@ def answer_request(item: dict[str, Any], prompt_format: str, system_prompt: str 
     return req
 
 
-def _run_engine(rows: list[dict[str, Any]], engine: Any, sampling: Any, json_schema: dict | None, on_row) -> None:
-    """Send ``rows`` (with ``messages``, ``request_seed``) through the engine; ``on_row`` per result, as it streams."""
+def _run_engine(cfg: EvalConfig, rows: list[dict[str, Any]], engine: Any, sampling: Any, json_schema: dict | None, on_row) -> None:
+    """Send ``rows`` (with ``messages``, ``request_seed``) through the engine; ``on_row`` per result, as it streams.
+
+    Ray is joined (or started) here, when there is a call to make: a run whose calls are all
+    cached needs no cluster.
+    """
+    if not rows:
+        return
     import ray.data
 
     from medforge.engines.chat import generate_chat
+    from medforge.runtime import init_ray
 
-    if not rows:
-        return
+    init_ray(cfg.ray_address, cfg.ray_num_cpus)
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // 16, 64)))
     for out in generate_chat(ds, engine, sampling, json_schema).iter_rows():
         on_row(out)
@@ -101,7 +107,7 @@ def get_answers(cfg: EvalConfig, items: list[dict[str, Any]], cache: CallCache) 
         counts["generated"] += 1
 
     failed: dict[str, dict[str, Any]] = {}
-    _run_engine(todo, _engine_for_prompt(m.engine, m.prompt_format), m.sampling, None, keep)
+    _run_engine(cfg, todo, _engine_for_prompt(m.engine, m.prompt_format), m.sampling, None, keep)
     fresh = {r["id"] for r in todo}
     answers = {}
     for it in items:
@@ -186,7 +192,7 @@ def judge_all(cfg: EvalConfig, plan: list[dict[str, Any]], cache: CallCache) -> 
         for rec in by_key[row["key"]]:
             _apply(rec, row["generated_text"], row["engine_error"], cached=False)
 
-    _run_engine(todo, cfg.judge.engine, cfg.judge.sampling, J.VERDICT_SCHEMA if _structured(cfg) else None, keep)
+    _run_engine(cfg, todo, cfg.judge.engine, cfg.judge.sampling, J.VERDICT_SCHEMA if _structured(cfg) else None, keep)
     for rec in plan:
         rec.pop("messages", None)
         if "outcome" not in rec:  # a request the engine never answered
