@@ -44,14 +44,20 @@ def answer_request(item: dict[str, Any], prompt_format: str, system_prompt: str 
     return req
 
 
-def _run_engine(rows: list[dict[str, Any]], engine: Any, sampling: Any, json_schema: dict | None, on_row) -> None:
-    """Send ``rows`` (with ``messages``, ``request_seed``) through the engine; ``on_row`` per result, as it streams."""
+def _run_engine(cfg: EvalConfig, rows: list[dict[str, Any]], engine: Any, sampling: Any, json_schema: dict | None, on_row) -> None:
+    """Send ``rows`` (with ``messages``, ``request_seed``) through the engine; ``on_row`` per result, as it streams.
+
+    Ray is joined (or started) here, when there is a call to make: a run whose calls are all
+    cached needs no cluster.
+    """
+    if not rows:
+        return
     import ray.data
 
     from medforge.engines.chat import generate_chat
+    from medforge.runtime import init_ray
 
-    if not rows:
-        return
+    init_ray(cfg.ray_address, cfg.ray_num_cpus)
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // 16, 64)))
     for out in generate_chat(ds, engine, sampling, json_schema).iter_rows():
         on_row(out)
@@ -62,23 +68,6 @@ def _engine_for_prompt(engine: Any, prompt_format: str) -> Any:
         # The Alpaca prompt is the whole input: no chat template on top of it.
         return engine.model_copy(update={"chat_template_stage": False})
     return engine
-
-
-def judge_engine(cfg: EvalConfig) -> Any:
-    """The judge's engine config; a vLLM judge with structured output gets compact JSON.
-
-    vLLM 0.32's xgrammar backend reads ``disable_any_whitespace`` from the engine's
-    ``structured_outputs_config`` only; the per-request flag that ``generate_chat`` sends is
-    ignored. Without it a weak judge pads ``{`` with whitespace until max_tokens (seen with the
-    tiny model: every verdict was ``{\t   ...``), and no verdict parses.
-    """
-    e = cfg.judge.engine
-    if not (isinstance(e, VLLMTeacherConfig) and _structured(cfg)) or "structured_outputs_config" in e.engine_kwargs:
-        return e
-    from vllm.config import StructuredOutputsConfig
-
-    return e.model_copy(update={"engine_kwargs": {**e.engine_kwargs,
-                                                  "structured_outputs_config": StructuredOutputsConfig(backend="xgrammar", disable_any_whitespace=True)}})
 
 
 def _structured(cfg: EvalConfig) -> bool:
@@ -118,7 +107,7 @@ def get_answers(cfg: EvalConfig, items: list[dict[str, Any]], cache: CallCache) 
         counts["generated"] += 1
 
     failed: dict[str, dict[str, Any]] = {}
-    _run_engine(todo, _engine_for_prompt(m.engine, m.prompt_format), m.sampling, None, keep)
+    _run_engine(cfg, todo, _engine_for_prompt(m.engine, m.prompt_format), m.sampling, None, keep)
     fresh = {r["id"] for r in todo}
     answers = {}
     for it in items:
@@ -203,7 +192,7 @@ def judge_all(cfg: EvalConfig, plan: list[dict[str, Any]], cache: CallCache) -> 
         for rec in by_key[row["key"]]:
             _apply(rec, row["generated_text"], row["engine_error"], cached=False)
 
-    _run_engine(todo, judge_engine(cfg), cfg.judge.sampling, J.VERDICT_SCHEMA if _structured(cfg) else None, keep)
+    _run_engine(cfg, todo, cfg.judge.engine, cfg.judge.sampling, J.VERDICT_SCHEMA if _structured(cfg) else None, keep)
     for rec in plan:
         rec.pop("messages", None)
         if "outcome" not in rec:  # a request the engine never answered

@@ -25,7 +25,8 @@ def _run_mc(cfg: MCEvalConfig) -> dict[str, Any]:
 
 
 def main(argv: list[str], prog: str = "evaluate") -> int:
-    return run_job(argv, prog=prog, model=EvalConfig, run=_run,
+    # Ray is joined only when a model or judge call is to be made (a fully cached rerun needs none)
+    return run_job(argv, prog=prog, model=EvalConfig, run=_run, needs_ray=False,
                    description="Judge a model's answers against references, both orders, with CIs and length control.",
                    example="data.max_items=10 model.sampling.max_tokens=256")
 
