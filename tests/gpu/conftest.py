@@ -33,7 +33,7 @@ def gpu_ray_cluster():
 
     started = not ray.is_initialized()
     if started:
-        ray.init(num_cpus=4, num_gpus=torch.cuda.device_count(), include_dashboard=False, log_to_driver=False)
+        ray.init(address="local", num_cpus=4, num_gpus=torch.cuda.device_count(), include_dashboard=False, log_to_driver=False)
     yield torch.cuda.device_count()
     if started:
         ray.shutdown()

@@ -72,10 +72,10 @@ def local_ray():
     started = not ray.is_initialized()
     if started:
         try:
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
         except Exception:  # noqa: BLE001 - a start can fail on a busy shared box (ports, timeouts): retry once
             ray.shutdown()
-            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+            ray.init(address="local", num_cpus=2, include_dashboard=False, log_to_driver=False)
     yield
     if started:
         ray.shutdown()

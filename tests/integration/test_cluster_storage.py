@@ -39,7 +39,7 @@ def ray_s3(s3_env):
 
     if ray.is_initialized():  # another module's cluster: its workers would not see the endpoint
         ray.shutdown()
-    ray.init(num_cpus=4, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": s3_env})
+    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False, runtime_env={"env_vars": s3_env})
     yield
     ray.shutdown()
 

@@ -18,7 +18,7 @@ from medforge.datagen.config import InstructionJobConfig
 def ray_cluster():
     import ray
 
-    ray.init(num_cpus=4, include_dashboard=False)
+    ray.init(address="local", num_cpus=4, include_dashboard=False)
     yield
     ray.shutdown()
 
