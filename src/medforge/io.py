@@ -96,6 +96,25 @@ class RunConfigMismatch(RuntimeError):
     """The run folder was made by a config that generates different data."""
 
 
+def check_run_folder(root: str | Path, fingerprint: dict[str, Any], overwrite: bool) -> bool:
+    """Whether ``root`` holds a run of this config to resume; writes nothing.
+
+    Raises:
+        RunConfigMismatch: when it holds a run of another config (and ``overwrite`` is off).
+    """
+    run_json = Path(root) / "run.json"
+    if overwrite or not run_json.is_file():
+        return False
+    old = json.loads(run_json.read_text())
+    changed = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
+    if changed:
+        raise RunConfigMismatch(
+            f"{root} was generated with a different config (changed: {', '.join(changed)}); "
+            "resume with the original config, pick a new output.dir, or set output.overwrite=true"
+        )
+    return True
+
+
 def open_run_folder(root: str | Path, fingerprint: dict[str, Any], overwrite: bool) -> bool:
     """Create a job's run folder, or check that an existing one was made by the same config.
 
@@ -112,14 +131,7 @@ def open_run_folder(root: str | Path, fingerprint: dict[str, Any], overwrite: bo
     if overwrite and root.exists():
         logger.warning("output.overwrite=true: deleting %s", root)
         shutil.rmtree(root)
-    if run_json.is_file():
-        old = json.loads(run_json.read_text())
-        changed = sorted(k for k in set(old) | set(fingerprint) if old.get(k) != fingerprint.get(k))
-        if changed:
-            raise RunConfigMismatch(
-                f"{root} was generated with a different config (changed: {', '.join(changed)}); "
-                "resume with the original config, pick a new output.dir, or set output.overwrite=true"
-            )
+    if check_run_folder(root, fingerprint, overwrite):
         logger.info("resuming run in %s", root)
         return True
     root.mkdir(parents=True, exist_ok=True)

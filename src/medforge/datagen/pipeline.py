@@ -43,6 +43,7 @@ from medforge.io import (
     atomic_write_jsonl,
     atomic_write_parquet_shards,
     atomic_write_text,
+    check_run_folder,
     open_run_folder,
     read_jsonl,
 )
@@ -535,8 +536,11 @@ def run_instruction_synthesis(cfg: InstructionJobConfig) -> dict[str, Any]:
 
     from medforge.cluster.preflight import teacher_preflight
 
-    teacher_preflight("generate-instructions", cfg.teacher, {"output.dir": cfg.output.dir})
     run = InstructionRun(cfg)
+    # A run folder of another config is refused first (that needs no cluster), then the preflight
+    # runs before anything is written.
+    check_run_folder(run.root, run.fingerprint(), cfg.output.overwrite)
+    teacher_preflight("generate-instructions", cfg.teacher, {"output.dir": cfg.output.dir})
     run.prepare_folder()
     run.seeded = seeds_applied(cfg.teacher)
     if isinstance(cfg.teacher, OpenAITeacherConfig) and cfg.teacher.check_endpoint:
