@@ -12,6 +12,7 @@ from typing import Any
 from medforge.config.base import MedforgeModel
 from pydantic import Field
 
+from medforge.datagen.response_task import MC_TYPES, option_letters
 from medforge.datagen.seeds import NO_INPUT
 
 # Tasks a text-only model cannot do (Alpaca's list, minus nothing medical text needs).
@@ -45,13 +46,11 @@ class TaskFilterConfig(MedforgeModel):
     )
 
 
-MC_TYPES = ("Multiple-choice Q&A", "USMLE-style Q&A")
 # Pieces of a JSON reply or a chat template that end up inside a field when a model loses track.
 _DEBRIS = re.compile(r'"\s*:|[{}\[\]]|\\[nt"]|<\|?/?(?:im_start|im_end|end|user|assistant|system)\|?>|^\s*###|"(?:type|topic|view|'
                      r'difficulty|instruction|input|tasks)"', re.IGNORECASE | re.MULTILINE)
 _CODE = re.compile(r"\b(?:def|import|return|function|var|const|select\s+\*|print\()\b|;\s*$|==|=>|&&|\|\|",
                    re.IGNORECASE | re.MULTILINE)
-_OPTION = re.compile(r"\(([A-J])\)")
 _WORD = re.compile(r"[A-Za-z]+(?:[-'][A-Za-z]+)*")
 
 
@@ -94,14 +93,6 @@ class TaskFilters:
         return None
 
 
-def _option_letters(text: str) -> list[str]:
-    seen: list[str] = []
-    for letter in _OPTION.findall(text):
-        if letter not in seen:
-            seen.append(letter)
-    return seen
-
-
 def task_check(task: dict[str, Any]) -> str | None:
     """Type-aware validation of one parsed task (pure); the reason, or ``None`` when it passes.
 
@@ -120,7 +111,7 @@ def task_check(task: dict[str, Any]) -> str | None:
     if text_input != NO_INPUT and _DEBRIS.search(text_input):
         return "input_reply_debris"
     if task.get("type") in MC_TYPES:
-        letters_ = _option_letters(text_input) if text_input != NO_INPUT else []
+        letters_ = option_letters(task)
         if len(letters_) < 2 or letters_ != [chr(ord("A") + i) for i in range(len(letters_))]:
             return "mc_without_options"
     return None
