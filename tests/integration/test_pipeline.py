@@ -77,13 +77,13 @@ def test_tiny_pipeline_end_to_end(setup, first):
     sv = json.loads((plan.stages["serve"].folder / "stage.json").read_text())["outputs"]
     assert sv["models"] == {"tuned": "tiny-llama-tuned", "base": "tiny-llama"}
     assert isinstance(sv["smoke"]["answer"], str) and sv["smoke"]["model"] == "tiny-llama-tuned"
-    assert "endpoint up" in log and log.count("starting the endpoint") == 1  # one Serve engine for evaluate + serve
+    assert log.count("medforge pipeline: starting the endpoint") == 1  # one Serve engine for evaluate + serve
 
 
 def test_rerun_with_no_change_skips_every_stage_and_starts_nothing(setup, first):
     summary, log = _job(setup, log="again.log")
     assert {n: s["status"] for n, s in summary["stages"].items()} == dict.fromkeys(("generate", "finetune", "evaluate", "serve"), "cached")
-    assert "starting a local Ray cluster" not in log and "starting the endpoint" not in log
+    assert "starting a local Ray cluster" not in log and "starting the endpoint" not in log and "RayTrainWorker" not in log
 
 
 def test_changed_lr_killed_during_finetune_resumes_from_its_checkpoint(setup, first):

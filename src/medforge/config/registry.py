@@ -15,6 +15,7 @@ CONFIG_MODELS: dict[str, str] = {
     "finetune/slm_": "medforge.train.config:SLMFinetuneConfig",
     "evaluate/": "medforge.eval.config:EvalConfig",
     "evaluate/mc_": "medforge.eval.config:MCEvalConfig",
+    "pipeline/": "medforge.pipeline.config:PipelineConfig",
 }
 
 

@@ -21,6 +21,7 @@ from medforge.config.base import MedforgeModel
 from medforge.datagen.config import InstructionJobConfig
 from medforge.eval.config import EvalConfig
 from medforge.serve.config import LLMServeConfig
+from medforge.serve.qa import QAServeConfig
 from medforge.train.config import LLMFinetuneConfig
 
 PLACEHOLDER = "<set by the pipeline>"
@@ -74,6 +75,15 @@ class PipelineServeSection(MedforgeModel):
                            "for Ctrl-C). false: deploy, answer one question through it, record, shut down.")
     smoke_question: str = Field(
         "List three symptoms of type 2 diabetes.", description="Asked of the tuned model through the endpoint.")
+    medqa: QAServeConfig | None = Field(
+        None, description="Also serve POST /v1/medqa (privacy-preserving multiple-choice QA): the medqa app's args of "
+                          "serving/*.yaml. context_llm: served makes the tuned model write the contexts.")
+    smoke_mc: dict[str, Any] = Field(
+        default_factory=lambda: {
+            "question": "A 58-year-old man has crushing chest pain radiating to the left arm for 40 minutes, with "
+                        "sweating. Which test should be done first?",
+            "options": {"A": "Electrocardiogram", "B": "Colonoscopy", "C": "Skin biopsy", "D": "Spirometry"}},
+        description="Asked through /v1/medqa when medqa is served.")
 
     @property
     def tuned_id(self) -> str:
@@ -131,6 +141,9 @@ class PipelineConfig(MedforgeModel):
                     if key in node:
                         problems.append(f"{top}.{key}: the pipeline's own ray_address/ray_num_cpus apply to every stage; "
                                         "fix: set it at the top level")
+        sv = data.get("serve")
+        if isinstance(sv, dict) and isinstance(sv.get("medqa"), dict) and sv["medqa"].get("context_llm") == "served":
+            sv["medqa"] = {**sv["medqa"], "context_llm": {"kind": "openai", "base_url": SERVED_URL, "model": SERVED_BASE}}
         ev = data.get("evaluate")
         if isinstance(ev, dict) and isinstance(ev.get("judge"), dict) and ev["judge"].get("engine") == "served":
             ev["judge"]["engine"] = {"kind": "openai", "base_url": SERVED_URL, "model": SERVED_BASE}

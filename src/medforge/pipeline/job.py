@@ -65,9 +65,25 @@ def main(argv: list[str], prog: str = "medforge pipeline") -> int:
         print(message, file=sys.stderr)
         return EXIT_INCOMPLETE
     print(json.dumps(summary, indent=2, default=str))
+    print_how_to_query(run, prog)
     if run.serving and cfg.serve.keep_serving:
         wait_while_serving(run)
     return 0
+
+
+def print_how_to_query(run, prog: str) -> None:
+    serve = (run.records.get("serve") or {}).get("outputs")
+    if not serve:
+        return
+    print(f"\nthe tuned model is served as {serve['smoke']['model']!r} at {serve['base_url']} (OpenAI-compatible):")
+    print(f"  {serve['how_to_query']}")
+    if run.generated_key and run.serving:  # the endpoint stays up: its user needs the key this run made
+        import os
+
+        print(f"  {run.key_env}={os.environ[run.key_env]}  (made by this run; set it before the run to choose it)")
+    if not run.serving:
+        print(f"  the endpoint was shut down at the end of this run (serve.keep_serving=false); to keep it up:\n"
+              f"  {prog} --config ... --only serve serve.keep_serving=true")
 
 
 def wait_while_serving(run) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 from pydantic import BaseModel
 
 from medforge.config.base import _deep_merge
-from medforge.pipeline.config import MANAGED, RUNTIME_ONLY, STAGES, PipelineConfig
+from medforge.pipeline.config import MANAGED, RUNTIME_ONLY, SERVED_URL, STAGES, PipelineConfig
 from medforge.pipeline.records import config_for_fingerprint, file_sha256, fingerprint, stage_folder
 
 DATASET = "dataset/medinstruct.jsonl"
@@ -63,6 +63,21 @@ class Plan:
             args["model_id"] = self.cfg.serve.tuned_id
             args["adapters"] = {}
         return args
+
+    def serve_apps(self, key_env: str) -> list[dict[str, Any]]:
+        """The applications of the Serve config: the LLM app, and /v1/medqa when configured."""
+        apps = [{"name": "llm", "route_prefix": "/", "import_path": "medforge.serve.llm:app_builder",
+                 "args": self.serve_args()}]
+        medqa = self.cfg.serve.medqa
+        if medqa is not None:
+            args = medqa.model_dump(mode="json")
+            ctx = args.get("context_llm")
+            if ctx and ctx.get("base_url") == SERVED_URL:
+                args["context_llm"] = {**ctx, "base_url": self.cfg.serve.base_url, "model": self.cfg.serve.tuned_id,
+                                       "api_key_env": key_env}
+            apps.append({"name": "medqa", "route_prefix": "/v1/medqa", "import_path": "medforge.serve.qa:app_builder",
+                         "args": args})
+        return apps
 
     def eval_config(self, which: str, key_env: str) -> Any:
         """The evaluate job's config for ``which`` (tuned or base): same judge, references and decoding."""
@@ -168,6 +183,9 @@ def wiring_problems(cfg: PipelineConfig) -> list[str]:
     if ft.lora.enabled and sv.llm.max_lora_rank < ft.lora.r:
         p.append(f"serve.llm.max_lora_rank = {sv.llm.max_lora_rank} < finetune.lora.r = {ft.lora.r}: the engine would "
                  f"refuse the tuned adapter; fix: serve.llm.max_lora_rank={ft.lora.r}")
+    if sv.medqa is not None and "://" not in sv.medqa.mc_model and not os.path.isdir(sv.medqa.mc_model):
+        p.append(f"serve.medqa.mc_model = {sv.medqa.mc_model!r}: no such folder; fix: point it at a multiple-choice "
+                 "export (medforge finetune-slm writes <output_dir>/model), or set serve.medqa: null")
     test = ev.data.test_path
     if "://" not in test and not os.path.isfile(test):
         p.append(f"evaluate.data.test_path = {test!r}: file not found, and evaluation runs after hours of generation "

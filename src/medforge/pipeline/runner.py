@@ -20,7 +20,7 @@ from typing import Any
 from medforge.io import atomic_write_text
 from medforge.pipeline.config import STAGES, PipelineConfig
 from medforge.pipeline.plan import Plan
-from medforge.pipeline.records import SHORT, code_version, file_sha256, now, read_record, write_record
+from medforge.pipeline.records import SHORT, code_version, now, read_record, write_record
 
 logger = logging.getLogger(__name__)
 
@@ -145,8 +145,7 @@ class PipelineRun:
         self.ensure_ray()
         sv = self.cfg.serve
         data = {"proxy_location": "HeadOnly", "http_options": {"host": sv.host, "port": sv.port},
-                "applications": [{"name": "llm", "route_prefix": "/", "import_path": "medforge.serve.llm:app_builder",
-                                  "args": self.plan.serve_args()}]}
+                "applications": self.plan.serve_apps(self.key_env)}
         t0 = time.perf_counter()
         _progress(f"starting the endpoint at {sv.base_url} (models {', '.join(self.plan.served_ids.values())})")
         run_serve_file(data, self.cfg.ray_address, self.cfg.ray_num_cpus, blocking=False)
@@ -265,5 +264,3 @@ def _progress(msg: str) -> None:
     logger.info("pipeline: %s", msg)
     print(f"medforge pipeline: {msg}", flush=True)
 
-
-__all__ = ["PipelineIncomplete", "PipelineRefused", "PipelineRun", "file_sha256", "open_run_dir", "select_stages"]

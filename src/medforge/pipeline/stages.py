@@ -113,8 +113,17 @@ def run_serve(run: PipelineRun) -> dict[str, Any]:
     reply = client.chat.completions.create(model=sv.tuned_id, temperature=0.0, max_tokens=96,
                                            messages=[{"role": "user", "content": sv.smoke_question}])
     answer = reply.choices[0].message.content or ""
+    medqa = None
+    if sv.medqa is not None:
+        import httpx
+
+        url = sv.base_url.removesuffix("/v1") + "/v1/medqa"
+        r = httpx.post(url, json={**sv.smoke_mc, "return_context": True}, headers={"Authorization": f"Bearer {key}"},
+                       timeout=300)
+        # a context the small model could not write is a 502 with its reason: recorded, not fatal
+        medqa = {"url": url, "question": sv.smoke_mc, "status": r.status_code, "reply": r.json()}
     return {"base_url": sv.base_url, "models": run.plan.served_ids, "keep_serving": sv.keep_serving,
-            "smoke": {"model": sv.tuned_id, "question": sv.smoke_question, "answer": answer},
+            "smoke": {"model": sv.tuned_id, "question": sv.smoke_question, "answer": answer}, "medqa": medqa,
             "api_key_env": run.key_env, "how_to_query": how_to_query(sv.base_url, sv.tuned_id, run.key_env)}
 
 

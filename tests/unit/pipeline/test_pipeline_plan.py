@@ -121,3 +121,23 @@ def test_stage_selection():
     assert select_stages(None, "finetune") == ["finetune"]
     with pytest.raises(PipelineRefused):
         select_stages("generate", "serve")
+
+
+def test_a_stage_asked_for_without_its_upstream_output_is_refused_before_anything_starts(tmp_path, test_set):
+    from medforge.pipeline.runner import PipelineRun
+
+    plan = make_plan(_load(tmp_path, test_set))
+    for selected in (["serve"], ["evaluate", "serve"], ["finetune"]):
+        run = PipelineRun(plan, selected)
+        with pytest.raises(PipelineRefused, match="needs the output of stage (finetune|generate) for this config"):
+            run.check_upstream(run.to_run())
+    assert PipelineRun(plan, ["generate"]).to_run() == ["generate"]
+    # a finished stage is not run again, a live endpoint always is
+    (plan.stages["generate"].folder).mkdir(parents=True)
+    from medforge.pipeline.records import write_record
+
+    write_record(plan.stages["generate"].folder, {"fingerprint": plan.stages["generate"].fingerprint, "outputs": {}})
+    assert PipelineRun(plan, ["generate", "finetune"]).to_run() == ["finetune"]
+    assert PipelineRun(plan, ["generate"], rerun=True).to_run() == ["generate"]
+    live = make_plan(_load(tmp_path, test_set, "serve.keep_serving=true"))
+    assert "serve" in PipelineRun(live, ["serve"]).to_run()
