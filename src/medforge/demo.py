@@ -33,9 +33,9 @@ DEMO_QUESTIONS = Path(__file__).resolve().parent / "pipeline" / "data" / "demo_q
 WIDTH = 100
 # /v1/medqa beside the LLM: the tuned model writes the context (configs/contexts/local_small.yaml's settings)
 MEDQA = ["serve.medqa.context_llm=served", "serve.medqa.generation.num_demonstrations=2",
-         "serve.medqa.generation.max_overall_chars=400", "serve.medqa.generation.max_option_chars=160",
+         "serve.medqa.generation.max_overall_chars=240", "serve.medqa.generation.max_option_chars=80",
          "serve.medqa.generation.sampling.temperature=0.0", "serve.medqa.generation.sampling.presence_penalty=0.0",
-         "serve.medqa.generation.sampling.max_tokens=320"]
+         "serve.medqa.generation.sampling.max_tokens=200"]
 
 BANNER = {
     "small": """
@@ -98,7 +98,7 @@ def _mc_model(out: Path, encoder: Path, ray_num_cpus: int) -> Path:
     splits = write_mc_splits(out / "data")
     cfg = load_config(SLMFinetuneConfig, REPO / "configs" / "finetune" / "slm_local_small.yaml", [
         f"model={encoder}", f"data.train_path={splits['train']}", f"data.dev_path={splits['dev']}",
-        f"data.test_path={splits['test']}", "seeds=[0]", "optim.epochs=2", f"output_dir={out}",
+        f"data.test_path={splits['test']}", "seeds=[0]", "optim.epochs=1", f"output_dir={out}",
         f"checkpoint.storage_path={(out / 'checkpoints').resolve()}", "checkpoint.name=demo_mc"])
     init_ray(None, ray_num_cpus)
     run_slm_finetune(cfg)
@@ -214,7 +214,7 @@ def print_summary(args: argparse.Namespace, run: Any, summary: dict[str, Any], w
         print(f"   reports: {models['tuned']['report_html']}  {models['base']['report_html']}")
         for m in models.values():
             for plot in m.get("plots") or []:
-                print(f"   plot   : {plot}")
+                print(f"   plot   : {Path(m['report']).parent / plot}")
         print(f"   tuned vs base: {ev['comparison']}\n")
     sv = rec["serve"]
     if sv:
@@ -231,6 +231,8 @@ def print_summary(args: argparse.Namespace, run: Any, summary: dict[str, Any], w
                 _wrap("left site", json.dumps(reply["sent"]), lines=4)
                 probs = ", ".join(f"{k} {v:.2f}" for k, v in reply["probabilities"].items())
                 _wrap("answer", f"{reply['answer']}) {reply['answer_text']}   (probabilities {probs})")
+                print("   (the MiniLM scorer learnt for a minute on synthetic questions: on a real one its choice means "
+                      "nothing; it shows what leaves the site and that the endpoint answers)")
             else:
                 _wrap("reply", f"HTTP {sv['medqa']['status']}: {reply.get('error', {}).get('message')}")
         print("   (the endpoint was shut down at the end of the demo; `medforge serve` keeps one up: docs/serving.md)\n")

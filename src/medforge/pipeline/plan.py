@@ -85,8 +85,10 @@ class Plan:
 
         cfg = self.cfg
         data = cfg.evaluate.model_dump(mode="json")
-        served = {"kind": "openai", "base_url": cfg.serve.base_url, "api_key_env": key_env, "concurrency": 2,
-                  "max_concurrent_requests": 8, "timeout_s": 600}
+        # one Ray Data actor: the requests all go to one endpoint, which batches them; a second actor only
+        # costs a start-up on a small machine
+        served = {"kind": "openai", "base_url": cfg.serve.base_url, "api_key_env": key_env, "concurrency": 1,
+                  "max_concurrent_requests": 16, "timeout_s": 600}
         if which == "tuned" or self.lora:
             engine = {**served, "model": self.served_ids[which]}
         else:  # a full fine-tune serves only the tuned model: the base answers on vLLM actors
