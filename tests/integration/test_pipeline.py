@@ -70,8 +70,8 @@ def test_tiny_pipeline_end_to_end(setup, first):
     for which, model_id in (("tuned", "tiny-llama-tuned"), ("base", "tiny-llama")):
         report = json.loads(open(ev["models"][which]["report"]).read())
         assert report["scored"]["model"] == model_id and report["scored"]["data_fingerprint"] == gen["data_sha256"]
-        assert report["n_items"] == 4 and report["judge"] == "served tiny-llama"  # the same judge for both
-        assert report["answers"]["requested"] == 4
+        assert report["n_items"] == 3 and report["judge"] == "served tiny-llama"  # the same judge for both
+        assert report["answers"]["requested"] == 3
         block = report["references"]["gpt-4-answer"]
         assert 0.0 <= block["win_rate"] <= 1.0 and block["n_scored"] + block.get("unparsed", 0) >= 0
     sv = json.loads((plan.stages["serve"].folder / "stage.json").read_text())["outputs"]

@@ -265,10 +265,10 @@ def test_train_slm_pretrained_minilm_learns_from_context_over_three_seeds(tmp_pa
     from medforge.train.slm import run_slm_finetune
 
     write_mc_splits(tmp_path)
-    # a seeded subset of 96 rows per seed: enough for a pretrained encoder, quick on 2 cores
+    # a seeded subset of 96 rows per seed, one epoch: enough for a pretrained encoder, quick on 2 cores
     results = {use_context: run_slm_finetune(_slm_cfg(
-        tmp_path, small_models["encoder"], use_context, "minilm", "minilm", seeds=[0, 1, 2], few_shot=96, lr=5e-5,
-        epochs=2, workers=1)) for use_context in (True, False)}
+        tmp_path, small_models["encoder"], use_context, "minilm", "minilm", seeds=[0, 1, 2], few_shot=96, lr=1e-4,
+        epochs=1, workers=1)) for use_context in (True, False)}
     with_ctx, without = results[True], results[False]
     print("MiniLM with context:", with_ctx["mean_accuracy"], "+-", with_ctx["std_accuracy"],
           "| without:", without["mean_accuracy"], "+-", without["std_accuracy"])

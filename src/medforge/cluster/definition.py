@@ -69,22 +69,28 @@ def job_demands(path: Path) -> list:
     raw = yaml.safe_load(path.read_text()) or {}
     demands = []
 
-    def engines(node: Any, where: str):
-        # every vLLM engine section of a job config: teacher, model.engine, judge.engine, ...
+    def sections(node: Any, where: str):
+        # every vLLM engine section (teacher, model.engine, judge.engine, a served llm.engine, ...) and
+        # every Ray Train scaling section, at any depth (the pipeline config embeds the jobs' configs)
         if isinstance(node, dict):
-            if node.get("kind") == "vllm" and "model" in node:
-                yield where, node
+            if (node.get("kind") == "vllm" and "model" in node) or where.endswith("llm.engine"):
+                yield "engine", where, node
                 return
             for key, value in node.items():
-                yield from engines(value, f"{where}.{key}" if where else key)
+                child = f"{where}.{key}" if where else key
+                if key == "scaling" and isinstance(value, dict):
+                    yield "scaling", child, value
+                else:
+                    yield from sections(value, child)
 
-    for where, engine in engines(raw, ""):
-        t = VLLMTeacherConfig(**engine)
-        demands.append(vllm_demand(t, use_gpu=t.placement == "gpu", field=f"{path.name}: {where}"))
-    if "scaling" in raw:
-        d = train_demand(ScalingSection(**raw["scaling"]))
-        d.field = f"{path.name}: {d.field}"
-        demands.append(d)
+    for kind, where, section in sections(raw, ""):
+        if kind == "engine":
+            t = VLLMTeacherConfig(**{"model": "<set by the pipeline>", **section})
+            demands.append(vllm_demand(t, use_gpu=t.placement == "gpu", field=f"{path.name}: {where}"))
+        else:
+            d = train_demand(ScalingSection(**section))
+            d.field = f"{path.name}: {where.removesuffix('scaling')}{d.field}"
+            demands.append(d)
     return demands
 
 

@@ -65,9 +65,15 @@ def test_each_cluster_job_demand_fits_and_a_missing_node_type_is_named(tmp_path)
     assert cross_check_problems(config, jobs) == []
     del config["available_node_types"]["gen_l4"]
     problems = cross_check_problems(config, jobs)
-    # the 70B engines (generate and contexts teachers, the evaluation judge) need L4 nodes; the rest still fit
-    assert len(problems) == 3 and all("accelerator_type:L4 (no node type carries it)" in p for p in problems)
+    # the 70B engines (generate and contexts teachers, the evaluation judge, and the pipeline's teacher and
+    # judge) need L4 nodes; the rest still fit
+    assert len(problems) == 5 and all("accelerator_type:L4 (no node type carries it)" in p for p in problems)
     assert any("cluster.yaml: judge.engine" in p for p in problems)
+    assert any("cluster.yaml: generate.teacher" in p for p in problems)  # configs/pipeline/cluster.yaml
+    # the pipeline's training workers and served engine are found inside its embedded stage configs
+    pipeline = [d.field for d in job_demands(REPO / "configs" / "pipeline" / "cluster.yaml")]
+    assert any(f.startswith("cluster.yaml: finetune.scaling (num_workers=8") for f in pipeline), pipeline
+    assert any(f.startswith("cluster.yaml: serve.llm.engine") for f in pipeline), pipeline
 
 
 def test_cluster_yaml_shape():
@@ -126,6 +132,7 @@ def test_kuberay_one_rayjob_per_job():
         yaml.safe_load(rj["spec"]["runtimeEnvYAML"])
         scripts.add(m.group(1))
     # Not yet: serve.py belongs in a RayService (not written), evaluate_mc.py has no cluster config.
+    # (pipeline.py's RayJob deploys the tuned model with Serve itself, and leaves it up.)
     not_yet = {"ray_jobs/serve.py", "ray_jobs/evaluate_mc.py"}
     assert scripts == {str(p.relative_to(REPO)) for p in (REPO / "ray_jobs").glob("*.py")} - not_yet
 
