@@ -88,17 +88,14 @@ def print_how_to_query(run, prog: str) -> None:
 
 def wait_while_serving(run) -> None:
     """Keep a local cluster (and so the endpoint) alive until Ctrl-C; on a cluster the app stays deployed."""
-    import time
+    from medforge.serve.cli import serve_until_interrupted
 
     if not run.started_ray:
         print(f"the endpoint stays deployed on the cluster at {run.cfg.serve.base_url}; `serve shutdown` stops it")
         return
     print(f"serving at {run.cfg.serve.base_url} until Ctrl-C (key in ${run.key_env})", flush=True)
-    try:
-        while True:
-            time.sleep(3600)
-    except KeyboardInterrupt:
-        run.stop_serving()
+    serve_until_interrupted()
+    run.serving = False
 
 
 def cli_main(argv: list[str]) -> int:

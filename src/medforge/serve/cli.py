@@ -92,11 +92,18 @@ def run_serve_file(data: dict[str, Any], address: str | None, num_cpus: int | No
         serve.run(built, name=app["name"], route_prefix=app.get("route_prefix", "/"), blocking=False)
         logger.info("application %s is up at %s", app["name"], app.get("route_prefix", "/"))
     if blocking:
-        try:
-            while True:
-                time.sleep(3600)
-        except KeyboardInterrupt:
-            serve.shutdown()
+        serve_until_interrupted()
+
+
+def serve_until_interrupted() -> None:
+    """Keep this driver (and a local cluster it started) alive until Ctrl-C, then shut Serve down."""
+    from ray import serve
+
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        serve.shutdown()
 
 
 def cli_main(argv: list[str]) -> int:
