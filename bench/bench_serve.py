@@ -36,9 +36,12 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def _wait_ready(url: str, timeout_s: float, headers: dict[str, str] | None = None) -> None:
+def _wait_ready(url: str, timeout_s: float, headers: dict[str, str] | None = None,
+                proc: subprocess.Popen | None = None) -> None:
     end = time.time() + timeout_s
     while time.time() < end:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"the server exited with code {proc.returncode} before it was ready; see its log")
         try:
             if httpx.get(f"{url}/v1/models", headers=headers, timeout=5).status_code == 200:
                 return
@@ -56,6 +59,8 @@ def engine_cli_flags(engine_kwargs: dict[str, Any]) -> list[str]:
         flag = "--" + k.replace("_", "-")
         if isinstance(v, bool):
             flags.append(flag if v else f"--no-{k.replace('_', '-')}")
+        elif isinstance(v, (dict, list)):
+            flags += [flag, json.dumps(v)]  # vLLM parses config flags as JSON
         else:
             flags += [flag, str(v)]
     return flags
@@ -90,7 +95,7 @@ def bench_vllm(a: argparse.Namespace, engine_kwargs: dict[str, Any], env: dict[s
     proc = subprocess.Popen(cmd, env={**os.environ, **env}, stdout=log, stderr=subprocess.STDOUT)
     try:
         url = f"http://127.0.0.1:{port}"
-        _wait_ready(url, a.start_timeout_s, {"Authorization": f"Bearer {KEY}"})
+        _wait_ready(url, a.start_timeout_s, {"Authorization": f"Bearer {KEY}"}, proc)
         return run_load(url, "bench", a.model, a, "vllm")
     finally:
         proc.terminate()

@@ -70,7 +70,9 @@ def served(tiny_models, tmp_path_factory):
     repo = Path(__file__).resolve().parents[2]
     data = load_serve_file(repo / "serving" / "local_tiny.yaml", [
         f"llm.engine.model={model}", f"llm.adapters.tiny-lora={adapter}", "llm.max_lora_rank=8",
-        "llm.security.max_body_bytes=65536"])
+        "llm.security.max_body_bytes=65536",
+        # small overload bounds: the 6-client load test fits (4 running + 16 queued), the overload test does not
+        "llm.max_ongoing_requests=4", "llm.max_queued_requests=16", "llm.retry_after_s=2"])
     data["http_options"]["port"] = port
     ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
     try:
@@ -191,12 +193,33 @@ def test_bounded_load_no_5xx(served):
           f"p50 {p50 * 1000:.0f} ms, p99 {p99 * 1000:.0f} ms")
 
 
-def _replica_pids(deployment: str) -> list[int]:
-    """PIDs of this cluster's replica processes of ``deployment`` (children of our raylet)."""
-    import ray
+def test_overload_is_answered_503_with_retry_after_never_500(served):
+    """More concurrent requests (64) than max_ongoing (4) + max_queued (16): the rest get 503 + Retry-After."""
+    import httpx
 
-    raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
-    pids = []
+    async def one(c: httpx.AsyncClient, i: int) -> httpx.Response:
+        return await c.post("/v1/chat/completions", json={
+            "model": "medforge-tiny", "max_tokens": 128, "ignore_eos": True,
+            "messages": [{"role": "user", "content": f"overload {i}"}]})
+
+    async def main() -> list[httpx.Response]:
+        async with httpx.AsyncClient(base_url=served["base_url"], timeout=120,
+                                     headers={"Authorization": f"Bearer {KEY}"},
+                                     limits=httpx.Limits(max_connections=64)) as c:
+            return await asyncio.gather(*(one(c, i) for i in range(64)))
+
+    replies = asyncio.run(main())
+    codes = sorted(r.status_code for r in replies)
+    assert set(codes) <= {200, 503}, codes
+    assert codes.count(200) >= 4 and codes.count(503) >= 1, codes
+    assert all(r.headers.get("retry-after") == "2" for r in replies if r.status_code == 503)
+    ok = httpx.post(f"{served['base_url']}/v1/chat/completions", timeout=120, headers={"Authorization": f"Bearer {KEY}"},
+                    json={"model": "medforge-tiny", "max_tokens": 4, "messages": [{"role": "user", "content": "after"}]})
+    assert ok.status_code == 200  # the overload left nothing behind
+
+
+def _procs() -> list[tuple[int, int, str]]:
+    out = []
     for d in Path("/proc").iterdir():
         if not d.name.isdigit():
             continue
@@ -205,17 +228,21 @@ def _replica_pids(deployment: str) -> list[int]:
             cmd = (d / "cmdline").read_bytes().decode(errors="replace")
         except (OSError, IndexError, ValueError):
             continue
-        if ppid == raylet and f"ServeReplica:llm:{deployment}" in cmd:
-            pids.append(int(d.name))
-    return pids
+        out.append((int(d.name), ppid, cmd))
+    return out
 
 
-def test_killed_ingress_replica_is_restarted_and_next_requests_succeed(served, client):
-    from ray import serve
+def _replica_pids(deployment: str) -> list[int]:
+    """PIDs of this cluster's replica processes of ``deployment`` (children of our raylet)."""
+    import ray
 
-    [pid] = _replica_pids("MedforgeIngress")
-    os.kill(pid, signal.SIGKILL)
-    deadline = time.time() + 300
+    raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
+    return [pid for pid, ppid, cmd in _procs() if ppid == raylet and f"ServeReplica:llm:{deployment}" in cmd]
+
+
+def _wait_until_requests_succeed(client, timeout_s: float) -> int:
+    """Poll until 3 chats in a row succeed; returns the failed attempts on the way."""
+    deadline = time.time() + timeout_s
     ok_in_a_row, failures = 0, 0
     while time.time() < deadline and ok_in_a_row < 3:
         try:
@@ -224,7 +251,57 @@ def test_killed_ingress_replica_is_restarted_and_next_requests_succeed(served, c
         except Exception:  # noqa: BLE001 - requests while Serve restarts the replica get an error
             ok_in_a_row, failures = 0, failures + 1
             time.sleep(1)
-    assert ok_in_a_row == 3
+    assert ok_in_a_row == 3, f"no recovery within {timeout_s:.0f}s ({failures} failed attempts)"
+    return failures
+
+
+def test_killed_ingress_replica_is_restarted_and_next_requests_succeed(served, client):
+    from ray import serve
+
+    [pid] = _replica_pids("MedforgeIngress")
+    os.kill(pid, signal.SIGKILL)
+    _wait_until_requests_succeed(client, 300)
     new = _replica_pids("MedforgeIngress")
     assert new and pid not in new  # a new process serves, the killed one is gone
     assert serve.status().applications["llm"].status == "RUNNING"
+
+
+def test_killed_engine_fails_the_request_in_flight_cleanly_and_serve_restarts_it(served, client):
+    """The vLLM engine process of the LLMServer replica dies mid-stream (as under the OOM killer):
+    the streaming request gets an error instead of hanging, Serve replaces the replica, and the
+    next requests succeed. Last in the module: the restart costs one more engine start."""
+    import threading
+
+    from ray import serve
+
+    [replica] = _replica_pids("LLMServer")
+    engines = [pid for pid, ppid, cmd in _procs() if ppid == replica and "EngineCore" in cmd]
+    assert engines, "no vLLM EngineCore process under the LLMServer replica"
+    got: dict[str, object] = {"chunks": 0}
+    first_chunk = threading.Event()
+
+    def stream() -> None:
+        try:
+            for _ in client.chat.completions.create(
+                    model="medforge-tiny", messages=[{"role": "user", "content": "in flight"}], stream=True,
+                    max_tokens=400, temperature=0.0, extra_body={"ignore_eos": True}):
+                got["chunks"] = int(got["chunks"]) + 1
+                first_chunk.set()
+            got["outcome"] = "completed"
+        except Exception as exc:  # noqa: BLE001 - the error the client sees is what is checked
+            got["outcome"] = f"error: {type(exc).__name__}"
+        first_chunk.set()
+
+    t = threading.Thread(target=stream, daemon=True)
+    t.start()
+    assert first_chunk.wait(120)
+    for pid in engines:
+        os.kill(pid, signal.SIGKILL)
+    t.join(120)
+    assert not t.is_alive(), "the request in flight hung after its engine died"
+    assert str(got.get("outcome", "")).startswith("error"), got  # 400 tokens cannot finish after the kill
+    failures = _wait_until_requests_succeed(client, 600)
+    new = _replica_pids("LLMServer")
+    assert new and replica not in new  # Serve replaced the replica whose engine died
+    assert serve.status().applications["llm"].status == "RUNNING"
+    print(f"\nengine killed after {got['chunks']} chunks; {failures} requests failed during the restart")

@@ -2,7 +2,8 @@
 
 The loopback server stands in for the external context LLM (a paid API) and records every
 request, so the test sees exactly what left the site. One Ray cluster and one Serve instance
-for the module; the context-mode and SLM-only apps run side by side on different prefixes.
+for the module; the context-mode, SLM-only and real-small-encoder (all-MiniLM-L6-v2) apps run
+side by side on different prefixes.
 """
 
 from __future__ import annotations
@@ -51,7 +52,7 @@ def _mc_export(bert: Path, out: Path, use_context: bool) -> Path:
 
 
 @pytest.fixture(scope="module")
-def medqa(tiny_models, tmp_path_factory):
+def medqa(tiny_models, small_models, tmp_path_factory):
     import ray
     from ray import serve
 
@@ -60,6 +61,8 @@ def medqa(tiny_models, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("medqa")
     ctx_model = _mc_export(tiny_models["bert"], tmp / "mc_ctx", use_context=True)
     plain_model = _mc_export(tiny_models["bert"], tmp / "mc_plain", use_context=False)
+    # the real small encoder (all-MiniLM-L6-v2, real vocabulary and weights; its MC head is untrained)
+    small_model = _mc_export(small_models["encoder"], tmp / "mc_small", use_context=True)
     os.environ["MEDFORGE_API_KEYS"] = KEY
     port = _free_port()
     with LoopbackServer() as llm:
@@ -71,6 +74,10 @@ def medqa(tiny_models, tmp_path_factory):
                                       "max_retries": 2, "backoff_base_s": 0.05, "timeout_s": 10}}},
             {"name": "medqa-plain", "route_prefix": "/v1/medqa-plain", "import_path": "medforge.serve.qa:app_builder",
              "args": {"mc_model": str(plain_model), **common}},
+            {"name": "medqa-small", "route_prefix": "/v1/medqa-small", "import_path": "medforge.serve.qa:app_builder",
+             "args": {"mc_model": str(small_model), **common,
+                      "context_llm": {"kind": "openai", "base_url": llm.base_url, "model": "loopback",
+                                      "max_retries": 2, "backoff_base_s": 0.05, "timeout_s": 10}}},
         ]}
         ray.init(address="local", num_cpus=6, include_dashboard=False, log_to_driver=False)
         try:
@@ -114,6 +121,22 @@ def test_answer_is_an_option_probabilities_sum_to_one_and_only_keywords_left_the
     with_ctx = _post(f"{medqa['url']}/v1/medqa", {"question": QUESTION, "options": list(OPTIONS.values()),
                                                   "return_context": True}).json()
     assert set(with_ctx["context"]["option_contexts"]) == set(OPTIONS) and with_ctx["context"]["overall_context"]
+
+
+def test_real_small_encoder_end_to_end(medqa):
+    """The same endpoint with all-MiniLM-L6-v2 (the real small model) as the scorer: real WordPiece
+    tokens of the context and options. Its head is untrained, so only the contract is checked."""
+    n_before = len(medqa["llm"].rec.requests)
+    r = _post(f"{medqa['url']}/v1/medqa-small", {"question": QUESTION, "options": OPTIONS, "return_context": True})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["answer"] in OPTIONS and body["answer_text"] == OPTIONS[body["answer"]]
+    assert set(body["probabilities"]) == set(OPTIONS) and abs(sum(body["probabilities"].values()) - 1.0) < 1e-5
+    assert body["answer"] == max(body["probabilities"], key=body["probabilities"].get)
+    assert len(set(body["probabilities"].values())) > 1  # real weights: the options are told apart
+    assert set(body["context"]["option_contexts"]) == set(OPTIONS)
+    wire = medqa["llm"].rec.requests[n_before]["body"]
+    assert not any(s in wire for s in SECRETS)
 
 
 def test_slm_only_mode_sends_nothing(medqa):

@@ -65,7 +65,25 @@ class ServedAppConfig(MedforgeModel):
     max_ongoing_requests: int = Field(64, ge=1, description="Requests one replica handles at once.")
     max_queued_requests: int = Field(
         256, ge=-1, description="Requests waiting per caller before new ones get 503 + Retry-After (-1: unbounded).")
+    retry_after_s: float = Field(
+        1.0, ge=0, description="Retry-After (seconds, rounded up) on the 503 an overloaded endpoint answers.")
     security: SecurityConfig = Field(default_factory=SecurityConfig, description="Auth, body limit, CORS.")
+
+    def front_door_options(self, replicas_behind: int = 1) -> dict[str, Any]:
+        """Overload limits of the deployment that takes the HTTP request (Ray Serve deployment options).
+
+        ``replicas_behind``: how many replicas of ``max_ongoing_requests`` each one front-door
+        replica feeds (1 when the front door does the work itself).
+
+        The bound sits at the front door so that overload is answered by Ray Serve's proxy as
+        ``503`` + ``Retry-After`` (``BackpressureConfig``). A bound on a deployment called through a
+        handle behind it would surface as an exception inside the app (a 500), not as a 503.
+        """
+        from ray.serve.config import BackpressureConfig
+
+        return {"max_ongoing_requests": self.max_ongoing_requests * replicas_behind,
+                "max_queued_requests": self.max_queued_requests,
+                "backpressure_config": BackpressureConfig(status_code=503, retry_after_s=self.retry_after_s)}
 
 
 def validated_args(model: type[M], args: dict[str, Any], what: str) -> M:

@@ -49,7 +49,9 @@ def build_llm_config(cfg: LLMServeConfig, use_gpu: bool):
         deployment_config={
             "autoscaling_config": cfg.autoscaling.as_serve(),
             "max_ongoing_requests": cfg.max_ongoing_requests,
-            "max_queued_requests": cfg.max_queued_requests,
+            # bounded at the ingress in front of it (ServedAppConfig.front_door_options), which
+            # never sends more than max_ongoing_requests x max_replicas at once
+            "max_queued_requests": -1,
         },
         log_engine_metrics=False,
     )
@@ -120,7 +122,8 @@ def build_llm_app(cfg: LLMServeConfig, use_gpu: bool | None = None):
     options["autoscaling_config"] = {**options.get("autoscaling_config", {}),
                                      "min_replicas": 1 if cfg.autoscaling.min_replicas else 0,
                                      "max_replicas": cfg.autoscaling.max_replicas}
-    options["max_queued_requests"] = cfg.max_queued_requests
+    # one ingress replica (its target_ongoing_requests is unbounded) in front of every engine replica
+    options.update(cfg.front_door_options(replicas_behind=cfg.autoscaling.max_replicas))
     logger.info("LLM app: model_id=%s adapters=%s gpu=%s", cfg.model_id, sorted(cfg.adapters), use_gpu)
     return serve.deployment(make_fastapi_ingress(ingress_cls, app=app), **options).bind(
         llm_deployments={cfg.model_id: deployment},

@@ -218,8 +218,7 @@ def build_qa_app(cfg: QAServeConfig):
 
     @serve.deployment(
         autoscaling_config=cfg.autoscaling.as_serve(),
-        max_ongoing_requests=cfg.max_ongoing_requests,
-        max_queued_requests=cfg.max_queued_requests,
+        **cfg.front_door_options(),
         ray_actor_options={"num_cpus": 1},
     )
     @serve.ingress(app)

@@ -56,3 +56,17 @@ def test_every_problem_is_reported_at_once(tmp_path, tiny_models):
     for needle in ("llm.model_id", "llm.adapters", "no adapter_config.json", "max_replicas=2 < min_replicas=3",
                    "llm.typo", "unknown key", "llm.max_lora_rank", "somewhere:else", "no application named 'nope'"):
         assert needle in text, needle
+
+
+def test_overload_bound_sits_at_the_front_door_with_retry_after():
+    """The HTTP-facing deployment carries the queue bound and the 503 + Retry-After response; a
+    bound on a deployment behind a handle would come out as a 500 (BackPressureError in the app)."""
+    from medforge.serve.config import ServedAppConfig
+
+    cfg = ServedAppConfig.model_validate({"max_ongoing_requests": 4, "max_queued_requests": 3, "retry_after_s": 2.5,
+                                          "autoscaling": {"min_replicas": 1, "max_replicas": 3}})
+    own = cfg.front_door_options()
+    assert own["max_ongoing_requests"] == 4 and own["max_queued_requests"] == 3
+    assert own["backpressure_config"].status_code == 503 and own["backpressure_config"].retry_after_s == 2.5
+    # an ingress in front of 3 engine replicas admits what the 3 of them take at once
+    assert cfg.front_door_options(replicas_behind=3)["max_ongoing_requests"] == 12
