@@ -55,6 +55,16 @@ def _export_with_alpaca_template(base: Path, out: Path) -> Path:
     return out
 
 
+def _mc_export(bert: Path, out: Path) -> Path:
+    from transformers import AutoModelForMultipleChoice, AutoTokenizer
+
+    from medforge.mc.encoding import MCFormat
+    from medforge.mc.scorer import save_mc_export
+
+    return save_mc_export(out, AutoModelForMultipleChoice.from_pretrained(bert), AutoTokenizer.from_pretrained(bert),
+                          MCFormat(max_length=96, use_context=True, num_options=4, labels=list("ABCD")))
+
+
 @pytest.fixture(scope="module")
 def served(tiny_models, tmp_path_factory):
     import ray
@@ -74,6 +84,13 @@ def served(tiny_models, tmp_path_factory):
         # small overload bounds: the 6-client load test fits (4 running + 16 queued), the overload test does not
         "llm.max_ongoing_requests=4", "llm.max_queued_requests=16", "llm.retry_after_s=2"])
     data["http_options"]["port"] = port
+    # /v1/medqa with the LLM app above as its context LLM, through a Serve handle (no HTTP hop, no key)
+    data["applications"].append({
+        "name": "medqa", "route_prefix": "/v1/medqa", "import_path": "medforge.serve.qa:app_builder",
+        "args": {"mc_model": str(_mc_export(tiny_models["bert"], tmp / "mc")),
+                 "context_llm": {"kind": "serve", "app_name": "llm", "model": "medforge-tiny", "max_retries": 1},
+                 "generation": {"num_demonstrations": 1, "max_overall_chars": 200, "max_option_chars": 60,
+                                "sampling": {"temperature": 0.0, "max_tokens": 200}}}})
     ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
     try:
         run_serve_file(data, None, None, blocking=False)
@@ -160,6 +177,31 @@ def test_auth_and_bad_input_get_4xx_and_the_prompt_never_reaches_a_log(served):
     leaked = [p.name for p in served["logs"].rglob("*") if p.is_file() and MARKER.encode() in p.read_bytes()]
     assert leaked == []
     assert KEY.encode() not in b"".join(p.read_bytes() for p in served["logs"].rglob("*") if p.is_file())
+
+
+def test_medqa_asks_the_served_llm_through_a_serve_handle(served):
+    """The QA app's context LLM is the LLM app above, reached by a Serve handle: no API key is
+    configured for it and none is needed (over HTTP the LLM app answers 401 without one), so a
+    reply that the engine wrote -- parsed (200) or unusable noise of the tiny model (502) -- proves
+    the handle path; 503 would mean the engine was never reached."""
+    import httpx
+
+    headers = {"Authorization": f"Bearer {KEY}"}
+    codes = {}
+    for i, q in enumerate(["A 60-year-old man has crushing chest pain radiating to the left arm.",
+                           "A child has fever, barking cough and stridor at night.",
+                           "A woman has polyuria, polydipsia and weight loss."]):
+        r = httpx.post(f"{served['base_url']}/v1/medqa", headers=headers, timeout=120,
+                       json={"question": q, "options": ["Myocardial infarction", "Croup", "Type 1 diabetes", "Asthma"]})
+        codes[i] = r.status_code
+        assert r.status_code in (200, 502), r.text
+        if r.status_code == 200:
+            body = r.json()
+            assert body["mode"] == "context" and abs(sum(body["probabilities"].values()) - 1) < 1e-5
+            assert body["timings_ms"]["context_ms"] > 0
+        else:
+            assert "unusable" in r.json()["error"]["message"]
+    print(f"\nmedqa via the Serve handle: {codes}")
 
 
 def test_bounded_load_no_5xx(served):

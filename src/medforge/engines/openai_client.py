@@ -122,7 +122,8 @@ class OpenAIChatClient:
     """
 
     def __init__(self, teacher: OpenAITeacherConfig, sampling: SamplingConfig,
-                 json_schema: dict[str, Any] | None = None, api_key: str | None = None, breaker=None):
+                 json_schema: dict[str, Any] | None = None, api_key: str | None = None, breaker=None,
+                 transport=None):
         import httpx
         import openai
 
@@ -131,7 +132,11 @@ class OpenAIChatClient:
         self.teacher = teacher
         self.sampling = sampling
         self.json_schema = json_schema
-        self.client = openai.AsyncOpenAI(
+        # ``transport``: an object with ``async post(body) -> reply JSON`` and ``retryable(exc)``
+        # that carries the request instead of HTTP (the Serve handle of medforge.serve.context_llm);
+        # body, retries, backoff, rate limiter and reply parsing stay the same.
+        self.transport = transport
+        self.client = None if transport is not None else openai.AsyncOpenAI(
             base_url=teacher.base_url,
             api_key=api_key or os.environ.get(teacher.api_key_env) or "EMPTY",
             max_retries=0,  # we retry ourselves, with our own backoff and error records
@@ -157,6 +162,8 @@ class OpenAIChatClient:
             await asyncio.sleep(delay)
 
     def retryable(self, exc: Exception) -> bool:
+        if self.transport is not None:
+            return self.transport.retryable(exc)
         o = self._openai
         if isinstance(exc, (o.RateLimitError, o.APITimeoutError, o.APIConnectionError, o.InternalServerError)):
             return True
@@ -192,6 +199,8 @@ class OpenAIChatClient:
                     # its auth, timeouts and status errors but skips ``chat.completions.create``'s
                     # recursive TypedDict transform of every message and the pydantic reply model:
                     # they were ~40% of this actor's CPU at a few hundred requests/s.
+                    if self.transport is not None:
+                        return parse_chat_reply(await asyncio.wait_for(self.transport.post(body), t.timeout_s))
                     resp = await self.client.post("/chat/completions", body=body, cast_to=self._httpx.Response)
                 return parse_chat_reply(resp.json())
             except Exception as exc:  # noqa: BLE001 - every failure becomes an error record
@@ -204,4 +213,5 @@ class OpenAIChatClient:
         return failure_record(last)
 
     async def close(self) -> None:
-        await self.client.close()
+        if self.client is not None:
+            await self.client.close()

@@ -6,7 +6,9 @@ For one ``{question, options}``:
    the code of ``medforge keywords`` and of the context job);
 2. the context LLM is asked for the clinician-style context with only the keywords and the
    options (:class:`medforge.engines.openai_client.OpenAIChatClient`: the context job's client,
-   rate limiter and retries), and its reply is parsed by the job's parser;
+   rate limiter and retries; over HTTP for an external API, or over a Serve handle for the LLM
+   app of the same Serve instance, :mod:`medforge.serve.context_llm`), and its reply is parsed
+   by the job's parser;
 3. the options are scored by the exported multiple-choice model (:mod:`medforge.mc.scorer`),
    concurrent requests batched together with ``@serve.batch``;
 4. the reply holds the chosen option, a probability per option and exactly what left the site.
@@ -25,7 +27,7 @@ import asyncio
 import hashlib
 import logging
 import time
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
@@ -33,6 +35,7 @@ from medforge.contexts.config import ContextGenerationConfig
 from medforge.engines.config import OpenAITeacherConfig
 from medforge.privacy.keywords import KeywordConfig
 from medforge.serve.config import ServedAppConfig, validated_args
+from medforge.serve.context_llm import ServedContextLLM
 
 logger = logging.getLogger(__name__)
 
@@ -44,9 +47,10 @@ class QAServeConfig(ServedAppConfig):
     """The medical QA endpoint."""
 
     mc_model: str = Field(description="Exported multiple-choice model folder (finetune-slm's <output_dir>/model).")
-    context_llm: OpenAITeacherConfig | None = Field(
-        None, description="OpenAI-compatible context LLM (an external API, or this Serve's own LLM app at "
-                          "http://127.0.0.1:8000/v1); null: SLM-only mode, for models trained without context.")
+    context_llm: Annotated[OpenAITeacherConfig | ServedContextLLM, Field(discriminator="kind")] | None = Field(
+        None, description="The context LLM: `kind: openai`, an OpenAI-compatible API (external, or any URL); "
+                          "`kind: serve`, the LLM app of this Serve instance through a Serve handle "
+                          "(`app_name`, `model`); null: SLM-only mode, for models trained without context.")
     keywords: KeywordConfig = Field(default_factory=KeywordConfig, description="Local keyword extraction and guard.")
     generation: ContextGenerationConfig = Field(
         default_factory=ContextGenerationConfig, description="Context prompt and decoding, as in the contexts job.")
@@ -115,7 +119,12 @@ class QAService:
         from medforge.engines.openai_client import OpenAIChatClient
 
         if self._client is None:  # created in the replica's event loop, which it then belongs to
-            self._client = OpenAIChatClient(self.cfg.context_llm, self.cfg.generation.sampling)
+            transport = None
+            if isinstance(self.cfg.context_llm, ServedContextLLM):
+                from medforge.serve.context_llm import ServeHandleTransport
+
+                transport = ServeHandleTransport(self.cfg.context_llm)
+            self._client = OpenAIChatClient(self.cfg.context_llm, self.cfg.generation.sampling, transport=transport)
         return self._client
 
     def check(self, req: QARequest) -> str | None:
