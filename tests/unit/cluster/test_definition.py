@@ -131,10 +131,31 @@ def test_kuberay_one_rayjob_per_job():
         assert (REPO / m.group(1)).is_file() and (REPO / m.group(2)).is_file()
         yaml.safe_load(rj["spec"]["runtimeEnvYAML"])
         scripts.add(m.group(1))
-    # Not yet: serve.py belongs in a RayService (not written), evaluate_mc.py has no cluster config.
-    # (pipeline.py's RayJob deploys the tuned model with Serve itself, and leaves it up.)
+    # serve.py: on Kubernetes serving is the RayService (rayservice.yaml); evaluate_mc.py has no cluster
+    # config. (pipeline.py's RayJob deploys the tuned model with Serve itself, and leaves it up.)
     not_yet = {"ray_jobs/serve.py", "ray_jobs/evaluate_mc.py"}
     assert scripts == {str(p.relative_to(REPO)) for p in (REPO / "ray_jobs").glob("*.py")} - not_yet
+
+
+def test_kuberay_rayservice_serves_the_cluster_serving_file():
+    rs = _kuberay("rayservice.yaml")
+    assert rs["apiVersion"] == "ray.io/v1" and rs["kind"] == "RayService"
+    serve_cfg = yaml.safe_load(rs["spec"]["serveConfigV2"])
+    shipped = yaml.safe_load((REPO / "serving" / "cluster.yaml").read_text())
+    assert serve_cfg["applications"] == shipped["applications"]  # the two never drift apart
+    cluster = rs["spec"]["rayClusterConfig"]
+    assert cluster["rayVersion"] == "2.60.0" and cluster["headGroupSpec"]["rayStartParams"]["dashboard-host"] == "127.0.0.1"
+    llm = next(a for a in serve_cfg["applications"] if a["name"] == "llm")["args"]
+    [group] = cluster["workerGroupSpecs"]
+    assert group["minReplicas"] == llm["autoscaling"]["min_replicas"] and group["maxReplicas"] == llm["autoscaling"]["max_replicas"]
+    container = group["template"]["spec"]["containers"][0]
+    assert int(container["resources"]["limits"]["nvidia.com/gpu"]) >= 1
+    # the key file the apps read is the mounted Secret, on every pod that can run a replica
+    key_file = llm["security"]["auth"]["api_keys_file"]
+    for spec in (cluster["headGroupSpec"]["template"]["spec"], group["template"]["spec"]):
+        mounts = {m["mountPath"]: m["name"] for m in spec["containers"][0]["volumeMounts"]}
+        secret_vols = {v["name"] for v in spec["volumes"] if "secret" in v}
+        assert any(key_file.startswith(path + "/") and name in secret_vols for path, name in mounts.items())
 
 
 def test_placeholder_pattern_spots_template_values_only():
