@@ -68,6 +68,15 @@ def tiny_llama(tmp_path_factory):
     return make_tiny_models(tmp_path_factory.mktemp("tiny"))["llama"]
 
 
+def _replicated_vignettes(path: Path, n_rows: int) -> Path:
+    """``n_rows`` questions: the vignettes over and over, with ids row-000, row-001, ..."""
+    lines = [json.loads(x) for x in DATA.read_text().splitlines() if x.strip()]
+    with open(path, "w") as f:
+        for i in range(n_rows):
+            f.write(json.dumps({**lines[i % len(lines)], "id": f"row-{i:03d}"}) + "\n")
+    return path
+
+
 def _engine_pids(session: int) -> list[int]:
     """vLLM EngineCore processes started by the job whose process group/session is ``session``."""
     pids = []
@@ -89,11 +98,7 @@ def test_engine_death_mid_run_is_replaced_and_its_rows_redone_once(tmp_path, tin
     OOM killer). Ray Data replaces the engine actor and retries its batch; the job finishes in the
     same run, every row ends in exactly one place, and no chunk is written twice."""
     n_rows, chunk = 96, 8
-    inp = tmp_path / "in.jsonl"
-    lines = [json.loads(x) for x in DATA.read_text().splitlines() if x.strip()]
-    with open(inp, "w") as f:
-        for i in range(n_rows):
-            f.write(json.dumps({**lines[i % len(lines)], "id": f"row-{i:03d}"}) + "\n")
+    inp = _replicated_vignettes(tmp_path / "in.jsonl", n_rows)
     run = tmp_path / "run"
     cmd = [sys.executable, str(JOB), "--config", str(ROOT / "configs/contexts/local_tiny.yaml"),
            f"teacher.model={tiny_llama}", f"input.path={inp}", f"output.dir={run}", "ray_num_cpus=4",
@@ -149,11 +154,7 @@ def test_every_prompt_over_the_context_length_stops_the_job_by_the_breaker(tmp_p
 
 def test_kill_and_resume_loses_nothing_and_repeats_nothing(tmp_path):
     n_rows, chunk = 60, 5
-    inp = tmp_path / "in.jsonl"
-    lines = [json.loads(x) for x in DATA.read_text().splitlines() if x.strip()]
-    with open(inp, "w") as f:
-        for i in range(n_rows):
-            f.write(json.dumps({**lines[i % len(lines)], "id": f"row-{i:03d}"}) + "\n")
+    inp = _replicated_vignettes(tmp_path / "in.jsonl", n_rows)
     with LoopbackServer() as srv:
         cfg = {
             "teacher": {"kind": "openai", "base_url": srv.base_url, "model": "loopback", "concurrency": 1,

@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from jobutils import REPO, job_env, read_jsonl
+from openai_stub import StubOpenAI
 
 RAY = str(Path(sys.executable).parent / "ray")
 
@@ -84,25 +85,32 @@ def _stop_group(proc: subprocess.Popen) -> None:
             time.sleep(0.5)
 
 
-def test_ray_job_submit(head_node, tiny_models, tmp_path):
+def test_ray_job_submit(head_node, tmp_path):
+    """The submission path (working-dir upload, the job joining the submitted-to cluster, its Ray
+    Data actors there) with the loopback API teacher, so no engine start is paid here: the vLLM
+    path of the same job is covered by test_generate_vllm.py."""
     out = tmp_path / "submitted"
-    cmd = [RAY, "job", "submit", "--address", head_node, "--working-dir", ".", "--",
-           "python", "ray_jobs/generate_instructions.py", "--config", "configs/generate/local_tiny.yaml",
-           f"teacher.model={tiny_models['llama']}", f"output.dir={out}", "budget.target_tasks=10",
-           "responses.enabled=false"]
-    # `ray job list` answers before the node's job agent is up; until it is, a submission is
-    # refused with "No available agent" (nothing was submitted) -- on a loaded machine for
-    # longer than the readiness loop above waits. Retry exactly that refusal, as Ray says to.
-    deadline = time.time() + 180
-    while True:
-        proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
-        log = proc.stdout + proc.stderr
-        if proc.returncode == 0 or "No available agent" not in log or time.time() > deadline:
-            break
-        time.sleep(3)
+    with StubOpenAI() as stub:
+        cmd = [RAY, "job", "submit", "--address", head_node, "--working-dir", ".", "--",
+               "python", "ray_jobs/generate_instructions.py", "--config", "configs/generate/openai_api.yaml",
+               f"teacher.base_url={stub.url}", "teacher.model=stub-teacher", "teacher.concurrency=1",
+               "teacher.backoff_base_s=0.01", f"output.dir={out}", "budget.target_tasks=10",
+               "generation.requests_per_round=4", "responses.enabled=false"]
+        # `ray job list` answers before the node's job agent is up; until it is, a submission is
+        # refused with "No available agent" (nothing was submitted) -- on a loaded machine for
+        # longer than the readiness loop above waits. Retry exactly that refusal, as Ray says to.
+        deadline = time.time() + 180
+        while True:
+            proc = subprocess.run(cmd, cwd=REPO, env=_env(), capture_output=True, text=True, timeout=900)
+            log = proc.stdout + proc.stderr
+            if proc.returncode == 0 or "No available agent" not in log or time.time() > deadline:
+                break
+            time.sleep(3)
+        n_requests = len(stub.bodies)
     assert proc.returncode == 0, log[-6000:]
     assert "succeeded" in log.lower()
     assert "joining Ray cluster" in log  # it used the submitted-to cluster, not a new local one
+    assert n_requests > 0  # the submitted job's actors reached the teacher
     summary = json.loads((out / "summary.json").read_text())
     assert summary["accepted_tasks"] == 10
     assert len(read_jsonl(out / "dataset" / "medinstruct.jsonl")) == 10
