@@ -13,10 +13,14 @@ import shutil
 import signal
 import socket
 import statistics
+import sys
 import time
 from pathlib import Path
 
 import pytest
+
+sys.path.insert(0, str(Path(__file__).parent))
+from test_serve_medqa import _mc_export  # noqa: E402 - the one tiny multiple-choice export of the serve tests
 
 KEY = "sk-medforge-test-7f3a"
 MARKER = "Zorblatt-Quintessa-PHI-4471"  # must never reach a log
@@ -55,16 +59,6 @@ def _export_with_alpaca_template(base: Path, out: Path) -> Path:
     return out
 
 
-def _mc_export(bert: Path, out: Path) -> Path:
-    from transformers import AutoModelForMultipleChoice, AutoTokenizer
-
-    from medforge.mc.encoding import MCFormat
-    from medforge.mc.scorer import save_mc_export
-
-    return save_mc_export(out, AutoModelForMultipleChoice.from_pretrained(bert), AutoTokenizer.from_pretrained(bert),
-                          MCFormat(max_length=96, use_context=True, num_options=4, labels=list("ABCD")))
-
-
 @pytest.fixture(scope="module")
 def served(tiny_models, tmp_path_factory):
     import ray
@@ -87,7 +81,7 @@ def served(tiny_models, tmp_path_factory):
     # /v1/medqa with the LLM app above as its context LLM, through a Serve handle (no HTTP hop, no key)
     data["applications"].append({
         "name": "medqa", "route_prefix": "/v1/medqa", "import_path": "medforge.serve.qa:app_builder",
-        "args": {"mc_model": str(_mc_export(tiny_models["bert"], tmp / "mc")),
+        "args": {"mc_model": str(_mc_export(tiny_models["bert"], tmp / "mc", use_context=True)),
                  "context_llm": {"kind": "serve", "app_name": "llm", "model": "medforge-tiny", "max_retries": 1},
                  "generation": {"num_demonstrations": 1, "max_overall_chars": 200, "max_option_chars": 60,
                                 "sampling": {"temperature": 0.0, "max_tokens": 200}}}})
