@@ -49,17 +49,18 @@ def vllm_demand(teacher: VLLMTeacherConfig, use_gpu: bool, field: str = "teacher
 def train_worker_bundle(scaling: ScalingSection) -> dict[str, float]:
     memory = int(scaling.memory_gib_per_worker * 2**30) if scaling.memory_gib_per_worker else None
     return rank_bundle(gpu=scaling.use_gpu, cpus=scaling.cpus_per_worker, accelerator_type=scaling.accelerator_type,
-                       memory_bytes=memory)
+                       memory_bytes=memory, custom=scaling.custom_resources)
 
 
 def train_demand(scaling: ScalingSection) -> Demand:
     return Demand(
         field=f"scaling (num_workers={scaling.num_workers}, use_gpu={scaling.use_gpu}, "
-              f"accelerator_type={scaling.accelerator_type})",
+              f"accelerator_type={scaling.accelerator_type}"
+              + (f", custom_resources={scaling.custom_resources})" if scaling.custom_resources else ")"),
         bundles=[train_worker_bundle(scaling)],
         replicas=scaling.num_workers,
-        fix="lower scaling.num_workers / cpus_per_worker / memory_gib_per_worker, change scaling.accelerator_type, "
-            "or add a node type that offers it to cluster.yaml",
+        fix="lower scaling.num_workers / cpus_per_worker / memory_gib_per_worker, change scaling.accelerator_type "
+            "or scaling.custom_resources, or add a node type that offers it to cluster.yaml",
     )
 
 

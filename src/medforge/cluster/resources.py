@@ -60,6 +60,22 @@ def accelerator_resource(accelerator_type: str) -> str:
     return f"{ACCELERATOR_PREFIX}{accelerator_type}"
 
 
+def custom_resource_problems(custom: dict[str, float], field: str, fields_instead: str) -> list[str]:
+    """Keys of a ``custom_resources`` field that Ray reserves, or amounts that are not positive.
+
+    ``CPU``/``GPU``/``memory``/``accelerator_type:X`` have their own config fields (``fields_instead``);
+    given twice, Ray would see a conflicting request. A node-type label resource (``{"train_pool": 1}``)
+    is what belongs here.
+    """
+    problems = []
+    for key, value in custom.items():
+        if key in ("CPU", "GPU", "memory") or key.startswith(ACCELERATOR_PREFIX):
+            problems.append(f"{field} has {key!r}; use {fields_instead} for it")
+        elif value <= 0:
+            problems.append(f"{field}[{key!r}] = {value}: must be > 0 (a sliver such as 0.01 shares a node)")
+    return problems
+
+
 def rank_bundle(*, gpu: bool, cpus: float, accelerator_type: str | None = None,
                 memory_bytes: int | None = None, custom: dict[str, float] | None = None) -> dict[str, float]:
     """The Ray bundle of one engine rank or training worker, exactly as declared."""

@@ -15,6 +15,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from medforge.cluster.resources import custom_resource_problems
 from medforge.config.base import MedforgeModel
 from medforge.engines.breaker import BreakerConfig
 from medforge.engines.ratelimit import RateLimitConfig
@@ -120,9 +121,10 @@ class VLLMTeacherConfig(MedforgeModel):
                 "placement=auto with declared resources (accelerator_type / custom_resources): auto guesses from "
                 "the nodes up now; declare placement: gpu (or cpu) so Ray is asked for exactly these resources"
             )
-        for key in self.custom_resources:
-            if key in ("CPU", "GPU", "memory") or key.startswith("accelerator_type:"):
-                raise ValueError(f"custom_resources has {key!r}; use cpus_per_rank / placement / accelerator_type for it")
+        problems = custom_resource_problems(self.custom_resources, "custom_resources",
+                                            "cpus_per_rank / placement / accelerator_type")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 

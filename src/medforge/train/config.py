@@ -12,6 +12,7 @@ from typing import Literal
 
 from pydantic import Field, field_validator, model_validator
 
+from medforge.cluster.resources import custom_resource_problems
 from medforge.config.base import MedforgeModel
 
 
@@ -40,11 +41,19 @@ class ScalingSection(MedforgeModel):
         "launches only node types carrying it. null: any GPU.")
     memory_gib_per_worker: float | None = Field(
         None, gt=0, description="Host memory (GiB) each worker reserves from Ray; null: none reserved.")
+    custom_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Extra Ray resources each worker reserves, e.g. a node-type label {'train_pool': 1}: workers "
+        "run only on nodes that offer it (the autoscaler launches that node type).")
 
     @model_validator(mode="after")
     def _accelerator_needs_gpu(self) -> ScalingSection:
         if self.accelerator_type and not self.use_gpu:
             raise ValueError(f"accelerator_type={self.accelerator_type!r} with use_gpu=false; set use_gpu=true or drop it")
+        problems = custom_resource_problems(self.custom_resources, "custom_resources",
+                                            "cpus_per_worker / use_gpu / accelerator_type / memory_gib_per_worker")
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
 

@@ -185,3 +185,30 @@ def test_batch_and_serve_configs_ask_ray_for_the_declared_bundles():
     serve = build_llm_config(LLMServeConfig(model_id="m", engine=teacher), use_gpu=True)
     assert serve.accelerator_type == "L4"
     assert serve.placement_group_config["bundles"] == [{"CPU": 2.0, "GPU": 1.0}] * 2
+
+
+def test_training_workers_pinned_to_a_custom_resource():
+    # a worker node type carries a label resource; the head does not
+    types = [NodeType("head", {"CPU": 8}, 1), NodeType("train_cpu", {"CPU": 4, "train_pool": 1}, 3)]
+    s = ScalingSection(num_workers=3, custom_resources={"train_pool": 1})
+    d = train_demand(s)
+    assert d.bundles == [{"CPU": 1.0, "train_pool": 1.0}] and "custom_resources={'train_pool': 1.0}" in d.field
+    assert demand_problems([d], types, "test") == []
+    # one label per node: 4 workers need 4 nodes of that type, 3 at most (the head's CPUs do not count)
+    problems = demand_problems([train_demand(s.model_copy(update={"num_workers": 4}))], types, "test")
+    assert len(problems) == 1 and "4 replica(s) need 4 x" in problems[0] and "train_pool" in problems[0], problems
+    missing = demand_problems([train_demand(ScalingSection(custom_resources={"gpu_pool": 1}))], types, "test")
+    assert len(missing) == 1 and "gpu_pool" in missing[0], missing
+
+    from medforge.train.common import ray_scaling_config
+
+    assert ray_scaling_config(s).resources_per_worker == {"CPU": 1.0, "train_pool": 1.0}
+
+
+def test_training_custom_resources_validated():
+    with pytest.raises(ValueError, match="custom_resources has 'GPU'; use cpus_per_worker / use_gpu"):
+        ScalingSection(custom_resources={"GPU": 1})
+    with pytest.raises(ValueError, match="custom_resources has 'accelerator_type:A100'"):
+        ScalingSection(custom_resources={"accelerator_type:A100": 0.001})
+    with pytest.raises(ValueError, match=r"custom_resources\['train_pool'\] = 0.0: must be > 0"):
+        ScalingSection(custom_resources={"train_pool": 0})
