@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import time
 
 import pytest
@@ -11,25 +10,9 @@ import pytest
 from medforge.config.base import ConfigError
 from medforge.io import atomic_write_jsonl, storage_filesystem, storage_write_problem
 from medforge.train.synthetic import instruction_rows
-from s3_loopback import moto_s3
 from trainutils import llm_cfg
 
 pytestmark = pytest.mark.integration
-
-
-@pytest.fixture(scope="module")
-def s3_env():
-    with moto_s3() as env:
-        old = {k: os.environ.get(k) for k in env}
-        os.environ.update(env)
-        try:
-            yield env
-        finally:
-            for k, v in old.items():
-                if v is None:
-                    os.environ.pop(k, None)
-                else:
-                    os.environ[k] = v
 
 
 @pytest.fixture(scope="module")
