@@ -140,7 +140,8 @@ def test_train_preflight_rejects_bad_input_before_workers(tmp_path, tiny_models,
         run_llm_finetune(llm_cfg(tmp_path, tiny_models["llama"], sft_data, **{"data.max_length": 16, "data.overflow": "drop"}))
 
 
-def _slm_cfg(tmp_path, model, use_context, name, out, seeds=(0,), few_shot=None, lr=1e-3, epochs=3, workers=2):
+def _slm_cfg(tmp_path, model, use_context, name, out, seeds=(0,), few_shot=None, lr=1e-3, epochs=3, workers=2,
+             concurrent_seeds=1):
     return SLMFinetuneConfig.model_validate({
         "model": str(model),
         "data": {"train_path": str(tmp_path / "train.jsonl"), "dev_path": str(tmp_path / "dev.jsonl"),
@@ -148,6 +149,7 @@ def _slm_cfg(tmp_path, model, use_context, name, out, seeds=(0,), few_shot=None,
                  "few_shot": few_shot},
         "optim": {"lr": lr, "epochs": epochs, "micro_batch_size": 8, "warmup_ratio": 0.1},
         "seeds": list(seeds),
+        "concurrent_seeds": concurrent_seeds,
         "patience": 2,
         "scaling": {"num_workers": workers},
         "checkpoint": {"storage_path": str(tmp_path / "ckpt"), "name": f"{name}-{use_context}", "max_failures": 0},
@@ -189,10 +191,11 @@ def test_train_slm_pretrained_minilm_learns_from_context_over_three_seeds(tmp_pa
     from medforge.train.slm import run_slm_finetune
 
     write_mc_splits(tmp_path)
-    # a seeded subset of 96 rows per seed, one epoch: enough for a pretrained encoder, quick on 2 cores
+    # a seeded subset of 64 rows per seed (8 steps), one epoch: enough for a pretrained encoder, quick on
+    # 2 cores; the three seeds train at once (three single-worker Ray Train runs), so their start-ups overlap
     results = {use_context: run_slm_finetune(_slm_cfg(
-        tmp_path, small_models["encoder"], use_context, "minilm", "minilm", seeds=[0, 1, 2], few_shot=96, lr=1e-4,
-        epochs=1, workers=1)) for use_context in (True, False)}
+        tmp_path, small_models["encoder"], use_context, "minilm", "minilm", seeds=[0, 1, 2], few_shot=64, lr=2e-4,
+        epochs=1, workers=1, concurrent_seeds=3)) for use_context in (True, False)}
     with_ctx, without = results[True], results[False]
     print("MiniLM with context:", with_ctx["mean_accuracy"], "+-", with_ctx["std_accuracy"],
           "| without:", without["mean_accuracy"], "+-", without["std_accuracy"])

@@ -132,11 +132,13 @@ def plot_loss_curve(history: list[dict[str, Any]], path: str | Path, title: str)
     return path
 
 
-def cluster_capacity_problems(scaling: ScalingSection, storage: dict[str, str | None] | None = None) -> list[str]:
+def cluster_capacity_problems(scaling: ScalingSection, storage: dict[str, str | None] | None = None,
+                              runs: int = 1) -> list[str]:
     """Workers the (already joined) cluster can never hold, and unusable storage, as problem lines.
 
     Checked against what the cluster can grow to (autoscaler node types and their max_workers),
-    not what is up now: an 8-GPU job on an autoscaled cluster at rest is fine.
+    not what is up now: an 8-GPU job on an autoscaled cluster at rest is fine. ``runs``: Ray Train
+    runs whose workers must be held at once.
     """
     from medforge.cluster.preflight import module_problems, preflight, train_demand
     from medforge.config.base import ConfigError
@@ -144,7 +146,7 @@ def cluster_capacity_problems(scaling: ScalingSection, storage: dict[str, str | 
     problems = module_problems({m: "pip install -e '.[train]' (deepspeed==0.19.8, peft==0.21.2) in the cluster image "
                                    "(cluster.yaml setup_commands, deploy/Dockerfile)" for m in ("deepspeed", "peft")})
     try:
-        preflight("fine-tuning", [train_demand(scaling)], storage)
+        preflight("fine-tuning", [train_demand(scaling, runs)], storage)
     except ConfigError as exc:
         return exc.problems + problems
     return problems

@@ -198,6 +198,9 @@ class SLMFinetuneConfig(MedforgeModel):
         description="Optimiser, schedule and batch sizes.",
     )
     seeds: list[int] = Field(default_factory=lambda: [0, 1, 2], min_length=1, description="One run per seed; mean/std reported.")
+    concurrent_seeds: int = Field(
+        1, ge=1, description="Seeds trained at once, each its own Ray Train run: the cluster must hold "
+        "concurrent_seeds x scaling.num_workers workers (checked before any starts). 1: one seed after another.")
     patience: int = Field(3, ge=1, description="Stop after this many epochs without a better dev accuracy.")
     deepspeed: DeepSpeedSection = Field(
         default_factory=lambda: DeepSpeedSection(zero_stage=2), description="DeepSpeed ZeRO settings."

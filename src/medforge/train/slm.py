@@ -2,8 +2,9 @@
 
 Each option becomes one pair ``[CLS] question [SEP] option + overall_context + option_context [SEP]``
 scored by ``AutoModelForMultipleChoice`` (the encoding lives in :mod:`medforge.mc.encoding`,
-shared with evaluation and serving). One Ray Train run (DeepSpeed ZeRO) per seed; early
-stopping on dev accuracy; test accuracy is taken at the best dev epoch; mean and std over seeds.
+shared with evaluation and serving). One Ray Train run (DeepSpeed ZeRO) per seed, ``concurrent_seeds``
+of them at once; early stopping on dev accuracy; test accuracy is taken at the best dev epoch;
+mean and std over seeds.
 
 Export: each seed's weights at its best dev epoch are saved as a Hugging Face folder
 ``<output_dir>/<checkpoint.name>-seed<k>/model`` (see :func:`medforge.mc.scorer.save_mc_export`:
@@ -88,7 +89,8 @@ def preflight(cfg: SLMFinetuneConfig) -> dict[str, Any]:
             "fix: run the context-generation job first, or set data.use_context=false"
         )
     problems += cluster_capacity_problems(cfg.scaling, {"checkpoint.storage_path": cfg.checkpoint.storage_path,
-                                                        "output_dir": cfg.output_dir})
+                                                        "output_dir": cfg.output_dir},
+                                          runs=min(cfg.concurrent_seeds, len(cfg.seeds)))
     if problems:
         raise ConfigError("preflight", problems)
     tok = AutoTokenizer.from_pretrained(cfg.model)
@@ -244,17 +246,47 @@ def train_loop(config: dict[str, Any]) -> None:
     mlog.close()
 
 
-def run_slm_finetune(cfg: SLMFinetuneConfig) -> dict[str, Any]:
-    """One Ray Train run per seed; returns (and writes) mean/std of accuracy over seeds."""
+def _fit_seed(cfg: SLMFinetuneConfig, seed: int, train_rows: list[Any], ds_config: dict[str, Any],
+              encoded: dict[str, Any], num_options: int, labels: list[str]) -> dict[str, Any]:
+    """One seed's Ray Train run; its result as a ``seeds`` entry of the summary."""
     import ray.data
     from ray.train import CheckpointConfig, DataConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
+
+    trainer = TorchTrainer(
+        train_loop,
+        train_loop_config={"cfg": cfg.model_dump(mode="json"), "seed": seed, "ds_config": ds_config, "dev": encoded["dev"],
+                           "test": encoded.get("test"), "num_options": num_options, "labels": labels},
+        scaling_config=ray_scaling_config(cfg.scaling),
+        run_config=RunConfig(
+            name=f"{cfg.checkpoint.name}-seed{seed}",
+            storage_path=cfg.checkpoint.storage_path,
+            failure_config=FailureConfig(max_failures=cfg.checkpoint.max_failures),
+            checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoint.num_to_keep),
+            worker_runtime_env={"env_vars": worker_env()},
+        ),
+        datasets={"train": ray.data.from_items(train_rows)},
+        dataset_config=DataConfig(datasets_to_split=["train"]),
+    )
+    result = trainer.fit()
+    m = result.metrics or {}
+    acc = m.get("test_accuracy") if m.get("test_accuracy") is not None else m.get("best_dev_accuracy")
+    export = Path(cfg.output_dir) / f"{cfg.checkpoint.name}-seed{seed}" / "model"
+    logger.info("seed %d: accuracy %.4f (best dev %.4f)", seed, acc, m.get("best_dev_accuracy"))
+    return {"seed": seed, "accuracy": acc, "best_dev_accuracy": m.get("best_dev_accuracy"), "epochs": m.get("epoch"),
+            "tokens_per_s": m.get("tokens_per_s"), "export_dir": str(export)}
+
+
+def run_slm_finetune(cfg: SLMFinetuneConfig) -> dict[str, Any]:
+    """One Ray Train run per seed (``concurrent_seeds`` of them at once); returns (and writes) mean/std
+    of accuracy over seeds."""
+    from concurrent.futures import ThreadPoolExecutor
 
     encoded = preflight(cfg)
     # preflight made sure every train row has the same option count
     num_options = len(encoded["train"][0]["input_ids"])
     labels = encoded["train"][0]["option_labels"]
-    per_seed = []
+    runs = []  # (seed, its few-shot rows, its DeepSpeed config): all resolved before any seed starts
     for seed in cfg.seeds:
         train_rows = few_shot_subset(encoded["train"], cfg.data.few_shot, seed)
         micro_per_worker = -(-len(train_rows) // cfg.scaling.num_workers // cfg.optim.micro_batch_size)
@@ -262,28 +294,19 @@ def run_slm_finetune(cfg: SLMFinetuneConfig) -> dict[str, Any]:
         ds_config, problems = resolve_deepspeed_config(cfg.deepspeed, cfg.optim, cfg.scaling.num_workers, cfg.scaling.use_gpu, total_steps)
         if problems:
             raise ConfigError("preflight", problems)
-        trainer = TorchTrainer(
-            train_loop,
-            train_loop_config={"cfg": cfg.model_dump(mode="json"), "seed": seed, "ds_config": ds_config, "dev": encoded["dev"],
-                               "test": encoded.get("test"), "num_options": num_options, "labels": labels},
-            scaling_config=ray_scaling_config(cfg.scaling),
-            run_config=RunConfig(
-                name=f"{cfg.checkpoint.name}-seed{seed}",
-                storage_path=cfg.checkpoint.storage_path,
-                failure_config=FailureConfig(max_failures=cfg.checkpoint.max_failures),
-                checkpoint_config=CheckpointConfig(num_to_keep=cfg.checkpoint.num_to_keep),
-                worker_runtime_env={"env_vars": worker_env()},
-            ),
-            datasets={"train": ray.data.from_items(train_rows)},
-            dataset_config=DataConfig(datasets_to_split=["train"]),
-        )
-        result = trainer.fit()
-        m = result.metrics or {}
-        acc = m.get("test_accuracy") if m.get("test_accuracy") is not None else m.get("best_dev_accuracy")
-        export = Path(cfg.output_dir) / f"{cfg.checkpoint.name}-seed{seed}" / "model"
-        per_seed.append({"seed": seed, "accuracy": acc, "best_dev_accuracy": m.get("best_dev_accuracy"), "epochs": m.get("epoch"),
-                         "tokens_per_s": m.get("tokens_per_s"), "export_dir": str(export)})
-        logger.info("seed %d: accuracy %.4f (best dev %.4f)", seed, acc, m.get("best_dev_accuracy"))
+        runs.append((seed, train_rows, ds_config))
+
+    def fit(run: tuple[int, list[Any], dict[str, Any]]) -> dict[str, Any]:
+        seed, train_rows, ds_config = run
+        return _fit_seed(cfg, seed, train_rows, ds_config, encoded, num_options, labels)
+
+    parallel = min(cfg.concurrent_seeds, len(runs))
+    if parallel == 1:
+        per_seed = [fit(r) for r in runs]
+    else:
+        # Threads only wait on Ray (each fit() drives its own Ray Train controller); results keep seed order.
+        with ThreadPoolExecutor(max_workers=parallel, thread_name_prefix="medforge-seed") as pool:
+            per_seed = list(pool.map(fit, runs))
     mean, std = mean_std([s["accuracy"] for s in per_seed])
     best = max(per_seed, key=lambda s: s["best_dev_accuracy"] if s["best_dev_accuracy"] is not None else -1.0)
     export_dir = Path(cfg.output_dir) / "model"

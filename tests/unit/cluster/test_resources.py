@@ -212,3 +212,11 @@ def test_training_custom_resources_validated():
         ScalingSection(custom_resources={"accelerator_type:A100": 0.001})
     with pytest.raises(ValueError, match=r"custom_resources\['train_pool'\] = 0.0: must be > 0"):
         ScalingSection(custom_resources={"train_pool": 0})
+
+
+def test_concurrent_runs_multiply_the_training_demand():
+    s = ScalingSection(num_workers=8, use_gpu=True, accelerator_type="A100")
+    assert demand_problems([train_demand(s, runs=2)], TYPES, "test") == []  # 16 A100s: two train_a100 nodes
+    problems = demand_problems([train_demand(s, runs=3)], TYPES, "test")
+    assert len(problems) == 1 and "x 3 concurrent runs" in problems[0] and "need 24 x" in problems[0], problems
+    assert "concurrent_seeds" in problems[0]
