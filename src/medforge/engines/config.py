@@ -133,7 +133,15 @@ class OpenAITeacherConfig(MedforgeModel):
     base_url: str = Field(description="Endpoint root, e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1.")
     model: str = Field(description="Model name the endpoint serves, e.g. gpt-4o-mini.")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable that holds the API key.")
-    concurrency: int = Field(2, ge=1, description="Ray actors sending requests.")
+    concurrency: tuple[int, int] = Field(
+        (2, 2), description="(min, max) Ray actors sending requests (one number: a fixed pool); Ray Data scales "
+        "between them with the backlog.",
+    )
+    custom_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Extra Ray resources each client actor reserves, e.g. a node-type label resource {'egress_pool': 1}: "
+        "the actors then run only on (and make an autoscaler launch) nodes that offer it.",
+    )
     max_concurrent_requests: int = Field(8, ge=1, description="In-flight requests per actor.")
     batch_size: int = Field(16, ge=1, description="Rows per Ray Data batch.")
     timeout_s: float = Field(120.0, gt=0, description="Per-request timeout in seconds.")
@@ -151,6 +159,21 @@ class OpenAITeacherConfig(MedforgeModel):
         300.0, gt=0, description="A 429/503 with a Retry-After header waits what the server asks, up to this many seconds.")
     breaker: BreakerConfig = Field(default_factory=BreakerConfig,
                                    description="When to stop after failed requests (docs/reliability.md).")
+
+    @field_validator("concurrency", mode="before")
+    @classmethod
+    def _int_concurrency(cls, v: Any) -> Any:
+        return (v, v) if isinstance(v, int) else v
+
+    @model_validator(mode="after")
+    def _check_pool(self) -> OpenAITeacherConfig:
+        lo, hi = self.concurrency
+        if lo < 1 or hi < lo:
+            raise ValueError(f"concurrency={self.concurrency}: need 1 <= min <= max, e.g. [1, 4]")
+        for key in self.custom_resources:
+            if key in ("CPU", "GPU", "memory"):
+                raise ValueError(f"custom_resources has {key!r}; an API client actor holds 0.25 CPU and no GPU")
+        return self
 
     @field_validator("base_url")
     @classmethod
