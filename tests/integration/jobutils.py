@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import medforge.io
@@ -75,3 +76,32 @@ def wait_for_text(log: Path, text: str, proc: subprocess.Popen, timeout: float =
             raise AssertionError(f"job exited ({proc.returncode}) before {text!r} was logged")
         time.sleep(0.5)
     raise AssertionError(f"timed out waiting for {text!r} in {log}")
+
+
+def api_job_config(url: str, out: Path, overrides: list[str]):
+    """The tiny generation config (configs/generate/local_tiny.yaml) with an API teacher at ``url``.
+
+    The tiny YAML's teacher carries vLLM-only keys, so the file is rewritten with an OpenAI-kind
+    teacher (into ``out/cfg.yaml``) and its other sections kept; ``overrides`` apply on top.
+    """
+    import yaml
+
+    from medforge.config.base import load_config
+    from medforge.datagen.config import InstructionJobConfig
+
+    data = yaml.safe_load(TINY_CONFIG.read_text())
+    data["teacher"] = {"kind": "openai", "base_url": url, "model": "x"}
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "cfg.yaml").write_text(yaml.safe_dump(data))
+    return load_config(InstructionJobConfig, out / "cfg.yaml", overrides)
+
+
+def dataset_lost_and_duplicated(root: Path, summary: dict) -> tuple[int, int]:
+    """(rows lost, rows duplicated) of a finished instruction run, from its files."""
+    rows = read_jsonl(root / "dataset" / "medinstruct.jsonl")
+    ids = Counter(r["id"] for r in rows)
+    answered = Counter(r["task_id"] for p in sorted((root / "responses").glob("part_*.jsonl")) for r in read_jsonl(p))
+    failed = read_jsonl(root / "quarantine" / "responses_failed.jsonl")
+    lost = summary["accepted_tasks"] - len(rows) - len(failed)
+    dup = sum(n - 1 for n in ids.values() if n > 1) + sum(n - 1 for n in answered.values() if n > 1)
+    return lost, dup
