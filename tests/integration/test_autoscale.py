@@ -181,7 +181,10 @@ def autoscaling_cluster(tmp_path_factory):
         for k, v in {**env, **head_only}.items():
             mp.setenv(k, v)
         cluster = Cluster(initialize_head=True, head_node_args={
-            "num_cpus": 2, "gcs_server_port": port, "autoscaling_config": str(cfg_path), "include_dashboard": False})
+            "num_cpus": 2, "gcs_server_port": port, "autoscaling_config": str(cfg_path), "include_dashboard": False,
+            # the GCS declares a silent node dead after ~2 s, not Ray's default ~15 s (test time only)
+            "_system_config": {"health_check_period_ms": 500, "health_check_failure_threshold": 4,
+                               "health_check_timeout_ms": 500}})
         for k in head_only:
             mp.delenv(k)
         monitor_pid = cluster.head_node.all_processes["monitor"][0].process.pid
