@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from medforge.config.base import MedforgeModel
 from medforge.engines.breaker import BreakerConfig
@@ -48,6 +48,21 @@ class SamplingConfig(MedforgeModel):
         return self.model_dump()
 
 
+def _pool_bounds(v: Any) -> Any:
+    return (v, v) if isinstance(v, int) else v
+
+
+def _check_pool(v: tuple[int, int]) -> tuple[int, int]:
+    lo, hi = v
+    if lo < 1 or hi < lo:
+        raise ValueError(f"concurrency={v}: need 1 <= min <= max, e.g. [1, 4]")
+    return v
+
+
+#: ``(min, max)`` actors of a Ray Data pool; one number is a fixed pool
+ActorPool = Annotated[tuple[int, int], BeforeValidator(_pool_bounds), AfterValidator(_check_pool)]
+
+
 def _looks_like_local_path(model: str) -> bool:
     return model.startswith(("/", "./", "../", "~")) or Path(model).exists()
 
@@ -57,7 +72,7 @@ class VLLMTeacherConfig(MedforgeModel):
 
     kind: Literal["vllm"] = Field("vllm", description="Engine kind.")
     model: str = Field(description="Local HF folder or hub id, e.g. meta-llama/Llama-3.1-8B-Instruct.")
-    concurrency: tuple[int, int] = Field(
+    concurrency: ActorPool = Field(
         (1, 1), description="(min, max) engine replicas; Ray Data autoscales between them."
     )
     batch_size: int = Field(256, ge=1, description="Rows per batch sent to one engine replica (256: see docs/benchmarks.md).")
@@ -105,16 +120,8 @@ class VLLMTeacherConfig(MedforgeModel):
                 raise ValueError(f"model folder {v!r} has no config.json; it is not a Hugging Face model folder")
         return v
 
-    @field_validator("concurrency", mode="before")
-    @classmethod
-    def _int_concurrency(cls, v: Any) -> Any:
-        return (v, v) if isinstance(v, int) else v
-
     @model_validator(mode="after")
-    def _min_le_max(self) -> VLLMTeacherConfig:
-        lo, hi = self.concurrency
-        if lo < 1 or hi < lo:
-            raise ValueError(f"concurrency={self.concurrency}: need 1 <= min <= max, e.g. [1, 4]")
+    def _declared_resources(self) -> VLLMTeacherConfig:
         if self.placement == "auto" and (self.accelerator_type or self.custom_resources):
             raise ValueError(
                 "placement=auto with declared resources (accelerator_type / custom_resources): auto guesses from "
@@ -133,7 +140,7 @@ class OpenAITeacherConfig(MedforgeModel):
     base_url: str = Field(description="Endpoint root, e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1.")
     model: str = Field(description="Model name the endpoint serves, e.g. gpt-4o-mini.")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable that holds the API key.")
-    concurrency: tuple[int, int] = Field(
+    concurrency: ActorPool = Field(
         (2, 2), description="(min, max) Ray actors sending requests (one number: a fixed pool); Ray Data scales "
         "between them with the backlog.",
     )
@@ -160,16 +167,8 @@ class OpenAITeacherConfig(MedforgeModel):
     breaker: BreakerConfig = Field(default_factory=BreakerConfig,
                                    description="When to stop after failed requests (docs/reliability.md).")
 
-    @field_validator("concurrency", mode="before")
-    @classmethod
-    def _int_concurrency(cls, v: Any) -> Any:
-        return (v, v) if isinstance(v, int) else v
-
     @model_validator(mode="after")
-    def _check_pool(self) -> OpenAITeacherConfig:
-        lo, hi = self.concurrency
-        if lo < 1 or hi < lo:
-            raise ValueError(f"concurrency={self.concurrency}: need 1 <= min <= max, e.g. [1, 4]")
+    def _declared_resources(self) -> OpenAITeacherConfig:
         for key in self.custom_resources:
             if key in ("CPU", "GPU", "memory"):
                 raise ValueError(f"custom_resources has {key!r}; an API client actor holds 0.25 CPU and no GPU")
