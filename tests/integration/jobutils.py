@@ -75,3 +75,25 @@ def wait_for_text(log: Path, text: str, proc: subprocess.Popen, timeout: float =
             raise AssertionError(f"job exited ({proc.returncode}) before {text!r} was logged")
         time.sleep(0.5)
     raise AssertionError(f"timed out waiting for {text!r} in {log}")
+
+
+def api_teacher_config(url: str, out: str | Path, workdir: Path, **extra):
+    """The tiny generation config with an OpenAI-compatible teacher at ``url``, writing to ``out``
+    (a path or a URI); ``extra`` are dotted overrides. The config file is written into ``workdir``."""
+    import yaml
+
+    from medforge.config.base import load_config
+    from medforge.datagen.config import InstructionJobConfig
+
+    ov = {"teacher": None, "output.dir": out, "budget.target_tasks": 40, "budget.max_rounds": 10,
+          "responses.chunk_size": 16, **extra}
+    overrides = [f"{k}={v}" for k, v in ov.items() if v is not None]
+    overrides += ["teacher.kind=openai", f"teacher.base_url={url}", "teacher.model=stub-teacher",
+                  "teacher.backoff_base_s=0.01", "teacher.max_retries=4"]
+    # the local_tiny YAML carries vLLM-only keys; start from its other sections
+    data = yaml.safe_load(TINY_CONFIG.read_text())
+    data["teacher"] = {"kind": "openai", "base_url": url, "model": "x"}
+    workdir.mkdir(parents=True, exist_ok=True)
+    path = workdir / "cfg.yaml"
+    path.write_text(yaml.safe_dump(data))
+    return load_config(InstructionJobConfig, path, overrides)
