@@ -127,6 +127,9 @@ def test_instruction_run_folder_on_s3_resumes_on_another_driver(tmp_path, ray_s3
 
     uri = "s3://medforge-test/runs/gen"
     with StubOpenAI() as stub:
+        with pytest.raises(ConfigError, match="output.dir = 's3://no-such-bucket/gen': cannot be written"):
+            run_instruction_synthesis(api_teacher_config(stub.url, "s3://no-such-bucket/gen", tmp_path / "x"))
+        assert not stub.bodies  # refused before any request
         first = run_instruction_synthesis(api_teacher_config(
             stub.url, uri, tmp_path / "a", **{"budget.max_rounds": 1, "output.staging_dir": tmp_path / "stage_a"}))
         n_first = len(stub.bodies)
