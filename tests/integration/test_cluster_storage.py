@@ -215,3 +215,28 @@ def test_context_run_folder_on_s3_workers_read_the_bucket_and_resume_redoes_only
     ids = [r["id"] for c in range(chunks) for r in _jsonl(after[f"out/part-{c:05d}.jsonl"])]
     assert len(ids) == len(set(ids)) == second["rows_with_context"]
     assert _jsonl(after["out/part-00001.jsonl"]) == _jsonl(before["out/part-00001.jsonl"])
+
+
+def test_eval_run_folder_on_s3_second_driver_makes_no_call(tmp_path, ray_s3):
+    """The report and the call cache live in the bucket: a rerun elsewhere pays for no call."""
+    import shutil
+
+    from openai_stub import StubOpenAI
+    from test_eval_freeform import EXPECTED_WIN_RATE, _write_config, responder
+
+    from medforge.config.base import load_config
+    from medforge.eval.config import EvalConfig
+    from medforge.eval.freeform import run_evaluate
+
+    uri = "s3://medforge-test/runs/eval"
+    with StubOpenAI(responder=responder) as stub:
+        first = run_evaluate(load_config(EvalConfig, _write_config(tmp_path, stub.url, uri, staging_dir=str(tmp_path / "a"))))
+        calls = len(stub.bodies)
+        assert calls == 16 and first["judge_calls"]["made"] == 10
+        shutil.rmtree(tmp_path / "a")
+        second = run_evaluate(load_config(EvalConfig, _write_config(tmp_path, stub.url, uri, staging_dir=str(tmp_path / "b"))))
+        assert len(stub.bodies) == calls  # answers and verdicts came from the cache in the bucket
+    assert second["judge_calls"] == {"requested": 10, "cached": 10, "made": 0, "errors": 0}
+    stored = _s3_files(uri)
+    assert {"report.json", "report.html", "verdicts.jsonl", "cache/answers.jsonl", "cache/verdicts.jsonl"} <= set(stored)
+    assert json.loads(stored["report.json"])["references"]["reference"]["win_rate"] == pytest.approx(EXPECTED_WIN_RATE)
