@@ -45,7 +45,7 @@ from pathlib import Path
 
 import pytest
 
-from jobutils import api_job_config, dataset_lost_and_duplicated, read_jsonl
+from jobutils import api_teacher_config, dataset_lost_and_duplicated, read_jsonl
 from openai_stub import StubOpenAI
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -209,13 +209,12 @@ def autoscaling_cluster(tmp_path_factory):
 
 
 def _job(url: str, out: Path):
-    return api_job_config(url, out, [
-        f"output.dir={out}", "teacher.model=stub-teacher", f"teacher.base_url={url}",
-        "teacher.concurrency=[1,4]", f"teacher.custom_resources={{{POOL}: 1}}",
-        "teacher.batch_size=2", "teacher.max_concurrent_requests=2",
-        "generation.tasks_per_request=1", "generation.requests_per_round=8",
-        "budget.target_tasks=48", "budget.max_rounds=12", "responses.chunk_size=8", "seed=7",
-    ])
+    return api_teacher_config(url, out, out, **{
+        "teacher.concurrency": "[1,4]", "teacher.custom_resources": f"{{{POOL}: 1}}",
+        "teacher.batch_size": 2, "teacher.max_concurrent_requests": 2,
+        "generation.tasks_per_request": 1, "generation.requests_per_round": 8,
+        "budget.target_tasks": 48, "budget.max_rounds": 12, "responses.chunk_size": 8, "seed": 7,
+    })
 
 
 def _dataset(out: Path) -> list[dict]:

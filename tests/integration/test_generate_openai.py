@@ -7,7 +7,7 @@ import socket
 
 import pytest
 
-from jobutils import api_job_config, read_jsonl
+from jobutils import api_teacher_config, read_jsonl
 from openai_stub import StubOpenAI
 
 
@@ -21,11 +21,7 @@ def ray_cluster():
 
 
 def _cfg(url, out, **extra):
-    ov = {"output.dir": out, "budget.target_tasks": 40, "budget.max_rounds": 10, "responses.chunk_size": 16, **extra}
-    overrides = [f"{k}={v}" for k, v in ov.items()]
-    overrides += ["teacher.kind=openai", f"teacher.base_url={url}", "teacher.model=stub-teacher",
-                  "teacher.backoff_base_s=0.01", "teacher.max_retries=4"]
-    return api_job_config(url, out, overrides)
+    return api_teacher_config(url, out, out, **extra)
 
 
 def test_api_teacher_with_injected_failures(ray_cluster, tmp_path):

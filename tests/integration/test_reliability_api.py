@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from jobutils import api_job_config, dataset_lost_and_duplicated, read_jsonl
+from jobutils import api_teacher_config, dataset_lost_and_duplicated, read_jsonl
 from openai_stub import StubOpenAI
 
 from medforge.engines.breaker import circuit_message
@@ -41,14 +41,12 @@ def ray_cluster():
 
 
 def _gen_cfg(url, out, **extra):
-    ov = {"output.dir": out, "budget.target_tasks": 24, "budget.max_rounds": 12, "responses.chunk_size": 8,
-          "generation.requests_per_round": 4, **extra}
-    overrides = [f"{k}={v}" for k, v in ov.items()]
-    overrides += [f"teacher.base_url={url}", "teacher.model=stub-teacher", "teacher.backoff_base_s=0.01",
-                  "teacher.backoff_max_s=0.05", "teacher.max_retries=2", "teacher.check_endpoint=false",
-                  "teacher.concurrency=1", "teacher.max_concurrent_requests=4", "teacher.batch_size=4",
-                  "teacher.breaker.max_consecutive_fatal=6", "teacher.breaker.max_consecutive_failures=12"]
-    return api_job_config(url, out, overrides)
+    ov = {"budget.target_tasks": 24, "budget.max_rounds": 12, "responses.chunk_size": 8,
+          "generation.requests_per_round": 4, "teacher.backoff_max_s": 0.05, "teacher.max_retries": 2,
+          "teacher.check_endpoint": "false", "teacher.concurrency": 1, "teacher.max_concurrent_requests": 4,
+          "teacher.batch_size": 4, "teacher.breaker.max_consecutive_fatal": 6,
+          "teacher.breaker.max_consecutive_failures": 12, **extra}
+    return api_teacher_config(url, out, out, **ov)
 
 
 def test_401_mid_run_stops_fast_then_resumes_exactly_once(ray_cluster, tmp_path):

@@ -162,12 +162,3 @@ def teacher_preflight(stage: str, teacher, storage: dict[str, str | None]) -> No
         problems = exc.problems + problems
     if problems:
         raise ConfigError(f"{stage} preflight", problems)
-
-
-def run_folder_problem(path: str, field: str) -> str | None:
-    """Run folders of the generation jobs live on a filesystem path (local or a shared mount), not a URI."""
-    if not is_uri(path):
-        return None
-    return (f"{field} = {path!r}: this job's run folder must be a filesystem path (a shared mount on a cluster, "
-            "e.g. /mnt/shared/runs/...), not a URI; fix: mount the bucket (EFS, Filestore, s3fs/gcsfuse) and "
-            "give its path")
