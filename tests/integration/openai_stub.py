@@ -9,10 +9,16 @@ that retries do not cure: return ``None`` to answer normally, or ``(status, head
 request ``n`` (1-based, retries included) -- a lasting outage, a 401 from the n-th request until
 the test "fixes the key", a 400 for everything, a 429 with ``Retry-After``. Every request body
 is recorded, and ``log`` holds ``(monotonic time, n, status)`` per request.
+
+``keyed=True`` makes every reply a function of the request alone (its messages and ``seed``), not
+of the order requests arrive in: two runs of the same job config then get the same replies however
+their requests interleave or are retried, as a seeded vLLM teacher gives. ``delay_s`` holds each
+reply that long (a slow API: a backlog builds up in front of the client actors).
 """
 
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import random
@@ -27,7 +33,9 @@ VERBS = ("Explain", "Summarize", "Describe", "Compare", "Outline", "List", "Disc
 
 
 class StubOpenAI:
-    def __init__(self, fail_every: int = 0, responder=None, fault=None):
+    def __init__(self, fail_every: int = 0, responder=None, fault=None, keyed: bool = False, delay_s: float = 0.0):
+        self.keyed = keyed
+        self.delay_s = delay_s
         self.fail_every = fail_every
         self.responder = responder
         self.fault = fault
@@ -75,6 +83,8 @@ class StubOpenAI:
                     code = 429 if n % (2 * stub.fail_every) == 0 else 500
                     self._send(code, {"error": {"message": "injected failure", "type": "test"}})
                     return
+                if stub.delay_s:
+                    time.sleep(stub.delay_s)
                 self._send(200, stub.reply(body, n))
 
         class Server(ThreadingHTTPServer):
@@ -84,7 +94,15 @@ class StubOpenAI:
         self.url = f"http://127.0.0.1:{self.server.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
+    @staticmethod
+    def request_key(body: dict) -> int:
+        """A number that depends on the request only (messages and seed)."""
+        text = json.dumps([body.get("messages"), body.get("seed")], sort_keys=True)
+        return int.from_bytes(hashlib.sha256(text.encode()).digest()[:6], "little")
+
     def reply(self, body: dict, n: int) -> dict:
+        if self.keyed:
+            n = self.request_key(body)
         schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
         props = schema.get("properties", {})
         scripted = self.responder(body) if self.responder else None

@@ -17,6 +17,7 @@ from medforge.io import read_jsonl
 
 sys.path.insert(0, str(Path(__file__).parent))
 from contexts_loopback import LoopbackServer  # noqa: E402
+from jobutils import proc_table  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -79,18 +80,7 @@ def _replicated_vignettes(path: Path, n_rows: int) -> Path:
 
 def _engine_pids(session: int) -> list[int]:
     """vLLM EngineCore processes started by the job whose process group/session is ``session``."""
-    pids = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            stat = (d / "stat").read_text().rsplit(")", 1)[1].split()
-            cmd = (d / "cmdline").read_bytes()
-        except (OSError, IndexError):
-            continue
-        if int(stat[3]) == session and b"EngineCore" in cmd:  # field 6 of /proc/PID/stat: session id
-            pids.append(int(d.name))
-    return pids
+    return [pid for pid, _, sid, cmd in proc_table() if sid == session and "EngineCore" in cmd]
 
 
 def test_engine_death_mid_run_is_replaced_and_its_rows_redone_once(tmp_path, tiny_llama):

@@ -57,7 +57,7 @@ def ray_cluster():
     ray.shutdown()
 
 
-def _write_config(tmp_path, url: str) -> tuple:
+def _write_config(tmp_path, url: str, output_dir: str | None = None, **output) -> tuple:
     test = tmp_path / "test.jsonl"
     atomic_write_jsonl(test, [{"id": f"i{k}", "instruction": f"QUESTION-i{k}: what helps?", "input": "",
                                "reference": f"REFERENCE-i{k} " + "text " * 5, "difficulty": 1 + k % 2} for k in range(6)])
@@ -66,7 +66,7 @@ def _write_config(tmp_path, url: str) -> tuple:
         "model": {"engine": {**engine, "model": "stub-model"}, "sampling": {"temperature": 0.0, "max_tokens": 64}},
         "judge": {"engine": {**engine, "model": "stub-judge"}},
         "data": {"test_path": str(test), "format": "generic"},
-        "output": {"dir": str(tmp_path / "run")},
+        "output": {"dir": output_dir or str(tmp_path / "run"), **output},
         "stats": {"n_boot": 500},
     }
     path = tmp_path / "eval.yaml"
@@ -132,7 +132,7 @@ def test_small_real_model_as_model_and_judge_on_10_medinstruct_items_numbers_add
         "judge": {"engine": engine, "sampling": {"temperature": 0.0, "presence_penalty": 0.0, "max_tokens": 16}},
         "data": {"test_path": str(alpacare_dir / "MedInstruct-test.jsonl"), "format": "medinstruct",
                  "reference_fields": ["gpt-4-answer"], "max_items": 10},
-        "output": {"dir": str(tmp_path / "run")},
+        "output": {"dir": output_dir or str(tmp_path / "run"), **output},
         "stats": {"n_boot": 300},
     })
     report = run_evaluate(cfg)

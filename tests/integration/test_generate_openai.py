@@ -7,11 +7,8 @@ import socket
 
 import pytest
 
-from jobutils import TINY_CONFIG, read_jsonl
+from jobutils import api_teacher_config, read_jsonl
 from openai_stub import StubOpenAI
-
-from medforge.config.base import load_config
-from medforge.datagen.config import InstructionJobConfig
 
 
 @pytest.fixture(scope="module")
@@ -24,20 +21,7 @@ def ray_cluster():
 
 
 def _cfg(url, out, **extra):
-    ov = {"teacher": None, "output.dir": out, "budget.target_tasks": 40, "budget.max_rounds": 10,
-          "responses.chunk_size": 16, **extra}
-    overrides = [f"{k}={v}" for k, v in ov.items() if v is not None]
-    overrides += ["teacher.kind=openai", f"teacher.base_url={url}", "teacher.model=stub-teacher",
-                  "teacher.backoff_base_s=0.01", "teacher.max_retries=4"]
-    # the local_tiny YAML carries vLLM-only keys; start from its other sections
-    import yaml
-
-    data = yaml.safe_load(TINY_CONFIG.read_text())
-    data["teacher"] = {"kind": "openai", "base_url": url, "model": "x"}
-    path = out / "cfg.yaml"
-    out.mkdir(parents=True, exist_ok=True)
-    path.write_text(yaml.safe_dump(data))
-    return load_config(InstructionJobConfig, path, overrides)
+    return api_teacher_config(url, out, out, **extra)
 
 
 def test_api_teacher_with_injected_failures(ray_cluster, tmp_path):

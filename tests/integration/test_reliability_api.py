@@ -18,11 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from jobutils import TINY_CONFIG, read_jsonl
+from jobutils import api_teacher_config, dataset_lost_and_duplicated, read_jsonl
 from openai_stub import StubOpenAI
 
-from medforge.config.base import load_config
-from medforge.datagen.config import InstructionJobConfig
 from medforge.engines.breaker import circuit_message
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -43,31 +41,12 @@ def ray_cluster():
 
 
 def _gen_cfg(url, out, **extra):
-    import yaml
-
-    ov = {"output.dir": out, "budget.target_tasks": 24, "budget.max_rounds": 12, "responses.chunk_size": 8,
-          "generation.requests_per_round": 4, **extra}
-    overrides = [f"{k}={v}" for k, v in ov.items()]
-    overrides += [f"teacher.base_url={url}", "teacher.model=stub-teacher", "teacher.backoff_base_s=0.01",
-                  "teacher.backoff_max_s=0.05", "teacher.max_retries=2", "teacher.check_endpoint=false",
-                  "teacher.concurrency=1", "teacher.max_concurrent_requests=4", "teacher.batch_size=4",
-                  "teacher.breaker.max_consecutive_fatal=6", "teacher.breaker.max_consecutive_failures=12"]
-    data = yaml.safe_load(TINY_CONFIG.read_text())
-    data["teacher"] = {"kind": "openai", "base_url": url, "model": "x"}
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "cfg.yaml").write_text(yaml.safe_dump(data))
-    return load_config(InstructionJobConfig, out / "cfg.yaml", overrides)
-
-
-def _check_dataset_exactly_once(root: Path, summary: dict) -> tuple[int, int]:
-    """(rows lost, rows duplicated) of a finished instruction run, from its files."""
-    rows = read_jsonl(root / "dataset" / "medinstruct.jsonl")
-    ids = Counter(r["id"] for r in rows)
-    answered = Counter(r["task_id"] for p in sorted((root / "responses").glob("part_*.jsonl")) for r in read_jsonl(p))
-    failed = read_jsonl(root / "quarantine" / "responses_failed.jsonl")
-    lost = summary["accepted_tasks"] - len(rows) - len(failed)
-    dup = sum(n - 1 for n in ids.values() if n > 1) + sum(n - 1 for n in answered.values() if n > 1)
-    return lost, dup
+    ov = {"budget.target_tasks": 24, "budget.max_rounds": 12, "responses.chunk_size": 8,
+          "generation.requests_per_round": 4, "teacher.backoff_max_s": 0.05, "teacher.max_retries": 2,
+          "teacher.check_endpoint": "false", "teacher.concurrency": 1, "teacher.max_concurrent_requests": 4,
+          "teacher.batch_size": 4, "teacher.breaker.max_consecutive_fatal": 6,
+          "teacher.breaker.max_consecutive_failures": 12, **extra}
+    return api_teacher_config(url, out, out, **ov)
 
 
 def test_401_mid_run_stops_fast_then_resumes_exactly_once(ray_cluster, tmp_path):
@@ -101,7 +80,7 @@ def test_401_mid_run_stops_fast_then_resumes_exactly_once(ray_cluster, tmp_path)
 
     assert sent_while_revoked <= MAX_FAILED_ROUNDS * (6 + 4)
     assert summary["accepted_tasks"] == 24 and summary["responses_pending"] == 0 and "incomplete" not in summary, json.dumps(summary)
-    lost, dup = _check_dataset_exactly_once(out, summary)
+    lost, dup = dataset_lost_and_duplicated(out, summary)
     assert (lost, dup) == (0, 0)
     FAULTS.append({"fault": "401 from request 9 on, then key fixed", "injected": sent_while_revoked,
                    "outcome": "breaker stop (exit 3), resume completes", "lost": lost, "duplicated": dup})
@@ -149,7 +128,7 @@ def test_retries_exhausted_leave_responses_pending_then_done(ray_cluster, tmp_pa
         healthy.set()
         summary = run_instruction_synthesis(_gen_cfg(stub.url, out))
     assert summary["responses_pending"] == 0 and summary["dataset_rows"] == summary["accepted_tasks"]
-    lost, dup = _check_dataset_exactly_once(out, summary)
+    lost, dup = dataset_lost_and_duplicated(out, summary)
     assert (lost, dup) == (0, 0)
     FAULTS.append({"fault": "503 on every attempt for some responses (retries exhausted)", "injected": injected,
                    "outcome": f"{len(doomed)} rows pending (exit 3), resume answers them", "lost": lost, "duplicated": dup})

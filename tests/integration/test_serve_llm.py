@@ -20,6 +20,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
+from jobutils import proc_table  # noqa: E402
 from test_serve_medqa import _mc_export  # noqa: E402 - the one tiny multiple-choice export of the serve tests
 
 KEY = "sk-medforge-test-7f3a"
@@ -254,26 +255,12 @@ def test_overload_is_answered_503_with_retry_after_never_500(served):
     assert ok.status_code == 200  # the overload left nothing behind
 
 
-def _procs() -> list[tuple[int, int, str]]:
-    out = []
-    for d in Path("/proc").iterdir():
-        if not d.name.isdigit():
-            continue
-        try:
-            ppid = int((d / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            cmd = (d / "cmdline").read_bytes().decode(errors="replace")
-        except (OSError, IndexError, ValueError):
-            continue
-        out.append((int(d.name), ppid, cmd))
-    return out
-
-
 def _replica_pids(deployment: str) -> list[int]:
     """PIDs of this cluster's replica processes of ``deployment`` (children of our raylet)."""
     import ray
 
     raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
-    return [pid for pid, ppid, cmd in _procs() if ppid == raylet and f"ServeReplica:llm:{deployment}" in cmd]
+    return [pid for pid, ppid, _, cmd in proc_table() if ppid == raylet and f"ServeReplica:llm:{deployment}" in cmd]
 
 
 def _wait_until_requests_succeed(client, timeout_s: float) -> int:
@@ -311,7 +298,7 @@ def test_killed_engine_fails_the_request_in_flight_cleanly_and_serve_restarts_it
     from ray import serve
 
     [replica] = _replica_pids("LLMServer")
-    engines = [pid for pid, ppid, cmd in _procs() if ppid == replica and "EngineCore" in cmd]
+    engines = [pid for pid, ppid, _, cmd in proc_table() if ppid == replica and "EngineCore" in cmd]
     assert engines, "no vLLM EngineCore process under the LLMServer replica"
     got: dict[str, object] = {"chunks": 0}
     first_chunk = threading.Event()

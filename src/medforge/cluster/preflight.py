@@ -16,7 +16,7 @@ from medforge.cluster.resources import UNBOUNDED, Demand, NodeType, check_demand
 from medforge.io import is_cluster_storage, is_uri, local_path_problem, storage_write_problem
 
 if TYPE_CHECKING:
-    from medforge.engines.config import VLLMTeacherConfig
+    from medforge.engines.config import OpenAITeacherConfig, VLLMTeacherConfig
     from medforge.train.config import ScalingSection
 
 logger = logging.getLogger(__name__)
@@ -43,6 +43,22 @@ def vllm_demand(teacher: VLLMTeacherConfig, use_gpu: bool, field: str = "teacher
         replicas=teacher.concurrency[0],
         fix=f"lower {field}.tensor_parallel_size / {field}.concurrency, change {field}.accelerator_type, or add a "
             "node type that offers it to cluster.yaml (available_node_types, with max_workers > 0)",
+    )
+
+
+def api_demand(teacher: OpenAITeacherConfig, field: str = "teacher") -> Demand | None:
+    """An API teacher's client actors, when they declare resources (``custom_resources``); else no demand."""
+    if not teacher.custom_resources:
+        return None
+    from medforge.engines.chat import API_ACTOR_CPUS
+
+    return Demand(
+        field=f"{field} (API client actors, custom_resources={dict(teacher.custom_resources)}, "
+              f"concurrency={list(teacher.concurrency)})",
+        bundles=[rank_bundle(gpu=False, cpus=API_ACTOR_CPUS, custom=teacher.custom_resources)],
+        replicas=teacher.concurrency[0],
+        fix=f"change {field}.custom_resources / lower {field}.concurrency, or add a node type that offers them to "
+            "cluster.yaml (available_node_types, with max_workers > 0)",
     )
 
 
@@ -132,8 +148,8 @@ VLLM_FIX = ("install vllm in the cluster image: pip install 'vllm==0.32.0' (pypr
 
 
 def teacher_preflight(stage: str, teacher, storage: dict[str, str | None]) -> None:
-    """Preflight of a generation job: the vLLM teacher's declared demand (an API teacher has none), its
-    engine module, and storage -- all problems in one error."""
+    """Preflight of a generation job: the vLLM teacher's declared demand (an API teacher's only when it declares
+    ``custom_resources``), its engine module, and storage -- all problems in one error."""
     from medforge.config.base import ConfigError
 
     demands, problems = [], []
@@ -142,18 +158,11 @@ def teacher_preflight(stage: str, teacher, storage: dict[str, str | None]) -> No
 
         demands.append(vllm_demand(teacher, vllm_uses_gpu(teacher)))
         problems += module_problems({"vllm": VLLM_FIX})
+    elif (api := api_demand(teacher)) is not None:
+        demands.append(api)
     try:
         preflight(stage, demands, storage)
     except ConfigError as exc:
         problems = exc.problems + problems
     if problems:
         raise ConfigError(f"{stage} preflight", problems)
-
-
-def run_folder_problem(path: str, field: str) -> str | None:
-    """Run folders of the generation jobs live on a filesystem path (local or a shared mount), not a URI."""
-    if not is_uri(path):
-        return None
-    return (f"{field} = {path!r}: this job's run folder must be a filesystem path (a shared mount on a cluster, "
-            "e.g. /mnt/shared/runs/...), not a URI; fix: mount the bucket (EFS, Filestore, s3fs/gcsfuse) and "
-            "give its path")

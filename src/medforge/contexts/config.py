@@ -47,7 +47,11 @@ class ContextGenerationConfig(MedforgeModel):
 class ContextOutputConfig(MedforgeModel):
     """Where and how results are written."""
 
-    dir: str = Field(description="Run folder: staged input, output parts, quarantine, summary.")
+    dir: str = Field(description="Run folder: staged input, output parts, quarantine, summary. A local path, a "
+                                 "shared mount, or a URI (s3://, gs://): the workers then read the staged input there.")
+    staging_dir: str | None = Field(None, description=(
+        "With a URI dir: the driver's local copy of the run folder, pulled from the URI at start and pushed "
+        "after every chunk. null: $MEDFORGE_STAGING_DIR or ~/.cache/medforge/staging/<name>."))
     chunk_rows: int = Field(10_000, ge=1, description="Rows per chunk: the unit of resume and of one output shard.")
     format: Literal["parquet", "jsonl"] = Field("parquet", description="Output shard format.")
     overwrite: bool = Field(False, description="Delete an existing run folder instead of resuming it.")
@@ -78,9 +82,9 @@ class ContextJobConfig(MedforgeModel):
 
     @model_validator(mode="after")
     def _checks(self) -> ContextJobConfig:
-        from medforge.cluster.preflight import auto_placement_problem, run_folder_problem
+        from medforge.cluster.preflight import auto_placement_problem
 
-        problem = run_folder_problem(self.output.dir, "output.dir") or auto_placement_problem(self.teacher, {"output.dir": self.output.dir})
+        problem = auto_placement_problem(self.teacher, {"output.dir": self.output.dir})
         if problem:
             raise ValueError(problem)
         if self.object_store_budget_mib and self.ray_object_store_mib and self.object_store_budget_mib > self.ray_object_store_mib:

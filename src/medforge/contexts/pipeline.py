@@ -43,6 +43,7 @@ from medforge.datasets.mcq import iter_mcq_file, quarantine_record
 from medforge.engines.breaker import FailureBreaker, classify
 from medforge.engines.config import OpenAITeacherConfig
 from medforge.io import atomic_write_jsonl, atomic_write_text, open_run_folder
+from medforge.run_folder import RunFolder, pull_run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -218,8 +219,8 @@ def _output_schema():
 class ChunkWriter:
     """Buffers streamed rows per chunk and writes a chunk as soon as all its rows are in."""
 
-    def __init__(self, cfg: ContextJobConfig, root: Path, expected: dict[int, int]):
-        self.cfg, self.root, self.expected = cfg, root, expected
+    def __init__(self, cfg: ContextJobConfig, folder: RunFolder, expected: dict[int, int]):
+        self.cfg, self.folder, self.root, self.expected = cfg, folder, folder.local, expected
         self.buf: dict[int, list[dict[str, Any]]] = {}
         self.written = 0
         self.rows_ok = 0
@@ -286,14 +287,15 @@ class ChunkWriter:
             _write_parquet_atomic(path, good, _output_schema())
         else:
             atomic_write_jsonl(path, good)
+        self.folder.push(last=(path,))
         self.written += 1
         self.rows_ok += len(good)
         self.rows_bad += len(bad)
 
 
 # ----------------------------------------------------------------------------- run
-def prepare_folder(cfg: ContextJobConfig) -> Path:
-    root = Path(cfg.output.dir)
+def prepare_folder(cfg: ContextJobConfig, folder: RunFolder) -> Path:
+    root = folder.local
     open_run_folder(root, fingerprint(cfg), cfg.output.overwrite)
     (root / "quarantine").mkdir(exist_ok=True)
     (root / "out").mkdir(exist_ok=True)
@@ -350,9 +352,12 @@ def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
     t0 = time.perf_counter()
     from medforge.cluster.preflight import teacher_preflight
 
-    # Staged chunks are read back by keyword actors on any node: output.dir must be shared storage there.
+    # Staged chunks are read back by keyword actors on any node: output.dir must be shared storage there
+    # (a URI, or a shared mount); a URI is pulled into the driver's staging copy first.
     teacher_preflight("generate-contexts", cfg.teacher, {"output.dir": cfg.output.dir})
-    root = prepare_folder(cfg)
+    folder = RunFolder(cfg.output.dir, cfg.output.staging_dir)
+    pull_run_folder(folder, "output.dir")
+    root = prepare_folder(cfg, folder)
     if isinstance(cfg.teacher, OpenAITeacherConfig):
         if cfg.teacher.check_endpoint:
             from medforge.engines.chat import check_openai_endpoint
@@ -364,11 +369,13 @@ def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
             # Created by the driver so that it lives as long as the job, not as one actor.
             limiter = get_limiter(cfg.teacher.rate_limit)  # noqa: F841 - the handle keeps it alive
     counts = stage_input(cfg, root)
-    writer = ChunkWriter(cfg, root, counts)
+    # the staged chunks reach the URI before any worker reads them, the manifest (staging done) last
+    folder.push(last=(root / "staged" / "manifest.json",))
+    writer = ChunkWriter(cfg, folder, counts)
     pending = [c for c in sorted(counts) if not writer.out_path(c).is_file()]
     logger.info("%d of %d chunk(s) to generate", len(pending), len(counts))
     if pending:
-        ds = build_dataset(cfg, [str(root / "staged" / f"chunk_{c:05d}.parquet") for c in pending])
+        ds = build_dataset(cfg, [folder.home(root / "staged" / f"chunk_{c:05d}.parquet") for c in pending])
         keep = ("id", "chunk", "row_index", "answer", "keywords_json", "sent_options_json", "privacy_budget", "n_words",
                 "redactions_json", "request_seed", "generated_text", "num_input_tokens", "num_generated_tokens", "overall_context",
                 "option_contexts_json", "preliminary_answer", "error")
@@ -394,6 +401,7 @@ def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
         summary["incomplete"] = (f"{len(writer.pending_chunks)} chunk(s) left pending because requests failed ({errs}); "
                                  "run the same command again to redo them")
     atomic_write_text(root / "summary.json", json.dumps(summary, indent=2))
+    folder.push()
     return summary
 
 
@@ -420,5 +428,5 @@ def _summarise(cfg: ContextJobConfig, root: Path, counts: dict[int, int], elapse
         "redactions_this_run": dict(sorted(writer.redactions.items())),
         "teacher": {"kind": cfg.teacher.kind, "model": cfg.teacher.model},
         "wall_time_s": round(elapsed, 2),
-        "paths": {"out": str(root / "out"), "quarantine": str(root / "quarantine")},
+        "paths": {"out": writer.folder.home(root / "out"), "quarantine": writer.folder.home(root / "quarantine")},
     }

@@ -56,7 +56,11 @@ class BudgetConfig(MedforgeModel):
 
 
 class OutputConfig(MedforgeModel):
-    dir: str = Field(description="Run folder: checkpoints, dataset, quarantine and summary. Reuse it to resume.")
+    dir: str = Field(description="Run folder: checkpoints, dataset, quarantine and summary. Reuse it to resume. "
+                                 "A local path, a shared mount, or a URI (s3://, gs://).")
+    staging_dir: str | None = Field(None, description=(
+        "With a URI dir: the driver's local copy of the run folder, pulled from the URI at start and pushed "
+        "after every round and chunk. null: $MEDFORGE_STAGING_DIR or ~/.cache/medforge/staging/<name>."))
     shard_rows: int = Field(10_000, ge=1, description="Rows per Parquet shard of the final dataset.")
     overwrite: bool = Field(False, description="Delete an existing run folder instead of resuming it.")
 
@@ -81,9 +85,9 @@ class InstructionJobConfig(MedforgeModel):
 
     @model_validator(mode="after")
     def _check(self) -> "InstructionJobConfig":
-        from medforge.cluster.preflight import auto_placement_problem, run_folder_problem
+        from medforge.cluster.preflight import auto_placement_problem
 
-        problem = run_folder_problem(self.output.dir, "output.dir") or auto_placement_problem(self.teacher, {"output.dir": self.output.dir})
+        problem = auto_placement_problem(self.teacher, {"output.dir": self.output.dir})
         if problem:
             raise ValueError(problem)
         if self.seeds.path is not None and not Path(self.seeds.path).is_file():

@@ -47,6 +47,7 @@ from medforge.io import (
     open_run_folder,
     read_jsonl,
 )
+from medforge.run_folder import RunFolder, pull_run_folder
 
 logger = logging.getLogger(__name__)
 
@@ -106,7 +107,8 @@ class InstructionRun:
 
     def __init__(self, cfg: InstructionJobConfig):
         self.cfg = cfg
-        self.root = Path(cfg.output.dir)
+        self.folder = RunFolder(cfg.output.dir, cfg.output.staging_dir)  # staging copy + URI home, if any
+        self.root = self.folder.local
         self.raw_dir = self.root / "raw"
         self.resp_dir = self.root / "responses"
         self.quarantine_dir = self.root / "quarantine"
@@ -159,6 +161,7 @@ class InstructionRun:
             d.mkdir(parents=True, exist_ok=True)
         if self.seedset.quarantined:
             atomic_write_jsonl(self.quarantine_dir / "seeds.jsonl", self.seedset.quarantined)
+        self.folder.push()
 
     # ---------------------------------------------------------------- rounds
     def raw_path(self, round_idx: int) -> Path:
@@ -337,6 +340,7 @@ def generate_tasks(run: InstructionRun) -> None:
                         round_failed = True
                         break
                     atomic_write_jsonl(run.raw_path(idx), rows)
+                    run.folder.push()
                     result = run.process_round(rows)
                     run.absorb(result)
                     failed_rounds = 0
@@ -445,6 +449,7 @@ def generate_responses(run: InstructionRun) -> dict[str, dict[str, Any]]:
             if not part_rows:
                 continue
             atomic_write_jsonl(run.resp_dir / f"part_{next_part:05d}.jsonl", part_rows)
+            run.folder.push()
             next_part += 1
             done.update({r["task_id"]: r for r in part_rows})
             # Since the stream started (engine start included): chunks can complete together, and a
@@ -517,15 +522,16 @@ def write_outputs(run: InstructionRun, responses: dict[str, dict[str, Any]] | No
         "teacher": {"kind": cfg.teacher.kind, "model": cfg.teacher.model},
         "wall_time_s": round(elapsed_s, 2),
         "paths": {
-            "jsonl": str(run.dataset_dir / "medinstruct.jsonl"),
-            "parquet": str(run.dataset_dir / "parquet"),
-            "quarantine": str(run.quarantine_dir),
+            "jsonl": run.folder.home(run.dataset_dir / "medinstruct.jsonl"),
+            "parquet": run.folder.home(run.dataset_dir / "parquet"),
+            "quarantine": run.folder.home(run.quarantine_dir),
         },
     }
     if pending:
         summary["incomplete"] = (f"{pending} task(s) have no response yet (their requests failed); "
                                  "run the same command again to retry them")
     atomic_write_text(run.root / "summary.json", json.dumps(summary, indent=2))
+    run.folder.push()
     return summary
 
 
@@ -537,6 +543,7 @@ def run_instruction_synthesis(cfg: InstructionJobConfig) -> dict[str, Any]:
     from medforge.cluster.preflight import teacher_preflight
 
     run = InstructionRun(cfg)
+    pull_run_folder(run.folder, "output.dir")
     # A run folder of another config is refused first (that needs no cluster), then the preflight
     # runs before anything is written.
     check_run_folder(run.root, run.fingerprint(), cfg.output.overwrite)

@@ -23,6 +23,8 @@ from medforge.engines.config import OpenAITeacherConfig, SamplingConfig, VLLMTea
 
 logger = logging.getLogger(__name__)
 
+#: logical CPUs one API client actor holds: it waits on the network, so it does not take whole cores
+API_ACTOR_CPUS = 0.25
 OUTPUT_COLUMNS = ("generated_text", "num_input_tokens", "num_generated_tokens", "engine_error")
 # Columns the vLLM stage adds that callers never need.
 _VLLM_INTERNAL = {
@@ -224,8 +226,9 @@ def _openai_chat(ds, teacher: OpenAITeacherConfig, sampling: SamplingConfig, jso
         _OpenAIChatUDF,
         fn_constructor_kwargs={"teacher": teacher, "sampling": sampling, "json_schema": json_schema},
         batch_size=teacher.batch_size,
-        concurrency=teacher.concurrency,
-        num_cpus=0.25,  # network-bound: don't hold whole cores
+        concurrency=tuple(teacher.concurrency),  # (min, max): Ray Data grows the pool with the backlog
+        num_cpus=API_ACTOR_CPUS,
+        **({"resources": dict(teacher.custom_resources)} if teacher.custom_resources else {}),
         batch_format="numpy",
     )
 

@@ -13,7 +13,7 @@ import logging
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import AfterValidator, BeforeValidator, Field, field_validator, model_validator
 
 from medforge.cluster.resources import custom_resource_problems
 from medforge.config.base import MedforgeModel
@@ -49,6 +49,21 @@ class SamplingConfig(MedforgeModel):
         return self.model_dump()
 
 
+def _pool_bounds(v: Any) -> Any:
+    return (v, v) if isinstance(v, int) else v
+
+
+def _check_pool(v: tuple[int, int]) -> tuple[int, int]:
+    lo, hi = v
+    if lo < 1 or hi < lo:
+        raise ValueError(f"concurrency={v}: need 1 <= min <= max, e.g. [1, 4]")
+    return v
+
+
+#: ``(min, max)`` actors of a Ray Data pool; one number is a fixed pool
+ActorPool = Annotated[tuple[int, int], BeforeValidator(_pool_bounds), AfterValidator(_check_pool)]
+
+
 def _looks_like_local_path(model: str) -> bool:
     return model.startswith(("/", "./", "../", "~")) or Path(model).exists()
 
@@ -58,7 +73,7 @@ class VLLMTeacherConfig(MedforgeModel):
 
     kind: Literal["vllm"] = Field("vllm", description="Engine kind.")
     model: str = Field(description="Local HF folder or hub id, e.g. meta-llama/Llama-3.1-8B-Instruct.")
-    concurrency: tuple[int, int] = Field(
+    concurrency: ActorPool = Field(
         (1, 1), description="(min, max) engine replicas; Ray Data autoscales between them."
     )
     batch_size: int = Field(256, ge=1, description="Rows per batch sent to one engine replica (256: see docs/benchmarks.md).")
@@ -106,16 +121,8 @@ class VLLMTeacherConfig(MedforgeModel):
                 raise ValueError(f"model folder {v!r} has no config.json; it is not a Hugging Face model folder")
         return v
 
-    @field_validator("concurrency", mode="before")
-    @classmethod
-    def _int_concurrency(cls, v: Any) -> Any:
-        return (v, v) if isinstance(v, int) else v
-
     @model_validator(mode="after")
-    def _min_le_max(self) -> VLLMTeacherConfig:
-        lo, hi = self.concurrency
-        if lo < 1 or hi < lo:
-            raise ValueError(f"concurrency={self.concurrency}: need 1 <= min <= max, e.g. [1, 4]")
+    def _declared_resources(self) -> VLLMTeacherConfig:
         if self.placement == "auto" and (self.accelerator_type or self.custom_resources):
             raise ValueError(
                 "placement=auto with declared resources (accelerator_type / custom_resources): auto guesses from "
@@ -135,7 +142,15 @@ class OpenAITeacherConfig(MedforgeModel):
     base_url: str = Field(description="Endpoint root, e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1.")
     model: str = Field(description="Model name the endpoint serves, e.g. gpt-4o-mini.")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable that holds the API key.")
-    concurrency: int = Field(2, ge=1, description="Ray actors sending requests.")
+    concurrency: ActorPool = Field(
+        (2, 2), description="(min, max) Ray actors sending requests (one number: a fixed pool); Ray Data scales "
+        "between them with the backlog.",
+    )
+    custom_resources: dict[str, float] = Field(
+        default_factory=dict,
+        description="Extra Ray resources each client actor reserves, e.g. a node-type label resource {'egress_pool': 1}: "
+        "the actors then run only on (and make an autoscaler launch) nodes that offer it.",
+    )
     max_concurrent_requests: int = Field(8, ge=1, description="In-flight requests per actor.")
     batch_size: int = Field(16, ge=1, description="Rows per Ray Data batch.")
     timeout_s: float = Field(120.0, gt=0, description="Per-request timeout in seconds.")
@@ -153,6 +168,13 @@ class OpenAITeacherConfig(MedforgeModel):
         300.0, gt=0, description="A 429/503 with a Retry-After header waits what the server asks, up to this many seconds.")
     breaker: BreakerConfig = Field(default_factory=BreakerConfig,
                                    description="When to stop after failed requests (docs/reliability.md).")
+
+    @model_validator(mode="after")
+    def _declared_resources(self) -> OpenAITeacherConfig:
+        for key in self.custom_resources:
+            if key in ("CPU", "GPU", "memory"):
+                raise ValueError(f"custom_resources has {key!r}; an API client actor holds 0.25 CPU and no GPU")
+        return self
 
     @field_validator("base_url")
     @classmethod

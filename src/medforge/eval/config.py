@@ -80,9 +80,13 @@ class EvalDataSection(MedforgeModel):
 
 
 class EvalOutputSection(MedforgeModel):
-    dir: str = Field(description="Run folder: report.json/.md/.html, PNG plots, verdicts.jsonl, answers.jsonl.")
+    dir: str = Field(description="Run folder: report.json/.md/.html, PNG plots, verdicts.jsonl, answers.jsonl. "
+                                 "A local path, a shared mount, or a URI (s3://, gs://).")
     cache_dir: str | None = Field(
         None, description="Where judge and answer calls are cached (shared across runs is fine); empty: <dir>/cache.")
+    staging_dir: str | None = Field(None, description=(
+        "With a URI dir: the driver's local copy of the run folder (cache included), pulled at start and pushed "
+        "after each pass. null: $MEDFORGE_STAGING_DIR or ~/.cache/medforge/staging/<name>."))
 
 
 class StatsSection(MedforgeModel):

@@ -30,6 +30,7 @@ from medforge.eval.config import EvalConfig, engine_id
 from medforge.eval.data import load_items, reference_names
 from medforge.eval.stats import summarize
 from medforge.io import atomic_write_jsonl, read_jsonl
+from medforge.run_folder import RunFolder, pull_run_folder
 from medforge.train.prompts import alpaca_prompt, chat_messages
 
 logger = logging.getLogger(__name__)
@@ -231,12 +232,15 @@ def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:
     if cfg.model.answers_path is not None and not Path(cfg.model.answers_path).is_file():
         raise ConfigError("model", [f"model.answers_path = {cfg.model.answers_path!r}: file not found; fix: point it at a JSONL of id/output"])
     _check_endpoints(cfg)
-    out = Path(cfg.output.dir)
+    folder = RunFolder(cfg.output.dir, cfg.output.staging_dir)  # a URI: a staging copy, pushed after each pass
+    pull_run_folder(folder, "output.dir")
+    out = folder.local
     cache_dir = Path(cfg.output.cache_dir) if cfg.output.cache_dir else out / "cache"
     answers_cache, verdict_cache = CallCache(cache_dir / "answers.jsonl"), CallCache(cache_dir / "verdicts.jsonl")
     try:
         t1 = time.perf_counter()
         answers, answer_calls = get_answers(cfg, items, answers_cache)
+        folder.push()
         t2 = time.perf_counter()
         plan, quarantine = plan_judgements(cfg, items, answers)
         judge_calls = judge_all(cfg, plan, verdict_cache)
@@ -244,6 +248,7 @@ def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:
     finally:
         answers_cache.close()
         verdict_cache.close()
+        folder.push()  # the calls paid for so far reach the URI even when a pass failed
     atomic_write_jsonl(out / "answers.jsonl", [{"id": it["id"], "instruction": it["instruction"], "input": it["input"],
                                                 **{k: v for k, v in answers.get(it["id"], {}).items() if k != "cached"}}
                                                for it in items])
@@ -269,6 +274,7 @@ def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:
         "seconds": {"answers": round(t2 - t1, 3), "judge": round(t3 - t2, 3), "total": round(time.perf_counter() - t0, 3)},
     }
     write_freeform_report(report, out)
+    folder.push()
     return report
 
 

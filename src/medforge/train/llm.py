@@ -46,12 +46,19 @@ STATE_FILE = "medforge_state.json"
 # ---------------------------------------------------------------- data
 
 
+def is_parquet_path(path: str) -> bool:
+    """A local folder or ``.parquet`` file; a URI unless it names a ``.json``/``.jsonl`` object
+    (``s3://.../dataset/parquet`` is a prefix of shards, not a folder anyone can stat)."""
+    if "://" in path:
+        return not path.rstrip("/").endswith((".jsonl", ".json"))
+    return Path(path).is_dir() or path.endswith(".parquet")
+
+
 def read_rows(path: str, max_rows: int | None = None) -> Any:
     """Ray Dataset of instruction rows from a JSONL file or a folder of Parquet shards."""
     import ray.data
 
-    is_dir = "://" not in path and Path(path).is_dir()
-    ds = ray.data.read_parquet(path) if is_dir or path.endswith(".parquet") else ray.data.read_json(path)
+    ds = ray.data.read_parquet(path) if is_parquet_path(path) else ray.data.read_json(path)
     return ds.limit(max_rows) if max_rows else ds
 
 

@@ -6,6 +6,7 @@ import pytest
 
 from medforge.cluster.preflight import (
     VLLM_FIX,
+    api_demand,
     auto_placement_problem,
     module_problems,
     storage_problems,
@@ -20,7 +21,7 @@ from medforge.cluster.resources import (
     node_types_from_autoscaler_config,
     node_types_from_live_nodes,
 )
-from medforge.engines.config import VLLMTeacherConfig
+from medforge.engines.config import OpenAITeacherConfig, VLLMTeacherConfig
 from medforge.train.config import ScalingSection
 
 AUTOSCALER = {
@@ -55,6 +56,21 @@ def test_gpu_teacher_on_cluster_at_rest_fits():
     assert demand_problems([d], TYPES, "test") == []
     assert d.bundles[0] == {"CPU": 1.0, "GPU": 1.0, "accelerator_type:L4": 0.001}
     assert len(d.bundles) == 8
+
+
+def test_api_teacher_declares_a_demand_only_with_custom_resources():
+    api = dict(kind="openai", base_url="http://127.0.0.1:1/v1", model="m")
+    assert api_demand(OpenAITeacherConfig(**api, concurrency=4)) is None  # a fixed pool of 4, anywhere
+    d = api_demand(OpenAITeacherConfig(**api, concurrency=[1, 4], custom_resources={"accelerator_type:L4": 1}))
+    assert d.bundles == [{"CPU": 0.25, "accelerator_type:L4": 1.0}] and d.replicas == 1  # the minimum must fit
+    assert demand_problems([d], TYPES, "test") == []
+    missing = api_demand(OpenAITeacherConfig(**api, custom_resources={"egress_pool": 1}))
+    [problem] = demand_problems([missing], TYPES, "test")
+    assert "egress_pool" in problem and "custom_resources" in problem
+    with pytest.raises(ValueError, match=r"need 1 <= min <= max"):
+        OpenAITeacherConfig(**api, concurrency=[3, 2])
+    with pytest.raises(ValueError, match=r"custom_resources has 'GPU'"):
+        OpenAITeacherConfig(**api, custom_resources={"GPU": 1})
 
 
 def test_unknown_accelerator_named():

@@ -200,3 +200,14 @@ def test_exported_alpaca_chat_template_renders_the_training_prompt_token_for_tok
     served_ids = tok(text, add_special_tokens=False)["input_ids"]
     assert served_ids == train_ids
     assert ("### Input:" in text) == bool(row["input"])
+
+
+def test_dataset_path_kind_local_and_uri(tmp_path):
+    from medforge.train.llm import is_parquet_path
+
+    (tmp_path / "parquet").mkdir()
+    assert is_parquet_path(str(tmp_path / "parquet")) and is_parquet_path("x/part-00000.parquet")
+    assert not is_parquet_path(str(tmp_path / "medinstruct.jsonl"))
+    # what generate-instructions writes on a bucket: a prefix of shards, and the JSONL beside it
+    assert is_parquet_path("s3://b/runs/gen/dataset/parquet") and is_parquet_path("gs://b/runs/gen/dataset/parquet/")
+    assert not is_parquet_path("s3://b/runs/gen/dataset/medinstruct.jsonl")
