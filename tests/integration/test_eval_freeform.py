@@ -132,7 +132,7 @@ def test_small_real_model_as_model_and_judge_on_10_medinstruct_items_numbers_add
         "judge": {"engine": engine, "sampling": {"temperature": 0.0, "presence_penalty": 0.0, "max_tokens": 16}},
         "data": {"test_path": str(alpacare_dir / "MedInstruct-test.jsonl"), "format": "medinstruct",
                  "reference_fields": ["gpt-4-answer"], "max_items": 10},
-        "output": {"dir": output_dir or str(tmp_path / "run"), **output},
+        "output": {"dir": str(tmp_path / "run")},
         "stats": {"n_boot": 300},
     })
     report = run_evaluate(cfg)
