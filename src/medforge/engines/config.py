@@ -171,9 +171,12 @@ class OpenAITeacherConfig(MedforgeModel):
 
     @model_validator(mode="after")
     def _declared_resources(self) -> OpenAITeacherConfig:
-        for key in self.custom_resources:
+        # accelerator_type:X labels are allowed here (the API teacher has no accelerator field of its own)
+        for key, value in self.custom_resources.items():
             if key in ("CPU", "GPU", "memory"):
                 raise ValueError(f"custom_resources has {key!r}; an API client actor holds 0.25 CPU and no GPU")
+            if value <= 0:
+                raise ValueError(f"custom_resources[{key!r}] = {value}: must be > 0 (a sliver such as 0.01 shares a node)")
         return self
 
     @field_validator("base_url")

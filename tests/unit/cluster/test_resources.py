@@ -71,6 +71,8 @@ def test_api_teacher_declares_a_demand_only_with_custom_resources():
         OpenAITeacherConfig(**api, concurrency=[3, 2])
     with pytest.raises(ValueError, match=r"custom_resources has 'GPU'"):
         OpenAITeacherConfig(**api, custom_resources={"GPU": 1})
+    with pytest.raises(ValueError, match=r"custom_resources\['egress_pool'\] = 0.0: must be > 0"):
+        OpenAITeacherConfig(**api, custom_resources={"egress_pool": 0})
 
 
 def test_unknown_accelerator_named():
