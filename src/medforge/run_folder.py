@@ -22,6 +22,7 @@ pull/push do nothing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import os
@@ -55,10 +56,10 @@ class RunFolder:
     """``local``: where the job reads and writes; ``uri``: the run's home when it is not ``local``."""
 
     def __init__(self, output_dir: str, staging_dir: str | None = None):
-        self.output_dir = str(output_dir)
-        self.uri = self.output_dir.rstrip("/") if is_uri(self.output_dir) else None
+        output_dir = str(output_dir)
+        self.uri = output_dir.rstrip("/") if is_uri(output_dir) else None
         if self.uri is None:
-            self.local = Path(self.output_dir)
+            self.local = Path(output_dir)
         else:
             self.local = Path(staging_dir) if staging_dir else default_staging_dir(self.uri)
         self._known: dict[str, tuple[int, int, int]] = {}  # rel path -> signature when last in sync with the URI
@@ -67,8 +68,11 @@ class RunFolder:
     def remote(self) -> bool:
         return self.uri is not None
 
+    @functools.cached_property
     def _fs(self):
-        return storage_filesystem(self.uri)
+        """``(filesystem, root path in it)``, resolved once (an S3 filesystem may look up the bucket's region)."""
+        fs, root = storage_filesystem(self.uri)
+        return fs, root.rstrip("/")
 
     def _local_files(self) -> dict[str, Path]:
         if not self.local.is_dir():
@@ -87,19 +91,17 @@ class RunFolder:
             return 0
         from pyarrow.fs import FileSelector, FileType
 
-        fs, root = self._fs()
-        root = root.rstrip("/")
+        fs, root = self._fs
         remote = {}
         for info in fs.get_file_info(FileSelector(root, recursive=True, allow_not_found=True)):
-            if info.type == FileType.File:
-                remote[info.path[len(root) + 1:]] = info.path
+            rel = info.path[len(root) + 1:]
+            if info.type == FileType.File and not _is_temp(rel):
+                remote[rel] = info.path
         if self.local.exists():
             shutil.rmtree(self.local)  # a cache of the URI: nothing in it is newer than the URI
         self.local.mkdir(parents=True, exist_ok=True)
         self._known = {}
         for rel, path in sorted(remote.items()):
-            if _is_temp(rel):
-                continue
             dest = self.local / rel
             dest.parent.mkdir(parents=True, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=f".{dest.name}.", suffix=".tmp")
@@ -117,8 +119,7 @@ class RunFolder:
         Returns the number of files uploaded or deleted."""
         if not self.remote:
             return 0
-        fs, root = self._fs()
-        root = root.rstrip("/")
+        fs, root = self._fs
         files = self._local_files()
         markers = {Path(p).relative_to(self.local).as_posix() for p in last}
         changed = []

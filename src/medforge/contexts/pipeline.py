@@ -43,7 +43,7 @@ from medforge.datasets.mcq import iter_mcq_file, quarantine_record
 from medforge.engines.breaker import FailureBreaker, classify
 from medforge.engines.config import OpenAITeacherConfig
 from medforge.io import atomic_write_jsonl, atomic_write_text, open_run_folder
-from medforge.run_folder import RunFolder, pull_run_folder
+from medforge.run_folder import RunFolder
 
 logger = logging.getLogger(__name__)
 
@@ -356,7 +356,7 @@ def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
     # (a URI, or a shared mount); a URI is pulled into the driver's staging copy first.
     teacher_preflight("generate-contexts", cfg.teacher, {"output.dir": cfg.output.dir})
     folder = RunFolder(cfg.output.dir, cfg.output.staging_dir)
-    pull_run_folder(folder, "output.dir")
+    folder.pull()  # the preflight above has already probed a URI with a real write
     root = prepare_folder(cfg, folder)
     if isinstance(cfg.teacher, OpenAITeacherConfig):
         if cfg.teacher.check_endpoint:
