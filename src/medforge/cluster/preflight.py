@@ -50,7 +50,7 @@ def api_demand(teacher: OpenAITeacherConfig, field: str = "teacher") -> Demand |
     """An API teacher's client actors, when they declare resources (``custom_resources``); else no demand."""
     if not teacher.custom_resources:
         return None
-    from medforge.engines.chat import API_ACTOR_CPUS
+    from medforge.engines.config import API_ACTOR_CPUS
 
     return Demand(
         field=f"{field} (API client actors, custom_resources={dict(teacher.custom_resources)}, "

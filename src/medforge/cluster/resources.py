@@ -60,17 +60,19 @@ def accelerator_resource(accelerator_type: str) -> str:
     return f"{ACCELERATOR_PREFIX}{accelerator_type}"
 
 
-def custom_resource_problems(custom: dict[str, float], field: str, fields_instead: str) -> list[str]:
+def custom_resource_problems(custom: dict[str, float], field: str, reserved_fix: str,
+                             accelerator_labels: bool = False) -> list[str]:
     """Keys of a ``custom_resources`` field that Ray reserves, or amounts that are not positive.
 
-    ``CPU``/``GPU``/``memory``/``accelerator_type:X`` have their own config fields (``fields_instead``);
-    given twice, Ray would see a conflicting request. A node-type label resource (``{"train_pool": 1}``)
-    is what belongs here.
+    ``CPU``/``GPU``/``memory`` (and ``accelerator_type:X``, unless ``accelerator_labels``: a config with
+    no accelerator field of its own) are declared elsewhere (``reserved_fix`` says where); given twice,
+    Ray would see a conflicting request. A node-type label resource (``{"train_pool": 1}``) is what
+    belongs here.
     """
     problems = []
     for key, value in custom.items():
-        if key in ("CPU", "GPU", "memory") or key.startswith(ACCELERATOR_PREFIX):
-            problems.append(f"{field} has {key!r}; use {fields_instead} for it")
+        if key in ("CPU", "GPU", "memory") or (key.startswith(ACCELERATOR_PREFIX) and not accelerator_labels):
+            problems.append(f"{field} has {key!r}; {reserved_fix}")
         elif value <= 0:
             problems.append(f"{field}[{key!r}] = {value}: must be > 0 (a sliver such as 0.01 shares a node)")
     return problems

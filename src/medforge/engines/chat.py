@@ -19,12 +19,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from medforge.cluster.preflight import vllm_rank_bundles
-from medforge.engines.config import OpenAITeacherConfig, SamplingConfig, VLLMTeacherConfig
+from medforge.engines.config import API_ACTOR_CPUS, OpenAITeacherConfig, SamplingConfig, VLLMTeacherConfig
 
 logger = logging.getLogger(__name__)
 
-#: logical CPUs one API client actor holds: it waits on the network, so it does not take whole cores
-API_ACTOR_CPUS = 0.25
 OUTPUT_COLUMNS = ("generated_text", "num_input_tokens", "num_generated_tokens", "engine_error")
 # Columns the vLLM stage adds that callers never need.
 _VLLM_INTERNAL = {

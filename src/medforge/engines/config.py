@@ -49,6 +49,10 @@ class SamplingConfig(MedforgeModel):
         return self.model_dump()
 
 
+#: logical CPUs one API client actor holds: it waits on the network, so it does not take whole cores
+API_ACTOR_CPUS = 0.25
+
+
 def _pool_bounds(v: Any) -> Any:
     return (v, v) if isinstance(v, int) else v
 
@@ -129,7 +133,7 @@ class VLLMTeacherConfig(MedforgeModel):
                 "the nodes up now; declare placement: gpu (or cpu) so Ray is asked for exactly these resources"
             )
         problems = custom_resource_problems(self.custom_resources, "custom_resources",
-                                            "cpus_per_rank / placement / accelerator_type")
+                                            "use cpus_per_rank / placement / accelerator_type for it")
         if problems:
             raise ValueError("; ".join(problems))
         return self
@@ -171,12 +175,11 @@ class OpenAITeacherConfig(MedforgeModel):
 
     @model_validator(mode="after")
     def _declared_resources(self) -> OpenAITeacherConfig:
-        # accelerator_type:X labels are allowed here (the API teacher has no accelerator field of its own)
-        for key, value in self.custom_resources.items():
-            if key in ("CPU", "GPU", "memory"):
-                raise ValueError(f"custom_resources has {key!r}; an API client actor holds 0.25 CPU and no GPU")
-            if value <= 0:
-                raise ValueError(f"custom_resources[{key!r}] = {value}: must be > 0 (a sliver such as 0.01 shares a node)")
+        problems = custom_resource_problems(self.custom_resources, "custom_resources",
+                                            f"an API client actor holds {API_ACTOR_CPUS} CPU and no GPU",
+                                            accelerator_labels=True)
+        if problems:
+            raise ValueError("; ".join(problems))
         return self
 
     @field_validator("base_url")

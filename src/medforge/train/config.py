@@ -51,7 +51,7 @@ class ScalingSection(MedforgeModel):
         if self.accelerator_type and not self.use_gpu:
             raise ValueError(f"accelerator_type={self.accelerator_type!r} with use_gpu=false; set use_gpu=true or drop it")
         problems = custom_resource_problems(self.custom_resources, "custom_resources",
-                                            "cpus_per_worker / use_gpu / accelerator_type / memory_gib_per_worker")
+                                            "use cpus_per_worker / use_gpu / accelerator_type / memory_gib_per_worker for it")
         if problems:
             raise ValueError("; ".join(problems))
         return self
