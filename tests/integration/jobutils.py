@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -125,3 +126,10 @@ def proc_table() -> list[tuple[int, int, int, str]]:
         except (OSError, IndexError, ValueError):
             continue
     return out
+
+
+def free_port() -> int:
+    """A TCP port free on every interface of this machine now (a server or Ray started next binds it)."""
+    with socket.socket() as s:
+        s.bind(("", 0))
+        return s.getsockname()[1]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -12,11 +11,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from jobutils import free_port
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @contextmanager
@@ -24,7 +20,7 @@ def moto_s3(buckets: tuple[str, ...] = ("medforge-test",)) -> Iterator[dict[str,
     """Start ``moto_server``; yield the environment a client needs (``AWS_ENDPOINT_URL`` and test keys)."""
     import boto3
 
-    port = _free_port()
+    port = free_port()
     server = Path(sys.executable).parent / "moto_server"
     proc = subprocess.Popen([str(server), "-H", "127.0.0.1", "-p", str(port)], stdout=subprocess.DEVNULL,
                             stderr=subprocess.DEVNULL, start_new_session=True)

@@ -38,14 +38,13 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import threading
 import time
 from pathlib import Path
 
 import pytest
 
-from jobutils import api_teacher_config, dataset_lost_and_duplicated, read_jsonl
+from jobutils import api_teacher_config, dataset_lost_and_duplicated, free_port, read_jsonl
 from openai_stub import StubOpenAI
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -136,11 +135,6 @@ class Sampler(threading.Thread):
         self.join(timeout=10)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("", 0))
-        return s.getsockname()[1]
-
 
 def _descendants(pid: int) -> list:
     import psutil
@@ -159,7 +153,7 @@ def autoscaling_cluster(tmp_path_factory):
 
     if ray.is_initialized():  # another module's local cluster
         ray.shutdown()
-    port = _free_port()
+    port = free_port()
     gcs = f"{ray._private.services.get_node_ip_address()}:{port}"
     cfg_path = tmp_path_factory.mktemp("autoscaler") / "autoscaler.json"
     cfg_path.write_text(json.dumps(autoscaler_config(gcs, FAKE_HEAD_NODE_ID)))

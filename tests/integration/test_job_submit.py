@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -13,16 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from jobutils import REPO, job_env, read_jsonl
+from jobutils import REPO, free_port, job_env, read_jsonl
 from openai_stub import StubOpenAI
 
 RAY = str(Path(sys.executable).parent / "ray")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _env() -> dict[str, str]:
@@ -35,7 +29,7 @@ def _env() -> dict[str, str]:
 
 @pytest.fixture
 def head_node(tmp_path):
-    port, dash = _free_port(), _free_port()
+    port, dash = free_port(), free_port()
     env = _env()
     temp = Path("/tmp") / f"ray_submit_{os.getpid()}"  # short: Ray's socket paths have a length limit
     # `ray start --block` in its own session: teardown signals that process group only. Never
@@ -45,9 +39,9 @@ def head_node(tmp_path):
     # Every port a node listens on is picked free: with Ray's fixed defaults (the dashboard
     # agent's 52365 among them) a second cluster on the machine -- a benchmark, another test --
     # leaves this head without a job agent, and every submission is refused.
-    agent_ports = [f"--dashboard-agent-listen-port={_free_port()}", f"--dashboard-agent-grpc-port={_free_port()}",
-                   f"--runtime-env-agent-port={_free_port()}", f"--metrics-export-port={_free_port()}",
-                   f"--ray-client-server-port={_free_port()}"]
+    agent_ports = [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+                   f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}",
+                   f"--ray-client-server-port={free_port()}"]
     head = subprocess.Popen(
         [RAY, "start", "--head", "--block", f"--port={port}", "--dashboard-host=127.0.0.1", f"--dashboard-port={dash}",
          *agent_ports, "--num-cpus=4", "--include-dashboard=true", f"--temp-dir={temp}", "--disable-usage-stats"],

@@ -10,12 +10,11 @@ start no Ray at all); the lineage of that run; a changed learning rate killed du
 from __future__ import annotations
 
 import json
-import socket
 
 import pytest
 import yaml
 
-from jobutils import REPO, kill_group, run_job, start_job, wait_for
+from jobutils import REPO, free_port, kill_group, run_job, start_job, wait_for
 
 from medforge.config.base import load_config
 from medforge.pipeline.config import PipelineConfig
@@ -27,18 +26,13 @@ CONFIG = REPO / "configs" / "pipeline" / "local_tiny.yaml"
 NEW_LR = ["finetune.optim.lr=5e-3", "finetune.optim.epochs=4"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 @pytest.fixture(scope="module")
 def setup(tiny_models, alpacare_dir, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline")
     overrides = [f"run_dir={tmp / 'run'}", f"generate.teacher.model={tiny_models['llama']}",
                  f"finetune.model={tiny_models['llama']}", f"evaluate.data.test_path={alpacare_dir / 'MedInstruct-test.jsonl'}",
-                 f"serve.port={_free_port()}"]
+                 f"serve.port={free_port()}"]
     return {"tmp": tmp, "run": tmp / "run", "overrides": overrides}
 
 

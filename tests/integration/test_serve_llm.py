@@ -11,7 +11,6 @@ import asyncio
 import os
 import shutil
 import signal
-import socket
 import statistics
 import sys
 import time
@@ -20,17 +19,12 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from jobutils import proc_table  # noqa: E402
+from jobutils import free_port, proc_table  # noqa: E402
 from test_serve_medqa import _mc_export  # noqa: E402 - the one tiny multiple-choice export of the serve tests
 
 KEY = "sk-medforge-test-7f3a"
 MARKER = "Zorblatt-Quintessa-PHI-4471"  # must never reach a log
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _make_adapter(base: Path, out: Path) -> Path:
@@ -71,7 +65,7 @@ def served(tiny_models, tmp_path_factory):
     model = _export_with_alpaca_template(tiny_models["llama"], tmp / "export")
     adapter = _make_adapter(model, tmp / "lora")
     os.environ["MEDFORGE_API_KEYS"] = KEY
-    port = _free_port()
+    port = free_port()
     repo = Path(__file__).resolve().parents[2]
     data = load_serve_file(repo / "serving" / "local_tiny.yaml", [
         f"llm.engine.model={model}", f"llm.adapters.tiny-lora={adapter}", "llm.max_lora_rank=8",

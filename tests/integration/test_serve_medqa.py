@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import socket
 import statistics
 import sys
 import time
@@ -21,6 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from contexts_loopback import LoopbackServer  # noqa: E402
+from jobutils import free_port  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -30,11 +30,6 @@ QUESTION = ("Mrs. Edna Vasquez-Thornbury, MRN 88120347, a 45-year-old woman from
 OPTIONS = {"A": "Community-acquired pneumonia", "B": "Pulmonary embolism", "C": "Asthma", "D": "Pneumothorax"}
 SECRETS = ("Edna", "Vasquez-Thornbury", "88120347", "Springfield")
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _mc_export(bert: Path, out: Path, use_context: bool) -> Path:
@@ -64,7 +59,7 @@ def medqa(tiny_models, small_models, tmp_path_factory):
     # the real small encoder (all-MiniLM-L6-v2, real vocabulary and weights; its MC head is untrained)
     small_model = _mc_export(small_models["encoder"], tmp / "mc_small", use_context=True)
     os.environ["MEDFORGE_API_KEYS"] = KEY
-    port = _free_port()
+    port = free_port()
     with LoopbackServer() as llm:
         common = {"security": {"max_body_bytes": 32768}, "max_batch_size": 8, "batch_wait_timeout_s": 0.02}
         data = {"http_options": {"host": "127.0.0.1", "port": port}, "applications": [
