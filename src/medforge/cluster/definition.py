@@ -7,6 +7,8 @@
 * No dashboard or job server bound to every interface (reach it with ``ray dashboard``).
 * Every cluster job config's declared demand fits a node type of this file
   (:func:`medforge.cluster.resources.demand_problems`).
+* The nodes install the project's environment: ``deploy/requirements-cluster.txt`` (generated from
+  pyproject, :mod:`medforge.cluster.environment`) mounted and installed by ``setup_commands``.
 """
 
 from __future__ import annotations
@@ -55,6 +57,25 @@ def exposure_problems(config: dict[str, Any]) -> list[str]:
         return ["head_start_ray_commands: --dashboard-host=0.0.0.0 exposes the dashboard and job server (anyone who "
                 "reaches port 8265 can run code); fix: --dashboard-host=127.0.0.1 and `ray dashboard cluster.yaml`"]
     return []
+
+
+def environment_problems(config: dict[str, Any], repo: Path = REPO) -> list[str]:
+    """The nodes must install the one definition of the environment, and it must be current."""
+    from medforge.cluster.environment import NODE_PATH, REQUIREMENTS_FILE, render
+
+    problems = []
+    mounts = config.get("file_mounts") or {}
+    if mounts.get(NODE_PATH) != REQUIREMENTS_FILE:
+        problems.append(f"file_mounts: {NODE_PATH} must be {REQUIREMENTS_FILE} (the nodes' environment); fix: "
+                        f"file_mounts: {{{NODE_PATH}: {REQUIREMENTS_FILE}}}")
+    setup = config.get("setup_commands") or []
+    if not any(re.search(rf"pip install .*-r {re.escape(NODE_PATH)}", c) for c in setup):
+        problems.append(f"setup_commands never run `pip install -r {NODE_PATH}`: the nodes would lack medforge's "
+                        "dependencies (the contexts job and /v1/medqa fail at import); fix: install that file")
+    req = repo / REQUIREMENTS_FILE
+    if (repo / "pyproject.toml").is_file() and (not req.is_file() or req.read_text() != render(repo / "pyproject.toml")):
+        problems.append(f"{REQUIREMENTS_FILE} is not what pyproject.toml gives; fix: medforge cluster-requirements --write")
+    return problems
 
 
 def job_demands(path: Path) -> list:
@@ -115,6 +136,7 @@ def check_cluster_file(path: str | Path, job_configs: list[Path] | None = None,
     config = yaml.safe_load(text) or {}
     problems += ray_schema_problems(config)
     problems += exposure_problems(config)
+    problems += environment_problems(config)
     problems += cross_check_problems(config, shipped_job_configs() if job_configs is None else job_configs)
     return problems
 

