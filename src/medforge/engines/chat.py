@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 from dataclasses import dataclass
 from typing import Any
 
 from medforge.cluster.preflight import vllm_rank_bundles
 from medforge.engines.config import API_ACTOR_CPUS, OpenAITeacherConfig, SamplingConfig, VLLMTeacherConfig
+from medforge.secrets import resolve_key
 
 logger = logging.getLogger(__name__)
 
@@ -205,7 +205,7 @@ def check_openai_endpoint(teacher: OpenAITeacherConfig) -> None:
     import httpx
 
     url = f"{teacher.base_url}/models"
-    headers = {"Authorization": f"Bearer {os.environ.get(teacher.api_key_env) or 'EMPTY'}"}
+    headers = {"Authorization": f"Bearer {resolve_key(teacher.api_key_env, teacher.api_key_file) or 'EMPTY'}"}
     try:
         r = httpx.get(url, headers=headers, timeout=10.0)
     except httpx.HTTPError as exc:
@@ -214,7 +214,8 @@ def check_openai_endpoint(teacher: OpenAITeacherConfig) -> None:
             "start the server, or fix teacher.base_url"
         ) from None
     if r.status_code in (401, 403):
-        raise PermissionError(f"teacher endpoint {teacher.base_url} refused the key in ${teacher.api_key_env} ({r.status_code})")
+        where = teacher.api_key_file or f"${teacher.api_key_env}"
+        raise PermissionError(f"teacher endpoint {teacher.base_url} refused the key in {where} ({r.status_code})")
     if r.status_code >= 500:
         raise ConnectionError(f"teacher endpoint {url} answered {r.status_code}; is it healthy?")
 

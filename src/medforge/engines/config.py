@@ -146,6 +146,10 @@ class OpenAITeacherConfig(MedforgeModel):
     base_url: str = Field(description="Endpoint root, e.g. https://api.openai.com/v1 or http://127.0.0.1:8000/v1.")
     model: str = Field(description="Model name the endpoint serves, e.g. gpt-4o-mini.")
     api_key_env: str = Field("OPENAI_API_KEY", description="Environment variable that holds the API key.")
+    api_key_file: str | None = Field(
+        None, description="A file holding the key (first line), read where each request is made: a path on the "
+        "cluster's shared storage or a mounted Kubernetes Secret. Takes precedence over api_key_env and keeps the "
+        "key out of the job's runtime_env (which `ray job list` shows).")
     concurrency: ActorPool = Field(
         (2, 2), description="(min, max) Ray actors sending requests (one number: a fixed pool); Ray Data scales "
         "between them with the backlog.",

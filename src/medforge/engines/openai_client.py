@@ -15,12 +15,12 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import os
 import random
 from typing import Any
 
 from medforge.engines.config import OpenAITeacherConfig, SamplingConfig
 from medforge.io import replace_lone_surrogates
+from medforge.secrets import resolve_key
 
 logger = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class OpenAIChatClient:
         self.transport = transport
         self.client = None if transport is not None else openai.AsyncOpenAI(
             base_url=teacher.base_url,
-            api_key=api_key or os.environ.get(teacher.api_key_env) or "EMPTY",
+            api_key=api_key or resolve_key(teacher.api_key_env, teacher.api_key_file) or "EMPTY",
             max_retries=0,  # we retry ourselves, with our own backoff and error records
             timeout=teacher.timeout_s,
         )

@@ -64,6 +64,11 @@ class Plan:
             args["adapters"] = {}
         return args
 
+    @property
+    def key_file(self) -> str | None:
+        """The endpoint's key file (on a cluster: shared storage), read by each client where it runs."""
+        return self.cfg.serve.llm.security.auth.api_keys_file
+
     def serve_apps(self, key_env: str) -> list[dict[str, Any]]:
         """The applications of the Serve config: the LLM app, and /v1/medqa when configured."""
         apps = [{"name": "llm", "route_prefix": "/", "import_path": "medforge.serve.llm:app_builder",
@@ -74,7 +79,7 @@ class Plan:
             ctx = args.get("context_llm")
             if ctx and ctx.get("base_url") == SERVED_URL:
                 args["context_llm"] = {**ctx, "base_url": self.cfg.serve.base_url, "model": self.cfg.serve.tuned_id,
-                                       "api_key_env": key_env}
+                                       "api_key_env": key_env, "api_key_file": self.key_file}
             apps.append({"name": "medqa", "route_prefix": "/v1/medqa", "import_path": "medforge.serve.qa:app_builder",
                          "args": args})
         return apps
@@ -87,7 +92,8 @@ class Plan:
         data = cfg.evaluate.model_dump(mode="json")
         # one Ray Data actor: the requests all go to one endpoint, which batches them; a second actor only
         # costs a start-up on a small machine
-        served = {"kind": "openai", "base_url": cfg.serve.base_url, "api_key_env": key_env, "concurrency": 1,
+        served = {"kind": "openai", "base_url": cfg.serve.base_url, "api_key_env": key_env, "api_key_file": self.key_file,
+                  "concurrency": 1,
                   "max_concurrent_requests": 16, "timeout_s": 600}
         if which == "tuned" or self.lora:
             engine = {**served, "model": self.served_ids[which]}

@@ -21,6 +21,7 @@ from medforge.io import atomic_write_text
 from medforge.pipeline.config import STAGES, PipelineConfig
 from medforge.pipeline.plan import Plan
 from medforge.pipeline.records import SHORT, code_version, now, read_record, write_record
+from medforge.secrets import resolve_key
 
 logger = logging.getLogger(__name__)
 
@@ -106,14 +107,20 @@ class PipelineRun:
 
     # ------------------------------------------------------------------ shared resources
     def ensure_key(self) -> None:
-        """The key the pipeline's own requests to its endpoint carry; a local run makes one if none is set."""
+        """The key the pipeline's own requests to its endpoint carry.
+
+        ``$<api_keys_env>`` when set, else the first key of ``serve.llm.security.auth.api_keys_file``
+        (on a cluster: a file on the shared storage, read by every Serve replica and every client
+        actor on its own node, so the key never travels in the job's runtime_env); a local run with
+        neither makes one."""
         keys = os.environ.get(self.key_env, "")
         on_cluster = bool(self.cfg.ray_address or os.environ.get("RAY_ADDRESS"))
-        if not keys and not on_cluster:
-            path = self.cfg.serve.llm.security.auth.api_keys_file
-            if path and Path(path).expanduser().is_file():
-                lines = [ln.strip() for ln in Path(path).expanduser().read_text().splitlines()]
-                keys = next((ln for ln in lines if ln and not ln.startswith("#")), "")
+        path = self.cfg.serve.llm.security.auth.api_keys_file
+        if not keys and path and (on_cluster or Path(path).expanduser().is_file()):
+            try:
+                keys = resolve_key(None, path) or ""
+            except FileNotFoundError as exc:
+                raise PipelineRefused(f"serve.llm.security.auth.api_keys_file: {exc}") from None
         if "," in keys:
             raise PipelineRefused(f"${self.key_env} holds several keys; the pipeline's own requests use it as one "
                                   "bearer key; fix: set it to one key (clients can be given others later)")
@@ -121,9 +128,12 @@ class PipelineRun:
             os.environ[self.key_env] = keys
             return
         if on_cluster:
-            raise PipelineRefused(f"${self.key_env} is not set, and on a cluster the endpoint's key must reach every "
-                                  f"node (a key file is read by the server only); fix: ray job submit --runtime-env-json '{{\"env_vars\": {{\"{self.key_env}\": "
-                                  "\"<openssl rand -hex 24>\"}}' ...")
+            raise PipelineRefused(
+                f"no key for the endpoint: ${self.key_env} is not set and serve.llm.security.auth.api_keys_file names "
+                "no key; fix: put one key in a file on the storage every node mounts and name it, e.g. "
+                "`openssl rand -hex 24 > /mnt/shared/secrets/medforge_api_keys && chmod 600 "
+                "/mnt/shared/secrets/medforge_api_keys` and serve.llm.security.auth.api_keys_file="
+                "/mnt/shared/secrets/medforge_api_keys (never in the job's runtime_env: Ray shows it in `ray job list`)")
         os.environ[self.key_env] = secrets.token_hex(24)  # before Ray starts: its workers inherit it
         self.generated_key = True
 

@@ -13,9 +13,9 @@ import hmac
 import json
 import logging
 import os
-from pathlib import Path
 from typing import Any
 
+from medforge.secrets import read_key_file
 from medforge.serve.config import AuthConfig, SecurityConfig
 
 logger = logging.getLogger(__name__)
@@ -31,10 +31,10 @@ def load_api_keys(auth: AuthConfig) -> list[str]:
     if auth.api_keys_env and os.environ.get(auth.api_keys_env):
         keys += [k.strip() for k in os.environ[auth.api_keys_env].split(",") if k.strip()]
     if auth.api_keys_file:
-        path = Path(auth.api_keys_file).expanduser()
-        if not path.is_file():
-            raise NoAPIKeysError(f"api_keys_file {str(path)!r} does not exist; create it (one key per line)")
-        keys += [ln.strip() for ln in path.read_text().splitlines() if ln.strip() and not ln.lstrip().startswith("#")]
+        try:
+            keys += read_key_file(auth.api_keys_file)
+        except FileNotFoundError as exc:
+            raise NoAPIKeysError(f"api_keys_file: {exc}") from None
     if not keys:
         where = [f"${auth.api_keys_env}" if auth.api_keys_env else None, auth.api_keys_file]
         raise NoAPIKeysError(

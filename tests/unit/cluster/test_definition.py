@@ -90,7 +90,7 @@ def test_cluster_yaml_shape():
     assert all("IamInstanceProfile" in t["node_config"] for t in types.values())
     assert re.fullmatch(r"rayproject/ray:2\.60\.0-py3\d+-gpu", c["docker"]["image"])
     assert c["idle_timeout_minutes"] > 0
-    # what the nodes install: tests/unit/cluster/test_environment.py
+    # what the nodes install: tests/unit/cluster/test_cluster_environment.py
 
 
 def _kuberay(name: str) -> dict:
