@@ -78,9 +78,11 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
 
 
 def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+    """``extra`` over ``base``, mappings merged key by key; an empty mapping (``key={}``) replaces:
+    it is how an override clears a mapping such as ``evaluate.data.reference_files``."""
     out = dict(base)
     for key, value in extra.items():
-        if isinstance(value, dict) and isinstance(out.get(key), dict):
+        if isinstance(value, dict) and value and isinstance(out.get(key), dict):
             out[key] = _deep_merge(out[key], value)
         else:
             out[key] = value

@@ -68,3 +68,12 @@ def test_missing_seed_file_is_a_config_error(tmp_path):
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(InstructionJobConfig, tmp_path / "nope.yaml")
+
+
+def test_a_mapping_override_merges_and_an_empty_one_clears(tmp_path):
+    from medforge.config.base import _deep_merge
+
+    merged = load_config(InstructionJobConfig, _write(tmp_path, BASE.format(out=tmp_path)), ["teacher={model: m2}"])
+    assert merged.teacher.model == "m2" and merged.teacher.base_url == "http://127.0.0.1:9/v1"  # merged key by key
+    assert _deep_merge({"a": {"x": 1}, "b": 2}, {"a": {}}) == {"a": {}, "b": 2}  # `a={}` clears a
+    assert _deep_merge({"a": {"x": 1}}, {"a": {"y": 2}}) == {"a": {"x": 1, "y": 2}}
