@@ -3,8 +3,9 @@
 Locally (starts its own Ray; tiny random model as model and judge, 10 MedInstruct-test items):
     .venv/bin/python ray_jobs/evaluate.py --config configs/evaluate/local_tiny.yaml
 
-On a running cluster:
-    ray job submit --working-dir . -- python ray_jobs/evaluate.py --config configs/evaluate/cluster.yaml
+On a cluster (docs/cluster.md; deploy/runtime_env.yaml ships the medforge package to every worker):
+    ray job submit --address http://127.0.0.1:8265 --runtime-env deploy/runtime_env.yaml -- \
+        python ray_jobs/evaluate.py --config configs/evaluate/cluster.yaml
 
 Overrides: ``data.max_items=50 model.sampling.max_tokens=256``. Writes report.json/.md/.html,
 PNG plots and verdicts.jsonl to output.dir; prints the win rates.

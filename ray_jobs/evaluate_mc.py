@@ -3,7 +3,8 @@
 Locally:
     .venv/bin/python ray_jobs/evaluate_mc.py --config configs/evaluate/mc_local_tiny.yaml
 
-On a running cluster:
+On a local `ray start --head` (medforge is in the venv, so the checkout as working folder is enough;
+a cluster submits with --runtime-env deploy/runtime_env.yaml, docs/cluster.md):
     ray job submit --working-dir . -- python ray_jobs/evaluate_mc.py --config configs/evaluate/mc_local_tiny.yaml
 
 Writes report.json/.md/.html, accuracy plots and predictions.jsonl to output_dir.

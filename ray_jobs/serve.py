@@ -3,8 +3,12 @@
 Locally (starts its own Ray with 8 logical CPUs; tiny random LLaMA):
     MEDFORGE_API_KEYS=... .venv/bin/python ray_jobs/serve.py --config serving/local_tiny.yaml
 
-On a running cluster (the job's driver deploys the apps and stays up while they serve):
+As a Ray job (the job's driver deploys the apps and stays up while they serve); on a local
+`ray start --head`, where medforge is in the venv:
     ray job submit --working-dir . -- python ray_jobs/serve.py --config serving/local_tiny.yaml
+on a cluster (docs/cluster.md; deploy/runtime_env.yaml ships the medforge package to every worker):
+    ray job submit --address http://127.0.0.1:8265 --runtime-env deploy/runtime_env.yaml -- \
+        python ray_jobs/serve.py --config serving/cluster.yaml
 
 Same as ``medforge serve``, ``serve run serving/<file>.yaml`` and ``serve deploy serving/<file>.yaml``.
 Overrides address one app's args: ``llm.engine.model=/models/export llm.autoscaling.max_replicas=4``.
