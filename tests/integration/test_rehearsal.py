@@ -32,7 +32,7 @@ import yaml
 
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1]))
-from doccmds import doc_commands, find_command  # noqa: E402
+from doccmds import doc_commands  # noqa: E402
 from jobutils import REPO, free_port  # noqa: E402
 from nodeenv import build_node_env  # noqa: E402
 from rehearsal import CLIENT_SERVE, RehearsalCluster  # noqa: E402
@@ -84,6 +84,13 @@ def cluster(tiny_models):
         shutil.rmtree(root, ignore_errors=True)
 
 
+def find_command(docs, *needles: str):
+    """The one command of docs/cluster.md (the cluster walkthrough) whose words hold every needle."""
+    found = [d for d in docs if d.path == "docs/cluster.md" and all(n in " ".join(d.argv) for n in needles)]
+    assert len(found) == 1, f"docs/cluster.md: {len(found)} commands hold {needles}: {[d.text for d in found]}"
+    return found[0]
+
+
 def _argv(cmd, c: RehearsalCluster, *extra: str, **subs: str) -> list[str]:
     """The documented command's words, its address pointed at this cluster, placeholders filled."""
     out = []
@@ -115,7 +122,7 @@ def _cluster_overrides(shared: Path, port: int) -> list[str]:
         "generate.filters.task_checks=false",
         "generate.budget={target_tasks: 16, max_rounds: 6}",
         f"finetune.model={m}",
-        "finetune.data={max_length: 192, eval_fraction: 0.0}",
+        "finetune.data={format: chat, max_length: 192, eval_fraction: 0.0}",
         "finetune.optim={lr: 1.0e-3, epochs: 8, micro_batch_size: 1, grad_accum_steps: 1, warmup_ratio: 0.0, scheduler: constant}",
         "finetune.lora={enabled: true, r: 8, alpha: 16, dropout: 0.0}",
         "finetune.deepspeed.zero_stage=2",
@@ -123,7 +130,6 @@ def _cluster_overrides(shared: Path, port: int) -> list[str]:
         "memory_gib_per_worker: null, custom_resources: {train_pool: 1}}",
         "finetune.gradient_checkpointing=false",
         "finetune.checkpoint={every_steps: 4, max_failures: 0}",
-        "finetune.eval_every_steps=null",
         "evaluate.model.sampling.max_tokens=24",
         "evaluate.judge.engine=served", "evaluate.judge.name=null",
         "evaluate.judge.sampling={temperature: 0.0, presence_penalty: 0.0, max_tokens: 16}",

@@ -44,6 +44,19 @@ COMMANDS = doc_commands(REPO)
 RUN_BY_TEST: dict[tuple[str, ...], str] = {
     ("ray_jobs/pipeline.py", "configs/pipeline/local_tiny.yaml"):
         "tests/integration/test_pipeline.py::test_tiny_pipeline_end_to_end",
+    # docs/cluster.md's walkthrough, run by the cluster rehearsal against a head + 2 worker nodes
+    ("$SUBMIT python ray_jobs/pipeline.py", "configs/pipeline/cluster.yaml"):
+        "tests/integration/test_rehearsal.py::test_pipeline_stopped_during_finetuning_resumes_on_resubmit",
+    ("ray job status", "<submission-id>"):
+        "tests/integration/test_rehearsal.py::test_pipeline_stopped_during_finetuning_resumes_on_resubmit",
+    ("ray job stop", "<submission-id>"):
+        "tests/integration/test_rehearsal.py::test_pipeline_stopped_during_finetuning_resumes_on_resubmit",
+    ("ray job logs", "<submission-id>"):
+        "tests/integration/test_rehearsal.py::test_pipeline_stopped_during_finetuning_resumes_on_resubmit",
+    ("serve deploy --address", "serving/cluster.yaml"):
+        "tests/integration/test_rehearsal.py::test_serve_deploy_of_the_cluster_file_answers_openai_and_medqa",
+    ("serve status --address",):
+        "tests/integration/test_rehearsal.py::test_serve_deploy_of_the_cluster_file_answers_openai_and_medqa",
 }
 
 PATHLIKE = re.compile(r"(?:^|(?<=[=\s:,@]))((?:configs|serving|deploy|ray_jobs|docs|tests|bench|scripts|src)/[\w./-]*)")
@@ -174,7 +187,8 @@ def _check_ray(cmd: DocCommand, argv: list[str]) -> None:
     from ray.scripts.scripts import cli
 
     head = argv[: argv.index("--")] if "--" in argv else argv
-    bad = [a for a in head if FLAG_PLACEHOLDER.search(a)]
+    # the one placeholder Ray's job CLI takes: the id `ray job submit` printed (status/logs/stop)
+    bad = [a for a in head if FLAG_PLACEHOLDER.search(a) and not (a == "<submission-id>" and argv[1] == "job")]
     assert not bad, f"{cmd.where()}: placeholder(s) {bad} in ray's own arguments; only override values may hold one"
     sub, ctx = _click_check(cli, ["ray", *argv[1:]], cmd.where())
     if sub.name == "submit" and ctx.parent is not None and ctx.parent.info_name == "job":
