@@ -70,3 +70,37 @@ def test_overload_bound_sits_at_the_front_door_with_retry_after():
     assert own["backpressure_config"].status_code == 503 and own["backpressure_config"].retry_after_s == 2.5
     # an ingress in front of 3 engine replicas admits what the 3 of them take at once
     assert cfg.front_door_options(replicas_behind=3)["max_ongoing_requests"] == 12
+
+
+def test_throughput_mode_is_on_by_default_in_the_serve_controller_env():
+    from medforge.serve.cli import THROUGHPUT_SWITCH, controller_options
+
+    opts = controller_options({"applications": []}, environ={})
+    assert opts == {"runtime_env": {"env_vars": {THROUGHPUT_SWITCH: "1"}}}
+    # other controller env vars of the file are kept, and the file is not modified
+    data = {"controller_options": {"runtime_env": {"env_vars": {"RAY_SERVE_X": "7"}}}}
+    assert controller_options(data, environ={})["runtime_env"]["env_vars"] == {"RAY_SERVE_X": "7", THROUGHPUT_SWITCH: "1"}
+    assert data == {"controller_options": {"runtime_env": {"env_vars": {"RAY_SERVE_X": "7"}}}}
+
+
+def test_throughput_mode_off_when_the_user_says_so():
+    from medforge.serve.cli import THROUGHPUT_SWITCH, controller_options
+
+    # in the environment of the process that starts Serve
+    assert controller_options({}, environ={THROUGHPUT_SWITCH: "0"})["runtime_env"]["env_vars"][THROUGHPUT_SWITCH] == "0"
+    # in the serve file (what `serve run`/`serve deploy` apply too): the file wins over the environment
+    data = {"controller_options": {"runtime_env": {"env_vars": {THROUGHPUT_SWITCH: "0"}}}}
+    assert controller_options(data, environ={THROUGHPUT_SWITCH: "1"})["runtime_env"]["env_vars"][THROUGHPUT_SWITCH] == "0"
+
+
+def test_controller_options_of_a_serve_file_are_validated(tmp_path, tiny_models):
+    f = tmp_path / "s.yaml"
+    f.write_text(
+        "controller_options:\n"
+        "  runtime_env: {pip: [requests]}\n"
+        "applications:\n"
+        "  - name: llm\n"
+        "    import_path: medforge.serve.llm:app_builder\n"
+        f"    args: {{model_id: m, engine: {{model: {tiny_models['llama']}}}}}\n")
+    with pytest.raises(ConfigError, match="controller_options.*env_vars"):
+        load_serve_file(f)
