@@ -20,7 +20,10 @@ def test_shipped_serving_files_validate_and_carry_the_commands(path, tiny_models
     text = path.read_text()
     assert "serve run serving/" in text or "serve deploy serving/" in text
     assert "ray job submit" in text and "ray_jobs/serve.py" in text and "medforge serve --config serving/" in text
+    from ray.serve.schema import ServeDeploySchema
+
     data = yaml.safe_load(text)
+    ServeDeploySchema.model_validate(data)  # what `serve run` / `serve deploy` read
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text("{}")
@@ -104,3 +107,15 @@ def test_controller_options_of_a_serve_file_are_validated(tmp_path, tiny_models)
         f"    args: {{model_id: m, engine: {{model: {tiny_models['llama']}}}}}\n")
     with pytest.raises(ConfigError, match="controller_options.*env_vars"):
         load_serve_file(f)
+
+
+def test_the_cluster_serve_file_turns_throughput_mode_on_for_serve_deploy_too():
+    """`serve deploy serving/cluster.yaml` runs no medforge code before the controller starts: the
+    file itself carries the switch, and medforge serve keeps the file's value."""
+    import yaml
+
+    from medforge.serve.cli import THROUGHPUT_SWITCH, controller_options
+
+    data = yaml.safe_load((REPO / "serving" / "cluster.yaml").read_text())
+    assert data["controller_options"]["runtime_env"]["env_vars"][THROUGHPUT_SWITCH] == "1"
+    assert controller_options(data, environ={})["runtime_env"]["env_vars"][THROUGHPUT_SWITCH] == "1"
