@@ -2,8 +2,9 @@
 
 The file is the one ``serve run`` / ``serve deploy`` read; this command validates every
 application's ``args`` first (all problems at once), joins or starts Ray with enough
-logical CPUs, then runs the apps and blocks until interrupted. Overrides address one
-application's args: ``llm.engine.model=/models/my-export``.
+logical CPUs, starts Serve with Ray's throughput mode on unless the user turned it off
+(:func:`controller_options`), then runs the apps and blocks until interrupted. Overrides address
+one application's args: ``llm.engine.model=/models/my-export``.
 """
 
 from __future__ import annotations
