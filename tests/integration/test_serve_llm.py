@@ -65,6 +65,9 @@ def served(tiny_models, tmp_path_factory):
     model = _export_with_alpaca_template(tiny_models["llama"], tmp / "export")
     adapter = _make_adapter(model, tmp / "lora")
     os.environ["MEDFORGE_API_KEYS"] = KEY
+    # not in this driver's environment: the Serve processes must get the throughput switch from
+    # medforge's default (the controller's env), not by inheriting it from here
+    switch_before = os.environ.pop("RAY_SERVE_THROUGHPUT_OPTIMIZED", None)
     port = free_port()
     repo = Path(__file__).resolve().parents[2]
     data = load_serve_file(repo / "serving" / "local_tiny.yaml", [
@@ -89,6 +92,8 @@ def served(tiny_models, tmp_path_factory):
         serve.shutdown()
         ray.shutdown()
         os.environ.pop("MEDFORGE_API_KEYS", None)
+        if switch_before is not None:
+            os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = switch_before
 
 
 @pytest.fixture(scope="module")
@@ -247,6 +252,21 @@ def test_overload_is_answered_503_with_retry_after_never_500(served):
     ok = httpx.post(f"{served['base_url']}/v1/chat/completions", timeout=120, headers={"Authorization": f"Bearer {KEY}"},
                     json={"model": "medforge-tiny", "max_tokens": 4, "messages": [{"role": "user", "content": "after"}]})
     assert ok.status_code == 200  # the overload left nothing behind
+
+
+def test_serve_runs_in_throughput_mode_by_default(served):
+    """medforge starts Serve's controller with RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (absent from the
+    driver's environment), and the proxy and both replicas inherit it: each reads it at import."""
+    import ray
+
+    raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
+    found = {}
+    for pid, ppid, _, cmd in proc_table():
+        name = cmd.split("\0")[0]
+        if ppid == raylet and any(k in name for k in ("ServeController", "ProxyActor", "ServeReplica:llm:")):
+            found[name.strip()] = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert len(found) >= 4, sorted(found)  # controller, proxy, ingress replica, LLMServer replica
+    assert all(b"RAY_SERVE_THROUGHPUT_OPTIMIZED=1" in env for env in found.values()), sorted(found)
 
 
 def _replica_pids(deployment: str) -> list[int]:
