@@ -65,6 +65,9 @@ def served(tiny_models, tmp_path_factory):
     model = _export_with_alpaca_template(tiny_models["llama"], tmp / "export")
     adapter = _make_adapter(model, tmp / "lora")
     os.environ["MEDFORGE_API_KEYS"] = KEY
+    # not in this driver's environment: the Serve processes must get the throughput switch from
+    # medforge's default (the controller's env), not by inheriting it from here
+    switch_before = os.environ.pop("RAY_SERVE_THROUGHPUT_OPTIMIZED", None)
     port = free_port()
     repo = Path(__file__).resolve().parents[2]
     data = load_serve_file(repo / "serving" / "local_tiny.yaml", [
@@ -89,6 +92,8 @@ def served(tiny_models, tmp_path_factory):
         serve.shutdown()
         ray.shutdown()
         os.environ.pop("MEDFORGE_API_KEYS", None)
+        if switch_before is not None:
+            os.environ["RAY_SERVE_THROUGHPUT_OPTIMIZED"] = switch_before
 
 
 @pytest.fixture(scope="module")
@@ -249,6 +254,21 @@ def test_overload_is_answered_503_with_retry_after_never_500(served):
     assert ok.status_code == 200  # the overload left nothing behind
 
 
+def test_serve_runs_in_throughput_mode_by_default(served):
+    """medforge starts Serve's controller with RAY_SERVE_THROUGHPUT_OPTIMIZED=1 (absent from the
+    driver's environment), and the proxy and both replicas inherit it: each reads it at import."""
+    import ray
+
+    raylet = ray._private.worker._global_node.all_processes["raylet"][0].process.pid
+    found = {}
+    for pid, ppid, _, cmd in proc_table():
+        name = cmd.split("\0")[0]
+        if ppid == raylet and any(k in name for k in ("ServeController", "ProxyActor", "ServeReplica:llm:")):
+            found[name.strip()] = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    assert len(found) >= 4, sorted(found)  # controller, proxy, ingress replica, LLMServer replica
+    assert all(b"RAY_SERVE_THROUGHPUT_OPTIMIZED=1" in env for env in found.values()), sorted(found)
+
+
 def _replica_pids(deployment: str) -> list[int]:
     """PIDs of this cluster's replica processes of ``deployment`` (children of our raylet)."""
     import ray
@@ -283,10 +303,34 @@ def test_killed_ingress_replica_is_restarted_and_next_requests_succeed(served, c
     assert serve.status().applications["llm"].status == "RUNNING"
 
 
+def _poll_recording_replies(base_url: str, timeout_s: float) -> list[tuple[int, str | None]]:
+    """Poll chat completions (streaming and not, alternately) until 3 in a row get 200; returns
+    every reply's (status, Retry-After) on the way."""
+    import httpx
+
+    deadline = time.time() + timeout_s
+    replies: list[tuple[int, str | None]] = []
+    ok_in_a_row, i = 0, 0
+    with httpx.Client(base_url=base_url, timeout=300, headers={"Authorization": f"Bearer {KEY}"}) as c:
+        while time.time() < deadline and ok_in_a_row < 3:
+            r = c.post("/v1/chat/completions", json={
+                "model": "medforge-tiny", "max_tokens": 4, "stream": bool(i % 2),
+                "messages": [{"role": "user", "content": "after the kill"}]})
+            r.read()
+            replies.append((r.status_code, r.headers.get("retry-after")))
+            ok_in_a_row = ok_in_a_row + 1 if r.status_code == 200 else 0
+            i += 1
+            if r.status_code != 200:
+                time.sleep(1)
+    assert ok_in_a_row == 3, f"no recovery within {timeout_s:.0f}s: {replies}"
+    return replies
+
+
 def test_killed_engine_fails_the_request_in_flight_cleanly_and_serve_restarts_it(served, client):
     """The vLLM engine process of the LLMServer replica dies mid-stream (as under the OOM killer):
-    the streaming request gets an error instead of hanging, Serve replaces the replica, and the
-    next requests succeed. Last in the module: the restart costs one more engine start."""
+    the streaming request gets an error instead of hanging; until Serve has replaced the replica,
+    new requests get 503 + Retry-After (the app's retry_after_s), never a 500; then they succeed.
+    Last in the module: the restart costs one more engine start."""
     import threading
 
     from ray import serve
@@ -312,13 +356,19 @@ def test_killed_engine_fails_the_request_in_flight_cleanly_and_serve_restarts_it
     t = threading.Thread(target=stream, daemon=True)
     t.start()
     assert first_chunk.wait(120)
+    t_kill = time.time()
     for pid in engines:
         os.kill(pid, signal.SIGKILL)
     t.join(120)
     assert not t.is_alive(), "the request in flight hung after its engine died"
     assert str(got.get("outcome", "")).startswith("error"), got  # 400 tokens cannot finish after the kill
-    failures = _wait_until_requests_succeed(client, 600)
+    replies = _poll_recording_replies(served["base_url"], 600)
+    codes = [code for code, _ in replies]
+    assert set(codes) <= {200, 503}, replies  # never a 500 while the engine restarts
+    assert 503 in codes, replies  # the dead engine was asked (and answered 503) before its replica was replaced
+    assert all(retry_after == "2" for code, retry_after in replies if code == 503), replies
     new = _replica_pids("LLMServer")
     assert new and replica not in new  # Serve replaced the replica whose engine died
     assert serve.status().applications["llm"].status == "RUNNING"
-    print(f"\nengine killed after {got['chunks']} chunks; {failures} requests failed during the restart")
+    print(f"\nengine killed after {got['chunks']} chunks; {codes.count(503)} replies 503 + Retry-After, "
+          f"then 200 again {time.time() - t_kill:.0f} s after the kill")

@@ -2,16 +2,20 @@
 
 The file is the one ``serve run`` / ``serve deploy`` read; this command validates every
 application's ``args`` first (all problems at once), joins or starts Ray with enough
-logical CPUs, then runs the apps and blocks until interrupted. Overrides address one
-application's args: ``llm.engine.model=/models/my-export``.
+logical CPUs, starts Serve with Ray's throughput mode on unless the user turned it off
+(:func:`controller_options`), then runs the apps and blocks until interrupted. Overrides address
+one application's args: ``llm.engine.model=/models/my-export``.
 """
 
 from __future__ import annotations
 
 import argparse
+import copy
 import logging
+import os
 import sys
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +24,13 @@ import yaml
 from medforge.config.base import ConfigError, _deep_merge, format_validation_error, parse_overrides
 
 logger = logging.getLogger(__name__)
+
+# Ray Serve's throughput mode (ray/serve/_private/constants.py): gRPC between replicas, direct
+# ingress, user code and router on the replica's main loop, buffered request logs, GC frozen
+# after start. Every Serve process reads it when it imports ray.serve, so it must be in the
+# environment of the controller, the proxies and the replicas; a per-application runtime_env
+# reaches the replicas only. medforge turns it on unless the user said otherwise.
+THROUGHPUT_SWITCH = "RAY_SERVE_THROUGHPUT_OPTIMIZED"
 
 # import_path of a medforge app builder -> "module:ArgsModel" that validates its args
 BUILDERS: dict[str, str] = {
@@ -55,6 +66,14 @@ def load_serve_file(path: str | Path, overrides: list[str] | None = None) -> dic
             problems.append(f"override {name}={value!r}: give a key inside the app's args, e.g. {name}.model_id=x")
             continue
         by_name[name]["args"] = _deep_merge(by_name[name].get("args") or {}, value)
+    if data.get("controller_options") is not None:
+        from ray.serve.config import ControllerOptions
+
+        try:
+            ControllerOptions.model_validate(data["controller_options"])
+        except ValidationError as exc:
+            problems += [f"controller_options: {e['msg']} (at {'.'.join(map(str, e['loc'])) or 'top'}); Ray Serve "
+                         "accepts only runtime_env.env_vars there" for e in exc.errors()]
     for app in apps:
         target = BUILDERS.get(app.get("import_path", ""))
         if target is None:
@@ -72,8 +91,32 @@ def load_serve_file(path: str | Path, overrides: list[str] | None = None) -> dic
     return data
 
 
+def controller_options(data: dict[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The Serve controller's options for ``serve.start``: the file's ``controller_options``, with
+    ``RAY_SERVE_THROUGHPUT_OPTIMIZED`` in its ``runtime_env.env_vars``.
+
+    Precedence: the file's own value (``controller_options.runtime_env.env_vars``, what ``serve
+    run``/``serve deploy`` would apply), else the value in the environment of this process
+    (``RAY_SERVE_THROUGHPUT_OPTIMIZED=0 medforge serve ...`` turns it off), else ``"1"``. The
+    controller's environment is inherited by the proxies and replicas it starts.
+    """
+    environ = os.environ if environ is None else environ
+    opts = copy.deepcopy(data.get("controller_options") or {})
+    runtime_env = opts.get("runtime_env") or {}
+    env_vars = dict(runtime_env.get("env_vars") or {})
+    if THROUGHPUT_SWITCH not in env_vars:
+        env_vars[THROUGHPUT_SWITCH] = environ.get(THROUGHPUT_SWITCH, "1")
+    opts["runtime_env"] = {**runtime_env, "env_vars": env_vars}
+    return opts
+
+
 def run_serve_file(data: dict[str, Any], address: str | None, num_cpus: int | None, blocking: bool = True) -> None:
-    """Start Ray (or join ``address``), start Serve with the file's HTTP options and run its apps."""
+    """Start Ray (or join ``address``), start Serve with the file's HTTP and controller options
+    (throughput mode on by default, see :func:`controller_options`) and run its apps.
+
+    The controller options apply when this call starts Serve's controller; a Serve instance
+    already running on the cluster keeps its own (Ray logs that it ignored them).
+    """
     import importlib
 
     from ray import serve
@@ -84,8 +127,10 @@ def run_serve_file(data: dict[str, Any], address: str | None, num_cpus: int | No
     # bundle; on a 2-core laptop exact accounting never schedules the ingress (STACK.md).
     init_ray(address, num_cpus or 8)
     http = data.get("http_options") or {}
+    ctl = controller_options(data)
+    logger.info("Serve controller env: %s=%s", THROUGHPUT_SWITCH, ctl["runtime_env"]["env_vars"][THROUGHPUT_SWITCH])
     serve.start(http_options={k: v for k, v in http.items() if k in ("host", "port", "request_timeout_s")},
-                proxy_location=data.get("proxy_location", "HeadOnly"))
+                proxy_location=data.get("proxy_location", "HeadOnly"), controller_options=ctl)
     for app in data["applications"]:
         module, fn = app["import_path"].split(":")
         built = getattr(importlib.import_module(module), fn)(app.get("args") or {})

@@ -66,7 +66,8 @@ class ServedAppConfig(MedforgeModel):
     max_queued_requests: int = Field(
         256, ge=-1, description="Requests waiting per caller before new ones get 503 + Retry-After (-1: unbounded).")
     retry_after_s: float = Field(
-        1.0, ge=0, description="Retry-After (seconds, rounded up) on the 503 an overloaded endpoint answers.")
+        1.0, ge=0, description="Retry-After (seconds, rounded up) on the 503 an overloaded endpoint answers, and on "
+                               "the 503 of the LLM endpoint while a dead engine's replica is restarted.")
     security: SecurityConfig = Field(default_factory=SecurityConfig, description="Auth, body limit, CORS.")
 
     def front_door_options(self, replicas_behind: int = 1) -> dict[str, Any]:

@@ -5,10 +5,12 @@ Routes (all behind :class:`medforge.serve.security.GuardMiddleware`): ``/v1/chat
 
 It is built from the public pieces of ``ray.serve.llm`` -- ``LLMConfig``,
 ``build_llm_deployment`` (the vLLM ``LLMServer``), ``OpenAiIngress`` and
-``make_fastapi_ingress`` -- composed as ``build_openai_app`` composes them, with two changes:
+``make_fastapi_ingress`` -- composed as ``build_openai_app`` composes them, with three changes:
 
 * the ingress's FastAPI app is ours: ``build_openai_app`` makes one with CORS open to every
   origin, with credentials, and offers no hook for authentication;
+* a dead vLLM engine is answered ``503`` + ``Retry-After`` while Serve replaces its replica,
+  not ``500`` (:mod:`medforge.serve.faults`);
 * LoRA adapters are vLLM's static ``lora_modules`` (loaded by every replica at start), and
   the ingress routes an adapter's name to its base model's replicas. ``ray.serve.llm``'s
   dynamic LoRA (``lora_config.dynamic_lora_loading_path``) only reads from S3/GCS/Azure, so it
@@ -109,6 +111,7 @@ def build_llm_app(cfg: LLMServeConfig, use_gpu: bool | None = None):
     from ray.serve.llm import build_llm_deployment
     from ray.serve.llm.ingress import make_fastapi_ingress
 
+    from medforge.serve.faults import EngineRestartMiddleware
     from medforge.serve.security import secure_app
 
     use_gpu = vllm_uses_gpu(cfg.engine) if use_gpu is None else use_gpu
@@ -117,6 +120,9 @@ def build_llm_app(cfg: LLMServeConfig, use_gpu: bool | None = None):
     ingress_cls = _ingress_class()
     app: FastAPI = init_ingress_app()
     _drop_open_cors(app)
+    # inside the guard: a refused request never reaches it; outside Ray's error middleware,
+    # whose 500 for a dead engine it turns into 503 + Retry-After
+    app.add_middleware(EngineRestartMiddleware, retry_after_s=cfg.retry_after_s)
     secure_app(app, cfg.security)
     options = ingress_cls.get_deployment_options([llm_config])
     options["autoscaling_config"] = {**options.get("autoscaling_config", {}),

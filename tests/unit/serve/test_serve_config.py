@@ -20,7 +20,10 @@ def test_shipped_serving_files_validate_and_carry_the_commands(path, tiny_models
     text = path.read_text()
     assert "serve run serving/" in text or "serve deploy serving/" in text
     assert "ray job submit" in text and "ray_jobs/serve.py" in text and "medforge serve --config serving/" in text
+    from ray.serve.schema import ServeDeploySchema
+
     data = yaml.safe_load(text)
+    ServeDeploySchema.model_validate(data)  # what `serve run` / `serve deploy` read
     adapter = tmp_path / "adapter"
     adapter.mkdir()
     (adapter / "adapter_config.json").write_text("{}")
@@ -70,3 +73,49 @@ def test_overload_bound_sits_at_the_front_door_with_retry_after():
     assert own["backpressure_config"].status_code == 503 and own["backpressure_config"].retry_after_s == 2.5
     # an ingress in front of 3 engine replicas admits what the 3 of them take at once
     assert cfg.front_door_options(replicas_behind=3)["max_ongoing_requests"] == 12
+
+
+def test_throughput_mode_is_on_by_default_in_the_serve_controller_env():
+    from medforge.serve.cli import THROUGHPUT_SWITCH, controller_options
+
+    opts = controller_options({"applications": []}, environ={})
+    assert opts == {"runtime_env": {"env_vars": {THROUGHPUT_SWITCH: "1"}}}
+    # other controller env vars of the file are kept, and the file is not modified
+    data = {"controller_options": {"runtime_env": {"env_vars": {"RAY_SERVE_X": "7"}}}}
+    assert controller_options(data, environ={})["runtime_env"]["env_vars"] == {"RAY_SERVE_X": "7", THROUGHPUT_SWITCH: "1"}
+    assert data == {"controller_options": {"runtime_env": {"env_vars": {"RAY_SERVE_X": "7"}}}}
+
+
+def test_throughput_mode_off_when_the_user_says_so():
+    from medforge.serve.cli import THROUGHPUT_SWITCH, controller_options
+
+    # in the environment of the process that starts Serve
+    assert controller_options({}, environ={THROUGHPUT_SWITCH: "0"})["runtime_env"]["env_vars"][THROUGHPUT_SWITCH] == "0"
+    # in the serve file (what `serve run`/`serve deploy` apply too): the file wins over the environment
+    data = {"controller_options": {"runtime_env": {"env_vars": {THROUGHPUT_SWITCH: "0"}}}}
+    assert controller_options(data, environ={THROUGHPUT_SWITCH: "1"})["runtime_env"]["env_vars"][THROUGHPUT_SWITCH] == "0"
+
+
+def test_controller_options_of_a_serve_file_are_validated(tmp_path, tiny_models):
+    f = tmp_path / "s.yaml"
+    f.write_text(
+        "controller_options:\n"
+        "  runtime_env: {pip: [requests]}\n"
+        "applications:\n"
+        "  - name: llm\n"
+        "    import_path: medforge.serve.llm:app_builder\n"
+        f"    args: {{model_id: m, engine: {{model: {tiny_models['llama']}}}}}\n")
+    with pytest.raises(ConfigError, match="controller_options.*env_vars"):
+        load_serve_file(f)
+
+
+def test_the_cluster_serve_file_turns_throughput_mode_on_for_serve_deploy_too():
+    """`serve deploy serving/cluster.yaml` runs no medforge code before the controller starts: the
+    file itself carries the switch, and medforge serve keeps the file's value."""
+    import yaml
+
+    from medforge.serve.cli import THROUGHPUT_SWITCH, controller_options
+
+    data = yaml.safe_load((REPO / "serving" / "cluster.yaml").read_text())
+    assert data["controller_options"]["runtime_env"]["env_vars"][THROUGHPUT_SWITCH] == "1"
+    assert controller_options(data, environ={})["runtime_env"]["env_vars"][THROUGHPUT_SWITCH] == "1"
