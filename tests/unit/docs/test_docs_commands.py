@@ -173,10 +173,13 @@ def _click_check(group, argv: list[str], where: str):
 def _check_ray(cmd: DocCommand, argv: list[str]) -> None:
     from ray.scripts.scripts import cli
 
-    head = argv[: argv.index("--")] if "--" in argv else argv
-    bad = [a for a in head if FLAG_PLACEHOLDER.search(a)]
-    assert not bad, f"{cmd.where()}: placeholder(s) {bad} in ray's own arguments; only override values may hold one"
+    import click
+
     sub, ctx = _click_check(cli, ["ray", *argv[1:]], cmd.where())
+    # a placeholder may stand for a positional value (a job id), never in an option's value (an address, a file)
+    options = {p.name for p in sub.params if isinstance(p, click.Option)}
+    bad = {k: v for k, v in ctx.params.items() if k in options and isinstance(v, str) and FLAG_PLACEHOLDER.search(v)}
+    assert not bad, f"{cmd.where()}: placeholder(s) in ray's options {bad}; only override values and ids may hold one"
     if sub.name == "submit" and ctx.parent is not None and ctx.parent.info_name == "job":
         from ray.dashboard.modules.dashboard_sdk import parse_runtime_env_args
 
@@ -482,6 +485,7 @@ def _one(text: str) -> DocCommand:
     ("make no-such-target", "no Makefile target"),
     ("ray job submit --address http://<head>:8265 -- python ray_jobs/evaluate.py --config configs/evaluate/local_tiny.yaml",
      "placeholder"),
+    ("ray job logs --address http://127.0.0.1:8265 --no-such-flag <submission-id>", "refuses the arguments"),
     ("python ray_jobs/evaluate.py --config configs/evaluate/<setting>.yaml", "placeholder"),
     ("frobnicate configs", "neither checked nor run"),
 ])
