@@ -195,3 +195,31 @@ def test_no_secret_in_a_rayjob_runtime_env(name, doc):
     leaked = [k for k in (env.get("env_vars") or {}) if SECRET_NAME.search(k)]
     assert not leaked, (f"{name}: {leaked} in runtimeEnvYAML lands in Ray's job table (`ray job list`, the "
                         "dashboard); give pods the Secret instead (raycluster.yaml)")
+
+
+# -- checks KubeRay's controller makes on top of the schema (ray-operator/controllers/ray/utils/validation.go) --
+
+MAX_NAME = {"RayCluster": 53, "RayJob": 47, "RayService": 47}  # MaxRay*NameLength in KubeRay's constant.go
+DNS1035 = re.compile(r"^[a-z]([-a-z0-9]*[a-z0-9])?$")
+
+
+@pytest.mark.parametrize("name,doc", RAY_MANIFESTS, ids=[n for n, _ in RAY_MANIFESTS])
+def test_kuberay_controller_rules(name, doc):
+    meta = doc["metadata"]["name"]
+    assert len(meta) <= MAX_NAME[doc["kind"]] and DNS1035.match(meta), f"{name}: name {meta!r}"
+    for cname, spec in _cluster_specs():
+        if cname != name:
+            continue
+        for group, pod in _pods(spec):
+            assert pod.get("containers"), f"{name}/{group}: at least one container"
+        for g in spec.get("workerGroupSpecs", []):
+            assert 0 <= g["minReplicas"] <= g["maxReplicas"], f"{name}/{g['groupName']}: replicas"
+            assert "labels" not in g.get("rayStartParams", {}), f"{name}/{g['groupName']}: top-level labels only"
+            if g.get("resources"):
+                assert not set(g.get("rayStartParams", {})) & {"num-cpus", "num-gpus", "memory", "resources"}, (
+                    f"{name}/{g['groupName']}: resources in both rayStartParams and the group's resources")
+    if doc["kind"] == "RayJob":
+        spec = doc["spec"]
+        assert bool(spec.get("rayClusterSpec")) != bool(spec.get("clusterSelector")), f"{name}: one of the two"
+        if spec.get("clusterSelector"):
+            assert spec["clusterSelector"].get("ray.io/cluster"), f"{name}: cluster name in clusterSelector"
