@@ -144,3 +144,14 @@ def test_a_broken_link_is_caught():
     data["applications"][0]["args"] = _deep_merge(data["applications"][0]["args"], parse_overrides(
         ["engine.model=/mnt/shared/runs/never_written/model"]))
     assert _serve_apps(data)["llm"].engine.model not in {export_paths(_load(r))["model"] for r in FINETUNE_LLM}
+
+
+def test_output_path_functions_match_what_the_jobs_write():
+    from medforge.datagen.pipeline import DATASET_DIR, DATASET_FILES
+    from medforge.train.llm import ADAPTER_DIR
+
+    assert dataset_paths("s3://b/run/") == {"jsonl": f"s3://b/run/{DATASET_DIR}/{DATASET_FILES['jsonl']}",
+                                            "parquet": f"s3://b/run/{DATASET_DIR}/{DATASET_FILES['parquet']}"}
+    lora = _load(FINETUNE_LLM[0], ["lora.enabled=true", "output.export_dir=/mnt/shared/models/x"])
+    assert export_paths(lora) == {"model": "/mnt/shared/models/x", "adapter": f"/mnt/shared/models/x/{ADAPTER_DIR}"}
+    assert mc_export_dir(_load(FINETUNE_SLM[0], ["output_dir=/mnt/shared/runs/mc"])) == "/mnt/shared/runs/mc/model"
