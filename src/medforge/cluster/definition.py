@@ -106,7 +106,8 @@ def job_demands(path: Path) -> list:
 
     for kind, where, section in sections(raw, ""):
         if kind == "engine":
-            t = VLLMTeacherConfig(**{"model": "<set by the pipeline>", **section})
+            # the model is not a resource: a folder on the cluster's shared mount does not exist here
+            t = VLLMTeacherConfig(**{**section, "model": "<resources only>"})
             demands.append(vllm_demand(t, use_gpu=t.placement == "gpu", field=f"{path.name}: {where}"))
         else:
             d = train_demand(ScalingSection(**section))

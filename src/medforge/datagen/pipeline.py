@@ -54,6 +54,17 @@ logger = logging.getLogger(__name__)
 #: stop after this many rounds in a row in which every request failed (each is requested again)
 MAX_FAILED_ROUNDS = 3
 
+# Where a run folder's dataset lands, relative to output.dir (what finetune-llm's data.path names).
+DATASET_DIR = "dataset"
+DATASET_FILES = {"jsonl": "medinstruct.jsonl", "parquet": "parquet"}
+
+
+def dataset_paths(output_dir: str) -> dict[str, str]:
+    """The dataset a generation run with ``output.dir=output_dir`` writes: ``{"jsonl": ..., "parquet": ...}``,
+    as paths or URIs in the same form as ``output_dir`` (what a fine-tune's ``data.path`` should name)."""
+    root = output_dir.rstrip("/")
+    return {kind: f"{root}/{DATASET_DIR}/{name}" for kind, name in DATASET_FILES.items()}
+
 
 @dataclass
 class RoundResult:
@@ -112,7 +123,7 @@ class InstructionRun:
         self.raw_dir = self.root / "raw"
         self.resp_dir = self.root / "responses"
         self.quarantine_dir = self.root / "quarantine"
-        self.dataset_dir = self.root / "dataset"
+        self.dataset_dir = self.root / DATASET_DIR
         self.seedset = load_seeds(cfg.seeds.path)
         if len(self.seedset.seeds) < cfg.seeds.per_prompt:
             raise ValueError(
@@ -506,8 +517,8 @@ def write_outputs(run: InstructionRun, responses: dict[str, dict[str, Any]] | No
             "novelty_nearest_id": task["novelty_nearest_id"],
             "provenance": _provenance(run, task, resp),
         })
-    atomic_write_jsonl(run.dataset_dir / "medinstruct.jsonl", rows)
-    atomic_write_parquet_shards(run.dataset_dir / "parquet", rows, cfg.output.shard_rows)
+    atomic_write_jsonl(run.dataset_dir / DATASET_FILES["jsonl"], rows)
+    atomic_write_parquet_shards(run.dataset_dir / DATASET_FILES["parquet"], rows, cfg.output.shard_rows)
     atomic_write_jsonl(run.quarantine_dir / "tasks_rejected.jsonl", run.rejected)
     atomic_write_jsonl(run.quarantine_dir / "responses_failed.jsonl", resp_errors)
     summary = {
@@ -522,8 +533,7 @@ def write_outputs(run: InstructionRun, responses: dict[str, dict[str, Any]] | No
         "teacher": {"kind": cfg.teacher.kind, "model": cfg.teacher.model},
         "wall_time_s": round(elapsed_s, 2),
         "paths": {
-            "jsonl": run.folder.home(run.dataset_dir / "medinstruct.jsonl"),
-            "parquet": run.folder.home(run.dataset_dir / "parquet"),
+            **{kind: run.folder.home(run.dataset_dir / name) for kind, name in DATASET_FILES.items()},
             "quarantine": run.folder.home(run.quarantine_dir),
         },
     }

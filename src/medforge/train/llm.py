@@ -347,6 +347,13 @@ def _save_checkpoint(engine: Any, state: dict[str, Any], metrics: dict[str, Any]
 ADAPTER_DIR = "lora_adapter"
 
 
+def export_paths(cfg: LLMFinetuneConfig) -> dict[str, str | None]:
+    """What a fine-tune leaves for evaluation and serving: ``model`` (the merged HF folder, always) and
+    ``adapter`` (the unmerged peft adapter beside it, with ``lora.enabled``; else None)."""
+    root = cfg.output.export_dir.rstrip("/")
+    return {"model": root, "adapter": f"{root}/{ADAPTER_DIR}" if cfg.lora.enabled else None}
+
+
 def export_model(cfg: LLMFinetuneConfig, state_dict: dict[str, Any], tokenizer: Any, out: Path, dtype: Any) -> None:
     """Write a HF folder (safetensors + tokenizer) that is prompted as it was trained.
 

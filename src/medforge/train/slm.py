@@ -48,6 +48,11 @@ logger = logging.getLogger(__name__)
 CKPT_TAG = "ds"
 
 
+def mc_export_dir(cfg: SLMFinetuneConfig) -> str:
+    """The folder the best seed's model is exported to (what /v1/medqa's ``mc_model`` and evaluate-mc read)."""
+    return str(Path(cfg.output_dir) / "model")
+
+
 def load_split(path: str, field: str) -> tuple[list[dict[str, Any]], list[str]]:
     if not Path(path).is_file():
         return [], [f"{field} = {path!r}: file not found; fix: point it at a JSONL of MC questions"]
@@ -309,7 +314,7 @@ def run_slm_finetune(cfg: SLMFinetuneConfig) -> dict[str, Any]:
             per_seed = list(pool.map(fit, runs))
     mean, std = mean_std([s["accuracy"] for s in per_seed])
     best = max(per_seed, key=lambda s: s["best_dev_accuracy"] if s["best_dev_accuracy"] is not None else -1.0)
-    export_dir = Path(cfg.output_dir) / "model"
+    export_dir = Path(mc_export_dir(cfg))
     if Path(best["export_dir"]).is_dir():
         shutil.rmtree(export_dir, ignore_errors=True)
         shutil.copytree(best["export_dir"], export_dir)

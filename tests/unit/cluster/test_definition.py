@@ -102,7 +102,8 @@ def test_kuberay_raycluster_structure():
     assert rc["apiVersion"] == "ray.io/v1" and rc["kind"] == "RayCluster"
     spec = rc["spec"]
     assert spec["rayVersion"] == "2.60.0" and spec["enableInTreeAutoscaling"] is True
-    assert spec["headGroupSpec"]["rayStartParams"]["dashboard-host"] == "127.0.0.1"
+    # KubeRay reaches the dashboard through the head's ClusterIP Service (test_kuberay_manifests.py)
+    assert spec["headGroupSpec"]["rayStartParams"]["dashboard-host"] == "0.0.0.0"
     assert spec["headGroupSpec"]["template"]["spec"]["containers"][0]["resources"]["limits"].get("nvidia.com/gpu") is None
     for group in spec["workerGroupSpecs"]:
         assert group["minReplicas"] == 0 and group["maxReplicas"] >= 1 and group["groupName"]
@@ -139,7 +140,7 @@ def test_kuberay_rayservice_serves_the_cluster_serving_file():
     shipped = yaml.safe_load((REPO / "serving" / "cluster.yaml").read_text())
     assert serve_cfg["applications"] == shipped["applications"]  # the two never drift apart
     cluster = rs["spec"]["rayClusterConfig"]
-    assert cluster["rayVersion"] == "2.60.0" and cluster["headGroupSpec"]["rayStartParams"]["dashboard-host"] == "127.0.0.1"
+    assert cluster["rayVersion"] == "2.60.0" and cluster["headGroupSpec"]["rayStartParams"]["dashboard-host"] == "0.0.0.0"
     llm = next(a for a in serve_cfg["applications"] if a["name"] == "llm")["args"]
     [group] = cluster["workerGroupSpecs"]
     assert group["minReplicas"] == llm["autoscaling"]["min_replicas"] and group["maxReplicas"] == llm["autoscaling"]["max_replicas"]

@@ -186,11 +186,13 @@ def _click_check(group, argv: list[str], where: str):
 def _check_ray(cmd: DocCommand, argv: list[str]) -> None:
     from ray.scripts.scripts import cli
 
-    head = argv[: argv.index("--")] if "--" in argv else argv
-    # the one placeholder Ray's job CLI takes: the id `ray job submit` printed (status/logs/stop)
-    bad = [a for a in head if FLAG_PLACEHOLDER.search(a) and not (a == "<submission-id>" and argv[1] == "job")]
-    assert not bad, f"{cmd.where()}: placeholder(s) {bad} in ray's own arguments; only override values may hold one"
+    import click
+
     sub, ctx = _click_check(cli, ["ray", *argv[1:]], cmd.where())
+    # a placeholder may stand for a positional value (a job id), never in an option's value (an address, a file)
+    options = {p.name for p in sub.params if isinstance(p, click.Option)}
+    bad = {k: v for k, v in ctx.params.items() if k in options and isinstance(v, str) and FLAG_PLACEHOLDER.search(v)}
+    assert not bad, f"{cmd.where()}: placeholder(s) in ray's options {bad}; only override values and ids may hold one"
     if sub.name == "submit" and ctx.parent is not None and ctx.parent.info_name == "job":
         from ray.dashboard.modules.dashboard_sdk import parse_runtime_env_args
 
@@ -302,7 +304,7 @@ def _option(argv: list[str], flag: str) -> str | None:
 def _kuberay_names() -> dict[str, set[str]]:
     """Services KubeRay creates for the manifests (its naming: <cluster>-head-svc, <service>-serve-svc),
     the RayJobs, and the Secrets the manifests reference."""
-    out: dict[str, set[str]] = {"svc": set(), "rayjob": set(), "secret": set()}
+    out: dict[str, set[str]] = {"svc": set(), "rayjob": set(), "secret": set(), "token_secret": set()}
     for path in (REPO / "deploy" / "kuberay").glob("*.yaml"):
         for doc in yaml.safe_load_all(path.read_text()):
             if not doc:
@@ -314,6 +316,8 @@ def _kuberay_names() -> dict[str, set[str]]:
                 out["svc"].add(f"{name}-serve-svc")
             if kind == "RayJob":
                 out["rayjob"].add(name)
+            if kind == "RayCluster" and (doc["spec"].get("authOptions") or {}).get("mode") == "token":
+                out["token_secret"].add(name)  # KubeRay names the token Secret after the cluster (key auth_token)
             out["secret"] |= set(re.findall(r"secretName: (\S+?)[},\s]", path.read_text()))
             out["secret"] |= {m for m in re.findall(r"secretKeyRef:\s*\{?\s*name: (\S+?)[,}\s]", path.read_text())}
     return out
@@ -332,6 +336,10 @@ def _check_kubectl(cmd: DocCommand, argv: list[str]) -> None:
         target = rest[0]
         assert target.startswith("svc/") and target[4:] in names["svc"], (
             f"{cmd.where()}: {target} is not a Service KubeRay creates for deploy/kuberay ({sorted(names['svc'])})")
+    elif sub == "get" and rest[:1] == ["secret"]:
+        assert rest[1] in names["token_secret"], (
+            f"{cmd.where()}: {rest[1]} is not the token Secret KubeRay makes for a RayCluster with authOptions")
+        assert "auth_token" in (_option(rest, "-o") or ""), f"{cmd.where()}: read only the auth_token key"
     elif sub == "get" and rest[:1] == ["rayjob"]:
         assert rest[1] in names["rayjob"], f"{cmd.where()}: no RayJob named {rest[1]} in deploy/kuberay"
     elif sub == "logs":
@@ -383,6 +391,8 @@ def _check_trivial(cmd: DocCommand, argv: list[str]) -> None:
     prog = _program(argv)
     if prog == "bash":
         assert (REPO / argv[1]).is_file(), f"{cmd.where()}: {argv[1]} does not exist"
+    elif prog == "base64":
+        assert argv[1:] == ["-d"], f"{cmd.where()}: no rule for `{cmd.text}`"
     elif prog == "openssl":
         assert argv[1] == "rand", f"{cmd.where()}: no rule for `openssl {argv[1]}`"
     elif prog == "cd":
@@ -397,7 +407,7 @@ CHECKS = {
     "ray": _check_ray, "serve": _check_serve, "medforge": _check_medforge, "python": _check_python,
     "python3": _check_python, "kubectl": _check_kubectl, "docker": _check_docker, "make": _check_make,
     "curl": _check_curl, "bash": _check_trivial, "openssl": _check_trivial, "cd": _check_trivial,
-    "pip": _check_trivial, "export": lambda cmd, argv: None,
+    "pip": _check_trivial, "base64": _check_trivial, "export": lambda cmd, argv: None,
 }
 
 
@@ -491,11 +501,13 @@ def _one(text: str) -> DocCommand:
     ("medforge no-such-command", "no medforge command"),
     (".venv/bin/python bench/bench_generate.py --no-such-flag", "refused"),
     ("kubectl port-forward svc/medforge-svc 8265:8265", "not a Service"),
+    ("kubectl get secret medforge-serve -o jsonpath='{.data.auth_token}'", "not the token Secret"),
     ("curl -H 'Authorization: Bearer abc123' http://127.0.0.1:8000/v1/models", "literal key"),
     ("curl http://10.0.0.5:8000/v1/models", "loopback"),
     ("make no-such-target", "no Makefile target"),
     ("ray job submit --address http://<head>:8265 -- python ray_jobs/evaluate.py --config configs/evaluate/local_tiny.yaml",
      "placeholder"),
+    ("ray job logs --address http://127.0.0.1:8265 --no-such-flag <submission-id>", "refuses the arguments"),
     ("python ray_jobs/evaluate.py --config configs/evaluate/<setting>.yaml", "placeholder"),
     ("frobnicate configs", "neither checked nor run"),
 ])
@@ -514,6 +526,16 @@ def test_a_broken_command_fails_the_check(text, message):
 def test_a_secret_in_a_command_line_fails(text, message):
     with pytest.raises(AssertionError, match=re.escape(message)):
         _check_no_secret_values(_one(text))
+
+
+def test_commands_inside_a_substitution_are_checked_too():
+    # doccmds keeps $(...) as one literal word; the commands inside it get the same checks here
+    for cmd in COMMANDS:
+        for inner in re.findall(r"\$\(([^()]*)\)", cmd.text):
+            from doccmds import parse_block
+
+            for sub in parse_block(inner, cmd.path, cmd.line):
+                _check(sub, sub.argv)
 
 
 def test_a_missing_repo_path_fails():
