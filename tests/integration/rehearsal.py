@@ -60,7 +60,9 @@ class RehearsalCluster:
                if k not in {"VIRTUAL_ENV", "PYTHONPATH", "RAY_ADDRESS", "PYTHONHOME"} and not k.startswith("PYTEST")}
         env.update({"PATH": f"{self.env.bin}{os.pathsep}{os.environ.get('PATH', '')}", "RAY_AUTH_MODE": "token",
                     "RAY_AUTH_TOKEN_PATH": str(self.token_file), "MEDFORGE_SHARED_MOUNTS": str(self.shared),
-                    "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1"})
+                    "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "PYTHONUNBUFFERED": "1",
+                    # a loaded 2-core machine can take longer than Ray's default to register a raylet
+                    "RAY_raylet_start_wait_time_s": "180"})
         return env
 
     def client_env(self) -> dict[str, str]:
@@ -77,7 +79,9 @@ class RehearsalCluster:
         ports = [f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
                  f"--runtime-env-agent-port={free_port()}", f"--metrics-export-port={free_port()}"]
         with open(log, "w") as f:
+            # every node on loopback: the nodes of this "cluster" are processes of one machine
             proc = subprocess.Popen([str(self.env.bin / "ray"), "start", "--block", *args, *ports,
+                                     "--node-ip-address=127.0.0.1",
                                      f"--num-cpus={self.num_cpus}", f"--temp-dir={temp}", "--disable-usage-stats"],
                                     env=self.node_env(), cwd=work, stdout=f, stderr=subprocess.STDOUT,
                                     start_new_session=True)

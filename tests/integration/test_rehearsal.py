@@ -288,55 +288,68 @@ def _serve_file(shared: Path, port: int, adapter: str) -> dict:
     return cfg
 
 
-def test_serve_deploy_of_the_cluster_file_answers_openai_and_medqa(pipeline, cluster, docs, tiny_models):
+def test_serve_job_of_the_cluster_file_answers_openai_and_medqa(pipeline, cluster, docs, tiny_models):
+    """Step 5 of the walkthrough: ``ray_jobs/serve.py`` with serving/cluster.yaml, submitted as a job
+    (its runtime env carries medforge to the replicas: the nodes hold none), then stopped."""
     import httpx
     from openai import OpenAI
     from test_serve_medqa import _mc_export
 
     c, shared, key, t0 = cluster["c"], cluster["shared"], cluster["key"], time.time()
-    plan_adapter = next(pipeline["run_dir"].glob("finetune/*/model/lora_adapter"))
-    cfg = _serve_file(shared, cluster["port"], str(plan_adapter))
+    adapter = next(pipeline["run_dir"].glob("finetune/*/model/lora_adapter"))
+    cfg = _serve_file(shared, cluster["port"], str(adapter))
     medqa = next(a for a in cfg["applications"] if a["name"] == "medqa")
     mc = Path(medqa["args"]["mc_model"])
     mc.parent.mkdir(parents=True, exist_ok=True)
     _mc_export(tiny_models["bert"], mc, use_context=True)
-    path = c.root / "serving_cluster_cpu.yaml"
+    path = shared / "serving_cluster_cpu.yaml"  # on the shared folder: the job's driver may run on any node
     path.write_text(yaml.safe_dump(cfg))
-    deploy = find_command(docs, "serve deploy", "serving/cluster.yaml")
-    proc = _run([w.replace("serving/cluster.yaml", str(path)) for w in _argv(deploy, c)], c, 300)
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    status_cmd = _argv(find_command(docs, "serve status"), c)
-    deadline = time.time() + 900
-    while True:
-        st = yaml.safe_load(_run(status_cmd, c, 120).stdout or "{}") or {}
-        apps = st.get("applications") or {}
-        if apps and all(a.get("status") == "RUNNING" for a in apps.values()) and set(apps) >= {"llm", "medqa"}:
-            break
-        assert not any(a.get("status") == "DEPLOY_FAILED" for a in apps.values()), st
-        assert time.time() < deadline, f"apps not running: {st}"
-        time.sleep(3)
-    _timed("serve deploy serving/cluster.yaml -> apps RUNNING", t0)
-    base = f"http://127.0.0.1:{cluster['port']}"
-    model = cfg["applications"][0]["args"]["model_id"]
-    client = OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=3, timeout=300)
-    assert {m.id for m in client.models.list().data} >= {model, "tuned"}
-    reply = client.chat.completions.create(model="tuned", max_tokens=16, temperature=0.0,
-                                           messages=[{"role": "user", "content": "What is hypertension?"}])
-    assert reply.choices[0].message.content and reply.usage.completion_tokens > 0
-    assert httpx.get(f"{base}/v1/models", timeout=30).status_code == 401  # every route needs the key
-    codes = []
-    for q in ["A 60-year-old man has crushing chest pain radiating to the left arm.",
-              "A child has fever, barking cough and stridor at night.",
-              "A woman has polyuria, polydipsia and weight loss.",
-              "A smoker has haemoptysis and weight loss."]:
-        r = httpx.post(f"{base}/v1/medqa", headers={"Authorization": f"Bearer {key}"}, timeout=300,
-                       json={"question": q, "options": ["Myocardial infarction", "Croup", "Type 1 diabetes", "Lung cancer"]})
-        codes.append(r.status_code)
-        if r.status_code == 200:
-            body = r.json()
-            assert body["mode"] == "context" and abs(sum(body["probabilities"].values()) - 1) < 1e-5
-        else:  # the tiny random model's context can be noise: refused with its reason, never a 500
-            assert r.status_code == 502 and "unusable" in r.json()["error"]["message"], r.text
-    # the context LLM (the served tiny model, reached through a Serve handle) wrote a usable context at least once
-    assert 200 in codes, codes
-    _timed("openai client + /v1/medqa answered", t0)
+    submit = find_command(docs, "ray_jobs/serve.py", "serving/cluster.yaml")
+    argv = [w.replace("serving/cluster.yaml", str(path)) for w in _argv(submit, c)]
+    log = c.root / "serve_job.log"
+    with open(log, "w") as f:
+        job = subprocess.Popen(argv, cwd=REPO, env=c.client_env(), stdout=f, stderr=subprocess.STDOUT, text=True)
+    try:
+        status_cmd = _argv(find_command(docs, "serve status"), c)
+        deadline = time.time() + 900
+        while True:
+            assert job.poll() is None, f"the serve job ended:\n{log.read_text()[-6000:]}"
+            st = yaml.safe_load(_run(status_cmd, c, 120).stdout or "{}") or {}
+            apps = st.get("applications") or {}
+            if set(apps) >= {"llm", "medqa"} and all(apps[a].get("status") == "RUNNING" for a in ("llm", "medqa")):
+                break
+            assert not any(a.get("status") == "DEPLOY_FAILED" for a in apps.values()), st
+            assert time.time() < deadline, f"apps not running: {st}"
+            time.sleep(3)
+        _timed("serve job (serving/cluster.yaml) -> apps RUNNING", t0)
+        base = f"http://127.0.0.1:{cluster['port']}"
+        model = cfg["applications"][0]["args"]["model_id"]
+        client = OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=3, timeout=300)
+        assert {m.id for m in client.models.list().data} >= {model, "tuned"}
+        reply = client.chat.completions.create(model="tuned", max_tokens=16, temperature=0.0,
+                                               messages=[{"role": "user", "content": "What is hypertension?"}])
+        assert reply.choices[0].message.content and reply.usage.completion_tokens > 0
+        assert httpx.get(f"{base}/v1/models", timeout=30).status_code == 401  # every route needs the key
+        codes = []
+        for q in ["A 60-year-old man has crushing chest pain radiating to the left arm.",
+                  "A child has fever, barking cough and stridor at night.",
+                  "A woman has polyuria, polydipsia and weight loss.",
+                  "A smoker has haemoptysis and weight loss."]:
+            r = httpx.post(f"{base}/v1/medqa", headers={"Authorization": f"Bearer {key}"}, timeout=300,
+                           json={"question": q, "options": ["Myocardial infarction", "Croup", "Type 1 diabetes", "Lung cancer"]})
+            codes.append(r.status_code)
+            if r.status_code == 200:
+                body = r.json()
+                assert body["mode"] == "context" and abs(sum(body["probabilities"].values()) - 1) < 1e-5
+            else:  # the tiny random model's context can be noise: refused with its reason, never a 500
+                assert r.status_code == 502 and "unusable" in r.json()["error"]["message"], r.text
+        # the context LLM (the served tiny model, through a Serve handle) wrote a usable context at least once
+        assert 200 in codes, codes
+        _timed("openai client + /v1/medqa answered", t0)
+        serve_id = _submission_id(log.read_text())
+        stop = _run(_argv(find_command(docs, "ray job stop", "<submission-id>"), c, **{"submission-id": serve_id}), c, 300)
+        assert stop.returncode == 0, stop.stdout + stop.stderr
+        job.wait(timeout=300)
+    finally:
+        if job.poll() is None:
+            job.kill()
