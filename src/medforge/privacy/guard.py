@@ -37,15 +37,16 @@ sent in a row about Mrs. Graves). Counts, never values, are kept by identifier t
 
 from __future__ import annotations
 
-import gzip
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
 
+from medforge.privacy.eponyms import covered_tokens, eponym_spans
 from medforge.privacy.phi import REDACTED, PhiSpan, find_phi, merge_spans
-from medforge.privacy.vocab import Vocabulary, _data_lines, name_denylist, stopwords
+from medforge.privacy.recheck import second_pass
+from medforge.privacy.lexicon import (common_words, first_names, medical_abbreviations, medical_words,
+                                      person_names)
+from medforge.privacy.vocab import Vocabulary, match_phrases, name_denylist
 
 #: word tokens of options: Unicode letters and digits (a name in any script is a token)
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -98,53 +99,6 @@ _CUES = {
     "postal", "postcode", "on", "admitted", "discharged", "died", "dob", "date", "aged", "age", "apartment", "apt",
     "suite", "unit", "p", "o", "box", "po", "and", "or", "a", "an",
 }
-
-
-@lru_cache(maxsize=None)
-def common_words() -> frozenset[str]:
-    """Lower-case common English words that may be sent inside an option (no rare names)."""
-    # function words ("has", "was") are in no dictionary's base forms, but are as common as it gets
-    return frozenset(_data_lines("common_english.txt")) | stopwords()
-
-
-@lru_cache(maxsize=None)
-def person_names() -> frozenset[str]:
-    """US-census first names and surnames, lower case."""
-    path = resources.files("medforge.privacy") / "data" / "person_names.txt.gz"
-    with gzip.open(path.open("rb"), "rt", encoding="utf-8") as f:
-        return frozenset(line.strip() for line in f if line.strip())
-
-
-@lru_cache(maxsize=None)
-def first_names() -> frozenset[str]:
-    """The census first names (the guard's ``person_names`` minus surnames-only entries)."""
-    path = resources.files("medforge.privacy") / "data" / "first_names.txt"
-    return frozenset(_data_lines("first_names.txt")) if path.is_file() else frozenset()
-
-
-@lru_cache(maxsize=None)
-def medical_abbreviations() -> tuple[frozenset[str], frozenset[str]]:
-    """(abbreviations allowed in any case, abbreviations allowed only in capitals: they are names too)."""
-    words = {w.lower() for w in _data_lines("medical_abbreviations.txt")}
-    names = person_names() | name_denylist()
-    return frozenset(words - names), frozenset(words & names)
-
-
-_MEDICAL_WORDS: dict[int, frozenset[str]] = {}
-
-
-def medical_words(vocab: Vocabulary) -> frozenset[str]:
-    """Tokens of the vocabulary's phrases that are not person names (eponyms' names stay out)."""
-    key = id(vocab.phrases)
-    if key not in _MEDICAL_WORDS:
-        names, deny, common, stop = person_names(), name_denylist(), common_words(), stopwords()
-        toks = {t for p in vocab.phrases if " " in p for t in p.split(" ")}
-        words = {t for t in toks if len(t) >= 3 and t not in deny and t not in stop and not t.isdigit()
-                 and (t not in names or t in common)}
-        # one-word terms ("rash") already passed the vocabulary's own name filter
-        words.update(p for p in vocab.phrases if " " not in p and (p not in names or p in common or p not in first_names()))
-        _MEDICAL_WORDS[key] = frozenset(words)
-    return _MEDICAL_WORDS[key]
 
 
 def _looks_medical(tok: str, med: frozenset[str]) -> bool:
@@ -287,9 +241,7 @@ def row_terms(question: str, options: dict[str, str], vocab: Vocabulary) -> tupl
     q_spans: list[PhiSpan] = []
     med = medical_words(vocab)
     for k, text in enumerate((question, *options.values())):
-        cover = _vocab_cover([t.lower() for t in _WORD.findall(text)], vocab)
-        # the question keeps the bare name-list rule of find_phi (it only costs keywords there)
-        spans = find_phi(text, names=k == 0) + name_spans(text, cover)
+        spans, cover = _own_spans(text, vocab, question=k == 0)
         if k == 0:
             q_spans = spans
         else:
@@ -300,15 +252,47 @@ def row_terms(question: str, options: dict[str, str], vocab: Vocabulary) -> tupl
     return terms, kinds, q_spans
 
 
+def _own_spans(text: str, vocab: Vocabulary, question: bool = False) -> tuple[list[PhiSpan], set[int]]:
+    """The identifier spans of one text and the indices of its word tokens that are medical
+    (vocabulary phrases and eponyms in a medical phrase).
+
+    The question keeps the bare name-list rule of :func:`find_phi` (it only costs keywords there);
+    an option gets the independent second pass (:func:`medforge.privacy.recheck.second_pass`).
+    A name or place span made only of eponyms in a medical phrase is dropped ("from Meckel
+    diverticulum" names no place; "Bell palsy" no person), unless a title opens it ("Dr. Bell").
+    """
+    toks = [(m.group(0), m.start(), m.end()) for m in _WORD.finditer(text)]
+    epo = eponym_spans(text, vocab)
+    cover = _vocab_cover([t.lower() for t, _, _ in toks], vocab) | covered_tokens(toks, epo)
+    spans = find_phi(text, names=question) + name_spans(text, cover)
+    if not question:
+        # only what the scrubber's own detectors missed: one identifier is counted once
+        medical = epo + [(toks[k][1], toks[k][2]) for k in cover]
+        for extra in second_pass(text, vocab, medical):
+            if not any(s.start < extra.end and extra.start < s.end for s in spans):
+                spans.append(extra)
+    if epo:
+        spans = [s for s in spans if not _medical_only(text, s, toks, epo)]
+    return spans, cover
+
+
+def _medical_only(text: str, span: PhiSpan, toks: list[tuple[str, int, int]], epo: list[tuple[int, int]]) -> bool:
+    if span.kind not in ("name", "geo"):
+        return False
+    inside = [(t, a, b) for t, a, b in toks if span.start <= a and b <= span.end]
+    if any(t.lower() in _TITLES for t, _, _ in inside):
+        return False
+    caps = [(a, b) for t, a, b in inside if t[:1].isupper() and t.lower() not in _CUES]
+    return bool(caps) and all(any(s <= a and b <= e for s, e in epo) for a, b in caps)
+
+
 # ----------------------------------------------------------------------------- options
 def _vocab_cover(low: list[str], vocab: Vocabulary) -> set[int]:
     """Indices of tokens inside a vocabulary phrase match; a one-word match that is a person's name
     ("hunter") does not count, so a name is not spared for being a word of some phrase."""
-    from medforge.privacy.keywords import _match_phrases
-
     cover: set[int] = set()
     names = person_names()
-    for _, a, b, _ in _match_phrases([(t, 0, 0) for t in low], vocab):
+    for _, a, b, _ in match_phrases([(t, 0, 0) for t in low], vocab):
         if b - a > 1 or low[a] not in names:
             cover.update(range(a, b))
     return cover
@@ -335,8 +319,7 @@ def guard_option(text: str, vocab: Vocabulary, terms: RowTerms, counts: Counter[
     if text in terms.spans:
         own, cover = terms.spans[text]
     else:
-        cover = _vocab_cover(low, vocab)
-        own = find_phi(text, names=False) + name_spans(text, cover)
+        own, cover = _own_spans(text, vocab)
     phi = own + [PhiSpan(kind, toks[a][1], toks[b - 1][2]) for a, b, kind in terms.find_tokens(low)]
     phi_kind: dict[int, str] = {}
     if phi:
@@ -391,6 +374,8 @@ def guard_option(text: str, vocab: Vocabulary, terms: RowTerms, counts: Counter[
                 if not (len(lt) <= 2 or unit_follows(i)) or (not prev_alpha and len(lt) > 2):
                     reason[i] = "number"
             elif len(lt) == 1 or _ORDINAL.match(lt) or _UNIT_SUFFIX.match(lt) or _SHORT_CODE.match(lt):
+                continue
+            elif len(lt) <= 3 and i > idx[0] and low[idx[0]] == "anti":  # antibodies: "Anti-Ro/SSA", "Anti-Jo-1"
                 continue
             elif _looks_medical(lt, med) and (lt not in person_names() or lt in med):
                 continue
