@@ -26,7 +26,8 @@ from __future__ import annotations
 import re
 import unicodedata
 
-from medforge.privacy.lexicon import common_words, drug_name_collisions, eponym_words, first_names, medical_words
+from medforge.privacy.lexicon import (common_words, drug_name_collisions, eponym_words, first_names, looks_medical,
+                                      medical_words)
 from medforge.privacy.vocab import Vocabulary
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -116,7 +117,7 @@ def eponym_spans(text: str, vocab: Vocabulary) -> list[tuple[int, int]]:
             h += 1
         head = toks[h][0].lower() if h < n and after.strip() == "" and after else ""
         listed = [fold(toks[k][0]) in epo for k in run]
-        if head in STRONG_HEADS:
+        if head in STRONG_HEADS or (head and looks_medical(head, med) and all(toks[k][0][:1].isupper() for k in run)):
             medical = all(listed) or all(toks[k][0][:1].isupper() for k in run)
         elif head and all(listed):
             medical = head in EPONYM_HEADS or (head in med and head not in common)

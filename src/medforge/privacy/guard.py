@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from medforge.privacy.eponyms import covered_tokens, eponym_spans
 from medforge.privacy.phi import REDACTED, PhiSpan, find_phi, merge_spans
 from medforge.privacy.recheck import second_pass
-from medforge.privacy.lexicon import (common_words, first_names, medical_abbreviations, medical_words,
+from medforge.privacy.lexicon import (common_words, first_names, looks_medical, medical_abbreviations, medical_words,
                                       person_names)
 from medforge.privacy.vocab import Vocabulary, match_phrases, name_denylist
 
@@ -66,23 +66,6 @@ _UNITS = {
 _UNIT_SUFFIX = re.compile(r"^\d+(?:mg|g|kg|mcg|ml|l|dl|iu|u|mmhg|cm|mm|h|hr|hrs|d|wk|wks|mo|y|yr|yrs|min|x)$")
 _ORDINAL = re.compile(r"^\d{1,2}(?:st|nd|rd|th)$")
 _SHORT_CODE = re.compile(r"^[a-z]{1,3}\d{1,2}[a-z]?$")  # b12, cd4, t3, q10, hba1c is in the list
-_MED_SUFFIX = re.compile(
-    r"(?:plasty|ectomy|otomy|ostomy|stomy|scopy|scope|graphy|gram|itis|osis|iasis|emia|aemia|uria|pathy|algia|"
-    r"plegia|paresis|trophy|plasia|megaly|rrhea|rrhoea|rrhage|penia|cytosis|cele|lysis|centesis|desis|pexy|"
-    r"rrhaphy|tripsy|ase|cillin|mycin|micin|cycline|floxacin|azole|vir|mab|nib|pril|sartan|olol|alol|statin|dipine|"
-    r"parin|xaban|gatran|tidine|prazole|semide|thiazide|olone|afil|triptan|tropin|lukast|gliptin|glitazone|"
-    r"gliflozin|caine|barbital|azepam|zolam|oxetine|pramine|triptyline|peridol|apine|idone|terol|tropium|dronate|"
-    r"plasm|blast|cyte|cytes|oma|omas|ectasis|sclerosis|stenosis|genesis|kinesia|phagia|phasia|pnea|ptysis|"
-    r"esthesia|tomy|version|ization|ectasia|thermia|glycemia|kalemia|natremia|calcemia|lipidemia|philia)s?$")
-_MED_PREFIX = re.compile(
-    r"^(?:hemi|cardio|neuro|gastro|hepato|nephro|osteo|arthro|angio|broncho|cholecyst|colono|endo|hyper|hypo|"
-    r"dys|tachy|brady|peri|intra|trans|electro|echo|pneumo|thoraco|laparo|hystero|myo|hemo|haemo|leuko|erythro|"
-    r"thrombo|immuno|radio|chemo|pharmaco|pyelo|cysto|uretero|rhino|oto|ophthalmo|derm|vaso|sphygmo|spiro|"
-    r"endoscop|anti)[a-z]{5,}$")
-_GENUS = re.compile(r"(?:ella|coccus|cocci|bacter|bacterium|monas|myces|phila|philus|plasma|virus|viridae|"
-                    r"bacillus|spora|sporum|nella|siella|etella)$")
-_AFFIX = re.compile(r"^(?:non|anti|per|sub|supra|infra|inter|intra|extra|trans|post|pre|para|retro|peri|multi|"
-                    r"poly|micro|macro|pseudo|hemi|semi|bi|uni|endo|epi|hyper|hypo)(?=[a-z]{4,}$)")
 #: cue words that introduce an identifier but are not one ("husband", "County", "MRN", ...)
 _CUES = {
     *_TITLES, "named", "name", "is", "called", "patient", "pt", "husband", "wife", "son", "daughter", "mother",
@@ -99,17 +82,6 @@ _CUES = {
     "postal", "postcode", "on", "admitted", "discharged", "died", "dob", "date", "aged", "age", "apartment", "apt",
     "suite", "unit", "p", "o", "box", "po", "and", "or", "a", "an",
 }
-
-
-def _looks_medical(tok: str, med: frozenset[str]) -> bool:
-    """Built like a medical term: a medical suffix or prefix, a microbe's genus ending, or an
-    affix ("non", "anti", "per", ...) on a medical or common word ("noninvasive", "percutaneous")."""
-    if len(tok) < 6 or not tok.isascii() or not tok.isalpha():
-        return False
-    if _MED_SUFFIX.search(tok) or _MED_PREFIX.match(tok) or (len(tok) >= 9 and _GENUS.search(tok)):
-        return True
-    m = _AFFIX.match(tok)
-    return m is not None and (tok[m.end():] in med or tok[m.end():] in common_words())
 
 
 # ----------------------------------------------------------------------------- row-wide terms
@@ -377,7 +349,7 @@ def guard_option(text: str, vocab: Vocabulary, terms: RowTerms, counts: Counter[
                 continue
             elif len(lt) <= 3 and i > idx[0] and low[idx[0]] == "anti":  # antibodies: "Anti-Ro/SSA", "Anti-Jo-1"
                 continue
-            elif _looks_medical(lt, med) and (lt not in person_names() or lt in med):
+            elif looks_medical(lt, med) and (lt not in person_names() or lt in med):
                 continue
             else:
                 reason[i] = "unlisted"

@@ -8,10 +8,29 @@ medical-word lists of ``scripts/build_eponyms.py``.
 from __future__ import annotations
 
 import gzip
+import re
 from functools import lru_cache
 from importlib import resources
 
 from medforge.privacy.vocab import Vocabulary, _data_lines, name_denylist, stopwords
+
+_MED_SUFFIX = re.compile(
+    r"(?:plasty|ectomy|otomy|ostomy|stomy|scopy|scope|graphy|gram|itis|osis|iasis|emia|aemia|uria|pathy|algia|"
+    r"plegia|paresis|trophy|plasia|megaly|rrhea|rrhoea|rrhage|penia|cytosis|cele|lysis|centesis|desis|pexy|"
+    r"rrhaphy|tripsy|ase|cillin|mycin|micin|cycline|floxacin|azole|vir|mab|nib|pril|sartan|olol|alol|statin|dipine|"
+    r"parin|xaban|gatran|tidine|prazole|semide|thiazide|olone|afil|triptan|tropin|lukast|gliptin|glitazone|"
+    r"gliflozin|caine|barbital|azepam|zolam|oxetine|pramine|triptyline|peridol|apine|idone|terol|tropium|dronate|"
+    r"plasm|blast|cyte|cytes|oma|omas|ectasis|sclerosis|stenosis|genesis|kinesia|phagia|phasia|pnea|ptysis|"
+    r"esthesia|tomy|version|ization|ectasia|thermia|glycemia|kalemia|natremia|calcemia|lipidemia|philia)s?$")
+_MED_PREFIX = re.compile(
+    r"^(?:hemi|cardio|neuro|gastro|hepato|nephro|osteo|arthro|angio|broncho|cholecyst|colono|endo|hyper|hypo|"
+    r"dys|tachy|brady|peri|intra|trans|electro|echo|pneumo|thoraco|laparo|hystero|myo|hemo|haemo|leuko|erythro|"
+    r"thrombo|immuno|radio|chemo|pharmaco|pyelo|cysto|uretero|rhino|oto|ophthalmo|derm|vaso|sphygmo|spiro|"
+    r"endoscop|anti)[a-z]{5,}$")
+_GENUS = re.compile(r"(?:ella|coccus|cocci|bacter|bacterium|monas|myces|phila|philus|plasma|virus|viridae|"
+                    r"bacillus|spora|sporum|nella|siella|etella)$")
+_AFFIX = re.compile(r"^(?:non|anti|per|sub|supra|infra|inter|intra|extra|trans|post|pre|para|retro|peri|multi|"
+                    r"poly|micro|macro|pseudo|hemi|semi|bi|uni|endo|epi|hyper|hypo)(?=[a-z]{4,}$)")
 
 
 @lru_cache(maxsize=None)
@@ -101,3 +120,14 @@ def keyword_words(vocab: Vocabulary) -> frozenset[str]:
         words = (medical_words(vocab) - common_words()) | extra_medical_words()
         _KEYWORD_WORDS[key] = frozenset(w for w in words if w.isalpha() and len(w) >= 4 and w not in names and w not in deny)
     return _KEYWORD_WORDS[key]
+
+
+def looks_medical(tok: str, med: frozenset[str]) -> bool:
+    """Built like a medical term: a medical suffix or prefix, a microbe's genus ending, or an
+    affix ("non", "anti", "per", ...) on a medical or common word ("noninvasive", "percutaneous")."""
+    if len(tok) < 6 or not tok.isascii() or not tok.isalpha():
+        return False
+    if _MED_SUFFIX.search(tok) or _MED_PREFIX.match(tok) or (len(tok) >= 9 and _GENUS.search(tok)):
+        return True
+    m = _AFFIX.match(tok)
+    return m is not None and (tok[m.end():] in med or tok[m.end():] in common_words())
