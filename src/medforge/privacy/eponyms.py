@@ -27,7 +27,7 @@ import re
 import unicodedata
 
 from medforge.privacy.lexicon import (common_words, drug_name_collisions, eponym_words, first_names, looks_medical,
-                                      medical_words)
+                                      medical_words, person_names)
 from medforge.privacy.vocab import Vocabulary
 
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -81,7 +81,7 @@ def eponym_spans(text: str, vocab: Vocabulary) -> list[tuple[int, int]]:
     if not toks:
         return []
     epo, drugs = eponym_words(), drug_name_collisions()
-    med, common, firsts = medical_words(vocab), common_words(), first_names()
+    med, common, firsts, names = medical_words(vocab), common_words(), first_names(), person_names()
     out: list[tuple[int, int]] = []
     i, n = 0, len(toks)
     while i < n:
@@ -96,7 +96,7 @@ def eponym_spans(text: str, vocab: Vocabulary) -> list[tuple[int, int]]:
             nxt = toks[j + 1][0]
             if nxt.lower() in EPONYM_HEADS:  # "Graves Disease": a capitalised head ends the run
                 break
-            if gap in ("-", "\u2013", " ") and nxt[:1].isupper() and nxt.isalpha():
+            if gap in ("-", "\u2013", " ") and nxt[:1].isupper() and nxt.isalpha() and nxt not in _NUMERALS:
                 j += 1
             elif gap == " " and nxt.lower() == "and" and j + 2 < n and toks[j + 2][0][:1].isupper() \
                     and text[toks[j + 1][2]:toks[j + 2][1]] == " ":
@@ -117,6 +117,13 @@ def eponym_spans(text: str, vocab: Vocabulary) -> list[tuple[int, int]]:
             h += 1
         head = toks[h][0].lower() if h < n and after.strip() == "" and after else ""
         listed = [fold(toks[k][0]) in epo for k in run]
+        person = len(run) > 1 and fold(toks[run[0]][0]) in firsts and not listed[0]
+        # a space-joined word that is no eponym opens no medical phrase when it is a first name or on
+        # no name list at all ("Call Xqzvy Crohn disease" keeps "Xqzvy" withheld); a census surname
+        # before a listed eponym stays ("Ramsay Hunt syndrome"); hyphen-joined parts stay together
+        while len(run) > 1 and not listed[0] and text[toks[run[0]][2]:toks[run[1]][1]] == " " \
+                and (fold(toks[run[0]][0]) in firsts or fold(toks[run[0]][0]) not in names):
+            run, listed = run[1:], listed[1:]
         if head in STRONG_HEADS or (head and looks_medical(head, med) and all(toks[k][0][:1].isupper() for k in run)):
             medical = all(listed) or all(toks[k][0][:1].isupper() for k in run)
         elif head and all(listed):
@@ -127,10 +134,12 @@ def eponym_spans(text: str, vocab: Vocabulary) -> list[tuple[int, int]]:
             medical = True
         if medical:
             prev = toks[i - 1][0].lower() if i > 0 else ""
-            if prev in _TITLES or prev in _PERSON_CUES:
+            gap = text[toks[i - 1][2]:toks[i][1]] if i > 0 else ""
+            # a title or a relation just before (punctuation between ends that context: "wife; Crohn disease")
+            if (prev in _TITLES and gap in (" ", ". ", ".")) or (prev in _PERSON_CUES and gap.isspace()):
                 medical = False
-            # a first name that is no eponym opening a longer run: "Mary Crohn disease" is a person
-            elif len(run) > 1 and fold(toks[run[0]][0]) in firsts and not listed[0]:
+            # a first name that is no eponym opening the run: "Mary Crohn disease" is a person
+            elif person:
                 medical = False
         if medical and h < n and toks[h][0].lower() in _PERSON_CUES:
             medical = False
