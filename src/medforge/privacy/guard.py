@@ -175,7 +175,8 @@ def name_spans(text: str, vocab_covered: set[int] | None = None) -> list[PhiSpan
         covered = vocab_covered is not None and i in vocab_covered
         if low in _TITLES and nxt is not None and nxt[0][:1].isalpha() and nxt[0].lower() not in common:
             end = nxt[2]
-            if i + 2 < len(toks) and toks[i + 2][0].lower() in names and toks[i + 2][0].lower() not in common:
+            if (i + 2 < len(toks) and toks[i + 2][0].lower() in names and toks[i + 2][0].lower() not in common
+                    and text[nxt[2]:toks[i + 2][1]].isspace()):  # "Dr. Aaberg, Aase disease": the comma ends it
                 end = toks[i + 2][2]
             spans.append(PhiSpan("name", nxt[1], end))
         elif low in _TITLES and nxt is not None and nxt[0].lower() in names | deny:
