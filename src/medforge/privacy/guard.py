@@ -27,6 +27,14 @@ Names are caught however they are written: by title ("Dr. Smith", "dr smith"), b
 the US-census name lists, as lower-case first name + surname pairs ("ana beltran"), and by
 the allowlist itself (a rare name is no common English word).
 
+**Medical context decides** (:mod:`medforge.privacy.eponyms`): a capitalised word in a medical
+phrase ("Crohn disease", "Bell's palsy", "Whipple procedure") is medical, not a name, unless a
+person's context says otherwise ("Dr. Bell", "his wife Mary Crohn"); such words are allowlisted
+and no name rule fires on them. **A second, independent pass** (:mod:`medforge.privacy.recheck`:
+NFKC-normalised text, whitespace chunks) adds what the token-level scrubber's tokenisation can
+miss; an option is sent unchanged only when both find nothing, and otherwise only the flagged
+spans change.
+
 **Row-wide terms.** Every identifier found anywhere in the row (question or options) yields
 *terms*: the span text, the span with its cue words stripped ("husband Robert Kelly" ->
 "Robert Kelly"), each run of capitalised words in it, and each of its tokens that is a name or
@@ -42,10 +50,10 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from medforge.privacy.eponyms import covered_tokens, eponym_spans
-from medforge.privacy.phi import REDACTED, PhiSpan, find_phi, merge_spans
-from medforge.privacy.recheck import second_pass
 from medforge.privacy.lexicon import (common_words, first_names, looks_medical, medical_abbreviations, medical_words,
                                       person_names)
+from medforge.privacy.phi import REDACTED, PhiSpan, find_phi
+from medforge.privacy.recheck import second_pass
 from medforge.privacy.vocab import Vocabulary, match_phrases, name_denylist
 
 #: word tokens of options: Unicode letters and digits (a name in any script is a token)

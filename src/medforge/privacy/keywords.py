@@ -5,7 +5,10 @@ and its ``options`` -- nothing else (no id, no question text). It is built in tw
 
 1. **Allowlist** (main wall): the question is tokenised and greedily matched, longest phrase
    first, against the medical vocabulary (:mod:`medforge.privacy.vocab`). Only matched
-   phrases become candidate keywords, lower-cased. Numbers, names and places are not
+   phrases become candidate keywords, lower-cased; so do single medical words that no phrase
+   holds ("hyperpigmentation": a vocabulary word that is no common English word and no name),
+   and keywords whose words touch in the question are joined ("hip" + "fracture" ->
+   "hip fracture"). Numbers, names and places are not
    vocabulary, so they never become keywords. One pattern is added on purpose: an age with
    a sex ("45-year-old woman"), kept only when the age is 89 or less (Safe Harbor).
 2. **Denylist** (second wall): :func:`medforge.privacy.phi.find_phi` marks suspected

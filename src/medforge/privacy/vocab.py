@@ -47,7 +47,7 @@ _SPLIT_RE = re.compile(r",\s+|\s+(?:due to|with|without|and|or|in|of unspecified
 # "Skip lesions on temporal artery biopsy" -> "skip lesions")
 _PART_RE = re.compile(r"\s+(?:of(?:\s+the)?|on|at|involving|affecting)\s+", re.IGNORECASE)
 _POSSESSIVE = re.compile(r"(?<=[a-z])'s?\b")
-_BUILD_VERSION = "6"  # bump when the build logic changes
+_BUILD_VERSION = "7"  # bump when the build logic changes
 
 
 def tokenize(text: str) -> list[tuple[str, int, int]]:
@@ -241,7 +241,9 @@ def build_phrases(sources: tuple[str, ...]) -> set[str]:
             raw += list(_data_lines("clinical_terms.txt"))
         else:
             raise ValueError(f"unknown vocabulary source {src!r}; use some of {SOURCES}")
-    parts = [q for t in raw for q in _PART_RE.split(t) if q]
+    # a one-word part is kept only as the object of the cut ("... of the forehead"), not as its
+    # subject ("Number of ...", "Findings on ..."), which is a generic word
+    parts = [q for t in raw for k, q in enumerate(_PART_RE.split(t)) if q and (k > 0 or " " in q.strip())]
     out = {p for p in (norm_phrase(t) for t in [*raw, *parts]) if _keep(p)}
     # "crohn's disease" is also written "Crohn disease": keep both spellings
     out |= {q for q in (_POSSESSIVE.sub("", p) for p in out if "'" in p) if _keep(q)}
