@@ -10,7 +10,9 @@ followed by a possessive ("Crohn's", "Simmonds'"), directly before a *head*:
   any medical head: a strong head ("disease", "syndrome", "sign", "palsy", "law", "procedure",
   "maneuver", "test", "reflex", ...), an anatomical or pathological head ("node", "esophagus",
   "diverticulum", "cells") or a medical word that is no common English word;
-* a capitalised word not on the list counts only before a strong head ("Kartagener syndrome");
+* a capitalised word not on the list counts before one of those heads too ("Kartagener syndrome",
+  "Gleason score"), or before a word built like a procedure ("Nissen fundoplication"), but never
+  as a medical word of its own;
 * a drug name that is also a person name ("Cipro") counts before a dose ("Cipro 500 mg").
 
 Person context overrides all of that: a title ("Dr. Bell", "Mr. Whipple"), a relation or naming
@@ -48,7 +50,8 @@ equation method technique incision approach repair shunt stain staining reaction
 membrane organ organs area areas zone zones crypts crypt islets islet tubules tubule capsule corpuscles
 granules granule inclusion inclusions lesion plaques plaque cirrhosis thrombosis aneurysm infection fever
 catheter tube forceps splint traction sinus foramen fossa layer cortex hyperplasia polyp polyps mole nevus
-phenotype variant anemia cardiomyopathy neuropathy myopathy muscular retinopathy dementia
+phenotype variant anemia cardiomyopathy neuropathy myopathy muscular retinopathy dementia rods rod features
+facies gait virus delusion complex hump smear stains spotted scoring
 """.split())
 _TITLES = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "doctor", "nurse", "sr", "sra", "mister", "sir", "madam"}
 _PERSON_CUES = {
@@ -124,10 +127,11 @@ def eponym_spans(text: str, vocab: Vocabulary) -> list[tuple[int, int]]:
         while len(run) > 1 and not listed[0] and text[toks[run[0]][2]:toks[run[1]][1]] == " " \
                 and (fold(toks[run[0]][0]) in firsts or fold(toks[run[0]][0]) not in names):
             run, listed = run[1:], listed[1:]
-        if head in STRONG_HEADS or (head and looks_medical(head, med) and all(toks[k][0][:1].isupper() for k in run)):
-            medical = all(listed) or all(toks[k][0][:1].isupper() for k in run)
+        capitalised = all(toks[k][0][:1].isupper() for k in run)
+        if head in EPONYM_HEADS or (head and looks_medical(head, med) and capitalised):
+            medical = all(listed) or capitalised
         elif head and all(listed):
-            medical = head in EPONYM_HEADS or (head in med and head not in common)
+            medical = head in med and head not in common
         else:
             medical = False
         if not medical and len(run) == 1 and fold(tok) in drugs and _UNITS_AFTER.match(text, toks[i][2]):

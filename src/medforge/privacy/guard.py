@@ -50,8 +50,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 
 from medforge.privacy.eponyms import covered_tokens, eponym_spans
-from medforge.privacy.lexicon import (common_words, first_names, looks_medical, medical_abbreviations, medical_words,
-                                      person_names)
+from medforge.privacy.lexicon import (common_words, eponym_words, first_names, looks_medical, medical_abbreviations,
+                                      medical_words, person_names)
 from medforge.privacy.phi import REDACTED, PhiSpan, find_phi
 from medforge.privacy.recheck import second_pass
 from medforge.privacy.vocab import Vocabulary, match_phrases, name_denylist
@@ -225,12 +225,31 @@ def row_terms(question: str, options: dict[str, str], vocab: Vocabulary) -> tupl
         spans, cover = _own_spans(text, vocab, question=k == 0)
         if k == 0:
             q_spans = spans
+            _unknown_capitals(terms, text, cover, vocab)
         else:
             terms.spans[text] = (spans, cover)
         kinds.update(s.kind for s in spans)
         for s in spans:
             _terms_from_span(terms, text, s, med)
     return terms, kinds, q_spans
+
+
+def _unknown_capitals(terms: RowTerms, question: str, cover: set[int], vocab: Vocabulary) -> None:
+    """Capitalised words inside the question's sentences that no list knows ("of Millbrook",
+    "Okonkwo-Hale") become row terms of kind ``unlisted``: the question never leaves the site, but
+    such a word is most likely a name or a place, and an option that repeats it ("Millbrook test")
+    would otherwise pass as an eponym in a medical phrase. Not counted as identifiers found."""
+    med, common = medical_words(vocab), common_words()
+    any_case, caps_only = medical_abbreviations()
+    epo = eponym_words()
+    for i, m in enumerate(_WORD.finditer(question)):
+        tok, low = m.group(0), m.group(0).lower()
+        if (i in cover or not tok[:1].isupper() or tok.isupper() or not tok.isalpha() or len(tok) < 3
+                or _starts_sentence(question, m.start())):
+            continue
+        if low in common or low in med or low in any_case or low in caps_only or low in epo or looks_medical(low, med):
+            continue
+        terms.add(tok, "unlisted")
 
 
 def _own_spans(text: str, vocab: Vocabulary, question: bool = False) -> tuple[list[PhiSpan], set[int]]:

@@ -15,7 +15,7 @@ from importlib import resources
 from medforge.privacy.vocab import Vocabulary, _data_lines, name_denylist, stopwords
 
 _MED_SUFFIX = re.compile(
-    r"(?:plasty|ectomy|otomy|ostomy|stomy|scopy|scope|graphy|gram|itis|osis|iasis|emia|aemia|uria|pathy|algia|"
+    r"(?:plasty|plication|ectomy|otomy|ostomy|stomy|scopy|scope|graphy|gram|itis|osis|iasis|emia|aemia|uria|pathy|algia|"
     r"plegia|paresis|trophy|plasia|megaly|rrhea|rrhoea|rrhage|penia|cytosis|cele|lysis|centesis|desis|pexy|"
     r"rrhaphy|tripsy|ase|cillin|mycin|micin|cycline|floxacin|azole|vir|mab|nib|pril|sartan|olol|alol|statin|dipine|"
     r"parin|xaban|gatran|tidine|prazole|semide|thiazide|olone|afil|triptan|tropin|lukast|gliptin|glitazone|"

@@ -154,3 +154,14 @@ def test_six_usmle_questions_through_the_keywords_cli(tmp_path):
     assert "forehead" in rows["q2"]["keywords"]
     assert "hyperpigmentation" in rows["q6"]["keywords"]
     assert REDACTED not in out.read_text()
+
+
+def test_unknown_capitalised_word_of_the_question_is_withheld_from_options(vocab):
+    # "Millbrook" is on no list: in an option it would look like an eponym before "test"
+    q = "A 61-year-old woman of Millbrook is brought by her nephew Tadeusz Wierzbicki for falls."
+    opts = {"A": "Millbrook test", "B": "Wierzbicki position", "C": "Gleason score", "D": "Trendelenburg position"}
+    g = extract_keywords(q, opts, KeywordConfig(), vocab)
+    sent = json.dumps(g.payload()).lower()
+    assert "millbrook" not in sent and "wierzbicki" not in sent
+    assert g.options["C"] == "Gleason score" and g.options["D"] == "Trendelenburg position"
+    assert "unlisted" not in g.phi_kinds  # a suspicion, not an identifier found
