@@ -154,13 +154,16 @@ def find_phi(text: str, names: bool = True) -> list[PhiSpan]:
             continue
         spans.extend(PhiSpan(kind, m.start(), m.end()) for m in rx.finditer(text))
     if names:
-        deny = name_denylist()
-        # A capitalised word on the name list is a name unless it opens a sentence, where
-        # every word is capitalised ("Graves disease ..." stays; "... seen by Kelly" goes).
-        for m in _CAP_WORD.finditer(text):
-            if m.group(0).lower() in deny and not _sentence_start(text, m.start()):
-                spans.append(PhiSpan("name", m.start(), m.end()))
+        spans.extend(name_list_spans(text))
     return sorted(spans, key=lambda s: (s.start, -s.end))
+
+
+def name_list_spans(text: str) -> list[PhiSpan]:
+    """A capitalised word on the name list is a name unless it opens a sentence, where every word
+    is capitalised ("Graves disease ..." stays; "... seen by Kelly" goes)."""
+    deny = name_denylist()
+    return [PhiSpan("name", m.start(), m.end()) for m in _CAP_WORD.finditer(text)
+            if m.group(0).lower() in deny and not _sentence_start(text, m.start())]
 
 
 def _sentence_start(text: str, pos: int) -> bool:

@@ -6,8 +6,9 @@ The scrubber (:func:`medforge.privacy.guard.guard_option`) reads an option as wo
 
 * the text is first **normalised** (Unicode NFKC: full-width digits, ligatures and compatibility
   letters become plain ones; zero-width and soft-hyphen characters are dropped), and the
-  identifier patterns of :func:`medforge.privacy.phi.find_phi` -- including its bare name-list
-  rule -- run on that normalised text;
+  identifier patterns of :func:`medforge.privacy.phi.find_phi` run on that normalised text
+  (where normalising changed nothing, the scrubber already ran them on the same text), and so
+  does its bare name-list rule, which the scrubber does not apply to options;
 * the text is cut into **whitespace chunks**. A run of chunks made only of digits and separators
   that holds seven digits or more ("555 867 53 09", "(0) 20 7946 0958") is an identifier even
   where no phone pattern fits it; one chunk that mixes letters with four digits or more, or with
@@ -30,7 +31,7 @@ import unicodedata
 
 from medforge.privacy.eponyms import fold
 from medforge.privacy.lexicon import common_words, medical_words, person_names
-from medforge.privacy.phi import PhiSpan, find_phi
+from medforge.privacy.phi import PhiSpan, find_phi, name_list_spans
 from medforge.privacy.vocab import Vocabulary, name_denylist
 
 _INVISIBLE = {"\u200b", "\u200c", "\u200d", "\u2060", "\ufeff", "\u00ad"}
@@ -94,7 +95,10 @@ def second_pass(text: str, vocab: Vocabulary, medical_spans: list[tuple[int, int
     def inside_medical(a: int, b: int) -> bool:
         return any(s <= a and b <= e for s, e in medical_spans)
 
-    for s in find_phi(norm, names=True):
+    # where normalising changed nothing, the scrubber's own pattern scan already saw this exact text:
+    # only the bare name-list rule, which the scrubber does not apply to options, is new
+    found = find_phi(norm, names=True) if norm != text else name_list_spans(norm)
+    for s in found:
         a, b = index[s.start], index[s.end - 1] + 1
         if s.kind == "name" and inside_medical(a, b):
             continue
