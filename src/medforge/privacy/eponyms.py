@@ -51,7 +51,13 @@ membrane organ organs area areas zone zones crypts crypt islets islet tubules tu
 granules granule inclusion inclusions lesion plaques plaque cirrhosis thrombosis aneurysm infection fever
 catheter tube forceps splint traction sinus foramen fossa layer cortex hyperplasia polyp polyps mole nevus
 phenotype variant anemia cardiomyopathy neuropathy myopathy muscular retinopathy dementia rods rod features
-facies gait virus delusion complex hump smear stains spotted scoring
+facies gait virus delusion complex hump smear stains spotted scoring corpuscle corpuscles triangle ligaments
+muscle muscles tendon exercises rule contractions tubercles patches doctrine fibers fibres jelly pupils
+""".split())
+#: "X of Name": the head before "of" makes the name an eponym ("circle of Willis", "loop of Henle")
+OF_HEADS = EPONYM_HEADS | frozenset("""
+circle loop tetralogy islets islet organ sphincter pouch ligament canal bundle ampulla crypts angle tract
+triangle foramen duct ducts space spaces glands node nodes tubercle ridge column columns nucleus
 """.split())
 _TITLES = {"mr", "mrs", "ms", "miss", "mx", "dr", "prof", "doctor", "nurse", "sr", "sra", "mister", "sir", "madam"}
 _PERSON_CUES = {
@@ -79,7 +85,7 @@ def _name_like(tok: str, epo: frozenset[str]) -> bool:
 
 def eponym_spans(text: str, vocab: Vocabulary) -> list[tuple[int, int]]:
     """Character spans of the words of ``text`` that are eponyms (or name-like drugs) in a
-    medical phrase and not in a person's context. The head word itself is not part of a span."""
+    medical phrase and not in a person's context, and of the phrase's head ("disease", "pouch")."""
     toks = [(m.group(0), m.start(), m.end()) for m in _WORD.finditer(text)]
     if not toks:
         return []
@@ -120,7 +126,10 @@ def eponym_spans(text: str, vocab: Vocabulary) -> list[tuple[int, int]]:
             h += 1
         head = toks[h][0].lower() if h < n and after.strip() == "" and after else ""
         listed = [fold(toks[k][0]) in epo for k in run]
-        person = len(run) > 1 and fold(toks[run[0]][0]) in firsts and not listed[0]
+        # a first name opening a space-joined run is a person ("Mary Crohn"); hyphen-joined names
+        # are one eponym ("Reed-Sternberg")
+        person = (len(run) > 1 and fold(toks[run[0]][0]) in firsts and not listed[0]
+                  and text[toks[run[0]][2]:toks[run[1]][1]] == " ")
         # a space-joined word that is no eponym opens no medical phrase when it is a first name or on
         # no name list at all ("Call Xqzvy Crohn disease" keeps "Xqzvy" withheld); a census surname
         # before a listed eponym stays ("Ramsay Hunt syndrome"); hyphen-joined parts stay together
@@ -136,7 +145,11 @@ def eponym_spans(text: str, vocab: Vocabulary) -> list[tuple[int, int]]:
             medical = False
         if not medical and len(run) == 1 and fold(tok) in drugs and _UNITS_AFTER.match(text, toks[i][2]):
             medical = True
-        if medical:
+        of_head = False
+        if not medical and capitalised and i >= 2 and toks[i - 1][0].lower() == "of" \
+                and toks[i - 2][0].lower() in OF_HEADS and text[toks[i - 2][2]:toks[i][1]] == " of ":
+            medical = of_head = not person  # "circle of Willis", "pouch of Douglas"
+        if medical and not of_head:
             prev = toks[i - 1][0].lower() if i > 0 else ""
             gap = text[toks[i - 1][2]:toks[i][1]] if i > 0 else ""
             # a title or a relation just before (punctuation between ends that context: "wife; Crohn disease")
@@ -151,6 +164,10 @@ def eponym_spans(text: str, vocab: Vocabulary) -> list[tuple[int, int]]:
             out.extend((toks[k][1], toks[k][2]) for k in run)
             if h > j + 1 and toks[j + 1][0].lower() == "s":
                 out.append((toks[j + 1][1], toks[j + 1][2]))
+            if head and h < n:  # the head is medical in this phrase too ("Morison pouch")
+                out.append((toks[h][1], toks[h][2]))
+            if of_head:
+                out.append((toks[i - 2][1], toks[i - 2][2]))
         i = j + 1
     return out
 

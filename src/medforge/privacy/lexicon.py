@@ -27,6 +27,11 @@ _MED_PREFIX = re.compile(
     r"dys|tachy|brady|peri|intra|trans|electro|echo|pneumo|thoraco|laparo|hystero|myo|hemo|haemo|leuko|erythro|"
     r"thrombo|immuno|radio|chemo|pharmaco|pyelo|cysto|uretero|rhino|oto|ophthalmo|derm|vaso|sphygmo|spiro|"
     r"endoscop|anti)[a-z]{5,}$")
+_PREFIX_ONLY = re.compile(
+    r"^(?:hemi|cardio|neuro|gastro|hepato|nephro|osteo|arthro|angio|broncho|cholecyst|colono|endo|hyper|hypo|"
+    r"dys|tachy|brady|peri|intra|trans|electro|echo|pneumo|thoraco|laparo|hystero|myo|hemo|haemo|leuko|erythro|"
+    r"thrombo|immuno|radio|chemo|pharmaco|pyelo|cysto|uretero|rhino|oto|ophthalmo|derm|vaso|sphygmo|spiro|"
+    r"endoscop|anti)")
 _GENUS = re.compile(r"(?:ella|coccus|cocci|bacter|bacterium|monas|myces|phila|philus|plasma|virus|viridae|"
                     r"bacillus|spora|sporum|nella|siella|etella)$")
 _AFFIX = re.compile(r"^(?:non|anti|per|sub|supra|infra|inter|intra|extra|trans|post|pre|para|retro|peri|multi|"
@@ -127,7 +132,14 @@ def looks_medical(tok: str, med: frozenset[str]) -> bool:
     affix ("non", "anti", "per", ...) on a medical or common word ("noninvasive", "percutaneous")."""
     if len(tok) < 6 or not tok.isascii() or not tok.isalpha():
         return False
-    if _MED_SUFFIX.search(tok) or _MED_PREFIX.match(tok) or (len(tok) >= 9 and _GENUS.search(tok)):
+    if _MED_SUFFIX.search(tok) or (len(tok) >= 9 and _GENUS.search(tok)):
         return True
+    if _MED_PREFIX.match(tok):
+        # the rest must be a word too ("hyperthyroid", "transesophageal"): "oto" + five letters is
+        # how a made-up name can look as well ("Otobbaaa", found by the fuzzer)
+        rest = _PREFIX_ONLY.sub("", tok, count=1)
+        rests = {rest, rest[1:] if rest[:1] in "aeio" else rest}
+        rests |= {r[:-2] for r in rests if r.endswith("ly")}  # "intramuscularly"
+        return any(r in med or r in common_words() for r in rests)
     m = _AFFIX.match(tok)
     return m is not None and (tok[m.end():] in med or tok[m.end():] in common_words())

@@ -45,6 +45,7 @@ def test_eponym_list_is_built_from_the_vocabularies():
     "Hodgkin lymphoma", "Barrett esophagus", "Virchow node", "Zollinger-Ellison syndrome", "Kartagener syndrome",
     "Billroth II gastrectomy", "Addison disease", "Gilbert syndrome", "Cushing syndrome", "Wilson disease",
     "Bleeding from a Meckel diverticulum", "Cipro 500 mg twice daily", "Anti-Ro/SSA", "Rapid strep test",
+    "Circle of Willis", "Pouch of Douglas", "Morison pouch", "Reed-Sternberg cells", "Gleason score",
 ])
 def test_eponym_option_passes_whole(option, vocab):
     assert _guard(option, vocab) == option
@@ -59,6 +60,9 @@ def test_eponym_option_passes_whole(option, vocab):
     ("Mr. Whipple should decide", "whipple"),
     ("Mrs. Plummer's daughter signs the consent", "plummer"),
     ("Crohn's wife will bring the records", "crohn"),
+    ("Ask the wife of Douglas Henle", "henle"),
+    ("Call Ababba Otobbaaa", "otobbaaa"),  # found by the fuzzer: "oto" + letters is no medical word
+    ("Call Ababba Otobbaaa", "ababba"),
     ("Mary Crohn disease clinic", "mary"),
 ])
 def test_eponym_word_in_a_persons_context_is_withheld(option, secret, vocab):
@@ -70,8 +74,10 @@ def test_eponym_spans_both_directions(vocab):
     def words(text):
         return [text[a:b] for a, b in eponym_spans(text, vocab)]
 
-    assert words("Crohn's disease") == ["Crohn", "s"]
-    assert words("Brown-Séquard syndrome") == ["Brown", "Séquard"]
+    assert words("Crohn's disease") == ["Crohn", "s", "disease"]
+    assert words("Brown-Séquard syndrome") == ["Brown", "Séquard", "syndrome"]
+    assert words("Reed-Sternberg cells") == ["Reed", "Sternberg", "cells"]  # hyphen-joined: one eponym
+    assert sorted(words("Loop of Henle")) == ["Henle", "Loop"]
     assert words("his wife Mary Crohn") == [] and words("Call Crohn at 555-201-8890") == []
     assert words("Dr. Bell palsy") == []  # a title before it: a person
     assert words("Crohn's wife") == []

@@ -94,7 +94,7 @@ def identifier(draw) -> tuple[str, list[str]]:
         else:
             d = f"{draw(st.sampled_from(MONTHS))} {draw(st.integers(1, 28))}, {draw(st.integers(1950, 2030))}"
         return f"Seen on {d}", [d]
-    number, street = draw(st.integers(10, 9999)), draw(rare_word)
+    number, street = draw(st.integers(100, 9999)), draw(rare_word)  # doses are 1-99 mg: no clash
     return f"Home care at {number} {street} {draw(st.sampled_from(STREET))}", [street, str(number)]
 
 
