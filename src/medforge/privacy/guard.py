@@ -27,6 +27,14 @@ Names are caught however they are written: by title ("Dr. Smith", "dr smith"), b
 the US-census name lists, as lower-case first name + surname pairs ("ana beltran"), and by
 the allowlist itself (a rare name is no common English word).
 
+**Medical context decides** (:mod:`medforge.privacy.eponyms`): a capitalised word in a medical
+phrase ("Crohn disease", "Bell's palsy", "Whipple procedure") is medical, not a name, unless a
+person's context says otherwise ("Dr. Bell", "his wife Mary Crohn"); such words are allowlisted
+and no name rule fires on them. **A second, independent pass** (:mod:`medforge.privacy.recheck`:
+NFKC-normalised text, whitespace chunks) adds what the token-level scrubber's tokenisation can
+miss; an option is sent unchanged only when both find nothing, and otherwise only the flagged
+spans change.
+
 **Row-wide terms.** Every identifier found anywhere in the row (question or options) yields
 *terms*: the span text, the span with its cue words stripped ("husband Robert Kelly" ->
 "Robert Kelly"), each run of capitalised words in it, and each of its tokens that is a name or
@@ -37,15 +45,16 @@ sent in a row about Mrs. Graves). Counts, never values, are kept by identifier t
 
 from __future__ import annotations
 
-import gzip
 import re
 from collections import Counter
 from dataclasses import dataclass, field
-from functools import lru_cache
-from importlib import resources
 
-from medforge.privacy.phi import REDACTED, PhiSpan, find_phi, merge_spans
-from medforge.privacy.vocab import Vocabulary, _data_lines, name_denylist, stopwords
+from medforge.privacy.eponyms import covered_tokens, eponym_spans
+from medforge.privacy.lexicon import (common_words, eponym_words, first_names, looks_medical, medical_abbreviations,
+                                      medical_words, person_names)
+from medforge.privacy.phi import REDACTED, PhiSpan, find_phi
+from medforge.privacy.recheck import second_pass
+from medforge.privacy.vocab import Vocabulary, match_phrases, name_denylist
 
 #: word tokens of options: Unicode letters and digits (a name in any script is a token)
 _WORD = re.compile(r"[^\W_]+", re.UNICODE)
@@ -65,23 +74,6 @@ _UNITS = {
 _UNIT_SUFFIX = re.compile(r"^\d+(?:mg|g|kg|mcg|ml|l|dl|iu|u|mmhg|cm|mm|h|hr|hrs|d|wk|wks|mo|y|yr|yrs|min|x)$")
 _ORDINAL = re.compile(r"^\d{1,2}(?:st|nd|rd|th)$")
 _SHORT_CODE = re.compile(r"^[a-z]{1,3}\d{1,2}[a-z]?$")  # b12, cd4, t3, q10, hba1c is in the list
-_MED_SUFFIX = re.compile(
-    r"(?:plasty|ectomy|otomy|ostomy|stomy|scopy|scope|graphy|gram|itis|osis|iasis|emia|aemia|uria|pathy|algia|"
-    r"plegia|paresis|trophy|plasia|megaly|rrhea|rrhoea|rrhage|penia|cytosis|cele|lysis|centesis|desis|pexy|"
-    r"rrhaphy|tripsy|ase|cillin|mycin|micin|cycline|floxacin|azole|vir|mab|nib|pril|sartan|olol|alol|statin|dipine|"
-    r"parin|xaban|gatran|tidine|prazole|semide|thiazide|olone|afil|triptan|tropin|lukast|gliptin|glitazone|"
-    r"gliflozin|caine|barbital|azepam|zolam|oxetine|pramine|triptyline|peridol|apine|idone|terol|tropium|dronate|"
-    r"plasm|blast|cyte|cytes|oma|omas|ectasis|sclerosis|stenosis|genesis|kinesia|phagia|phasia|pnea|ptysis|"
-    r"esthesia|tomy|version|ization|ectasia|thermia|glycemia|kalemia|natremia|calcemia|lipidemia|philia)s?$")
-_MED_PREFIX = re.compile(
-    r"^(?:hemi|cardio|neuro|gastro|hepato|nephro|osteo|arthro|angio|broncho|cholecyst|colono|endo|hyper|hypo|"
-    r"dys|tachy|brady|peri|intra|trans|electro|echo|pneumo|thoraco|laparo|hystero|myo|hemo|haemo|leuko|erythro|"
-    r"thrombo|immuno|radio|chemo|pharmaco|pyelo|cysto|uretero|rhino|oto|ophthalmo|derm|vaso|sphygmo|spiro|"
-    r"endoscop|anti)[a-z]{5,}$")
-_GENUS = re.compile(r"(?:ella|coccus|cocci|bacter|bacterium|monas|myces|phila|philus|plasma|virus|viridae|"
-                    r"bacillus|spora|sporum|nella|siella|etella)$")
-_AFFIX = re.compile(r"^(?:non|anti|per|sub|supra|infra|inter|intra|extra|trans|post|pre|para|retro|peri|multi|"
-                    r"poly|micro|macro|pseudo|hemi|semi|bi|uni|endo|epi|hyper|hypo)(?=[a-z]{4,}$)")
 #: cue words that introduce an identifier but are not one ("husband", "County", "MRN", ...)
 _CUES = {
     *_TITLES, "named", "name", "is", "called", "patient", "pt", "husband", "wife", "son", "daughter", "mother",
@@ -98,64 +90,6 @@ _CUES = {
     "postal", "postcode", "on", "admitted", "discharged", "died", "dob", "date", "aged", "age", "apartment", "apt",
     "suite", "unit", "p", "o", "box", "po", "and", "or", "a", "an",
 }
-
-
-@lru_cache(maxsize=None)
-def common_words() -> frozenset[str]:
-    """Lower-case common English words that may be sent inside an option (no rare names)."""
-    # function words ("has", "was") are in no dictionary's base forms, but are as common as it gets
-    return frozenset(_data_lines("common_english.txt")) | stopwords()
-
-
-@lru_cache(maxsize=None)
-def person_names() -> frozenset[str]:
-    """US-census first names and surnames, lower case."""
-    path = resources.files("medforge.privacy") / "data" / "person_names.txt.gz"
-    with gzip.open(path.open("rb"), "rt", encoding="utf-8") as f:
-        return frozenset(line.strip() for line in f if line.strip())
-
-
-@lru_cache(maxsize=None)
-def first_names() -> frozenset[str]:
-    """The census first names (the guard's ``person_names`` minus surnames-only entries)."""
-    path = resources.files("medforge.privacy") / "data" / "first_names.txt"
-    return frozenset(_data_lines("first_names.txt")) if path.is_file() else frozenset()
-
-
-@lru_cache(maxsize=None)
-def medical_abbreviations() -> tuple[frozenset[str], frozenset[str]]:
-    """(abbreviations allowed in any case, abbreviations allowed only in capitals: they are names too)."""
-    words = {w.lower() for w in _data_lines("medical_abbreviations.txt")}
-    names = person_names() | name_denylist()
-    return frozenset(words - names), frozenset(words & names)
-
-
-_MEDICAL_WORDS: dict[int, frozenset[str]] = {}
-
-
-def medical_words(vocab: Vocabulary) -> frozenset[str]:
-    """Tokens of the vocabulary's phrases that are not person names (eponyms' names stay out)."""
-    key = id(vocab.phrases)
-    if key not in _MEDICAL_WORDS:
-        names, deny, common, stop = person_names(), name_denylist(), common_words(), stopwords()
-        toks = {t for p in vocab.phrases if " " in p for t in p.split(" ")}
-        words = {t for t in toks if len(t) >= 3 and t not in deny and t not in stop and not t.isdigit()
-                 and (t not in names or t in common)}
-        # one-word terms ("rash") already passed the vocabulary's own name filter
-        words.update(p for p in vocab.phrases if " " not in p and (p not in names or p in common or p not in first_names()))
-        _MEDICAL_WORDS[key] = frozenset(words)
-    return _MEDICAL_WORDS[key]
-
-
-def _looks_medical(tok: str, med: frozenset[str]) -> bool:
-    """Built like a medical term: a medical suffix or prefix, a microbe's genus ending, or an
-    affix ("non", "anti", "per", ...) on a medical or common word ("noninvasive", "percutaneous")."""
-    if len(tok) < 6 or not tok.isascii() or not tok.isalpha():
-        return False
-    if _MED_SUFFIX.search(tok) or _MED_PREFIX.match(tok) or (len(tok) >= 9 and _GENUS.search(tok)):
-        return True
-    m = _AFFIX.match(tok)
-    return m is not None and (tok[m.end():] in med or tok[m.end():] in common_words())
 
 
 # ----------------------------------------------------------------------------- row-wide terms
@@ -249,7 +183,8 @@ def name_spans(text: str, vocab_covered: set[int] | None = None) -> list[PhiSpan
         covered = vocab_covered is not None and i in vocab_covered
         if low in _TITLES and nxt is not None and nxt[0][:1].isalpha() and nxt[0].lower() not in common:
             end = nxt[2]
-            if i + 2 < len(toks) and toks[i + 2][0].lower() in names and toks[i + 2][0].lower() not in common:
+            if (i + 2 < len(toks) and toks[i + 2][0].lower() in names and toks[i + 2][0].lower() not in common
+                    and text[nxt[2]:toks[i + 2][1]].isspace()):  # "Dr. Aaberg, Aase disease": the comma ends it
                 end = toks[i + 2][2]
             spans.append(PhiSpan("name", nxt[1], end))
         elif low in _TITLES and nxt is not None and nxt[0].lower() in names | deny:
@@ -287,11 +222,10 @@ def row_terms(question: str, options: dict[str, str], vocab: Vocabulary) -> tupl
     q_spans: list[PhiSpan] = []
     med = medical_words(vocab)
     for k, text in enumerate((question, *options.values())):
-        cover = _vocab_cover([t.lower() for t in _WORD.findall(text)], vocab)
-        # the question keeps the bare name-list rule of find_phi (it only costs keywords there)
-        spans = find_phi(text, names=k == 0) + name_spans(text, cover)
+        spans, cover = _own_spans(text, vocab, question=k == 0)
         if k == 0:
             q_spans = spans
+            _unknown_capitals(terms, text, cover, vocab)
         else:
             terms.spans[text] = (spans, cover)
         kinds.update(s.kind for s in spans)
@@ -300,15 +234,65 @@ def row_terms(question: str, options: dict[str, str], vocab: Vocabulary) -> tupl
     return terms, kinds, q_spans
 
 
+def _unknown_capitals(terms: RowTerms, question: str, cover: set[int], vocab: Vocabulary) -> None:
+    """Capitalised words inside the question's sentences that no list knows ("of Millbrook",
+    "Okonkwo-Hale") become row terms of kind ``unlisted``: the question never leaves the site, but
+    such a word is most likely a name or a place, and an option that repeats it ("Millbrook test")
+    would otherwise pass as an eponym in a medical phrase. Not counted as identifiers found."""
+    med, common = medical_words(vocab), common_words()
+    any_case, caps_only = medical_abbreviations()
+    epo = eponym_words()
+    for i, m in enumerate(_WORD.finditer(question)):
+        tok, low = m.group(0), m.group(0).lower()
+        if (i in cover or not tok[:1].isupper() or tok.isupper() or not tok.isalpha() or len(tok) < 3
+                or _starts_sentence(question, m.start())):
+            continue
+        if low in common or low in med or low in any_case or low in caps_only or low in epo or looks_medical(low, med):
+            continue
+        terms.add(tok, "unlisted")
+
+
+def _own_spans(text: str, vocab: Vocabulary, question: bool = False) -> tuple[list[PhiSpan], set[int]]:
+    """The identifier spans of one text and the indices of its word tokens that are medical
+    (vocabulary phrases and eponyms in a medical phrase).
+
+    The question keeps the bare name-list rule of :func:`find_phi` (it only costs keywords there);
+    an option gets the independent second pass (:func:`medforge.privacy.recheck.second_pass`).
+    A name or place span made only of eponyms in a medical phrase is dropped ("from Meckel
+    diverticulum" names no place; "Bell palsy" no person), unless a title opens it ("Dr. Bell").
+    """
+    toks = [(m.group(0), m.start(), m.end()) for m in _WORD.finditer(text)]
+    epo = eponym_spans(text, vocab)
+    cover = _vocab_cover([t.lower() for t, _, _ in toks], vocab) | covered_tokens(toks, epo)
+    spans = find_phi(text, names=question) + name_spans(text, cover)
+    if not question:
+        # only what the scrubber's own detectors missed: one identifier is counted once
+        medical = epo + [(toks[k][1], toks[k][2]) for k in cover]
+        for extra in second_pass(text, vocab, medical):
+            if not any(s.start < extra.end and extra.start < s.end for s in spans):
+                spans.append(extra)
+    if epo:
+        spans = [s for s in spans if not _medical_only(text, s, toks, epo)]
+    return spans, cover
+
+
+def _medical_only(text: str, span: PhiSpan, toks: list[tuple[str, int, int]], epo: list[tuple[int, int]]) -> bool:
+    if span.kind not in ("name", "geo"):
+        return False
+    inside = [(t, a, b) for t, a, b in toks if span.start <= a and b <= span.end]
+    if any(t.lower() in _TITLES for t, _, _ in inside):
+        return False
+    caps = [(a, b) for t, a, b in inside if t[:1].isupper() and t.lower() not in _CUES]
+    return bool(caps) and all(any(s <= a and b <= e for s, e in epo) for a, b in caps)
+
+
 # ----------------------------------------------------------------------------- options
 def _vocab_cover(low: list[str], vocab: Vocabulary) -> set[int]:
     """Indices of tokens inside a vocabulary phrase match; a one-word match that is a person's name
     ("hunter") does not count, so a name is not spared for being a word of some phrase."""
-    from medforge.privacy.keywords import _match_phrases
-
     cover: set[int] = set()
     names = person_names()
-    for _, a, b, _ in _match_phrases([(t, 0, 0) for t in low], vocab):
+    for _, a, b, _ in match_phrases([(t, 0, 0) for t in low], vocab):
         if b - a > 1 or low[a] not in names:
             cover.update(range(a, b))
     return cover
@@ -335,8 +319,7 @@ def guard_option(text: str, vocab: Vocabulary, terms: RowTerms, counts: Counter[
     if text in terms.spans:
         own, cover = terms.spans[text]
     else:
-        cover = _vocab_cover(low, vocab)
-        own = find_phi(text, names=False) + name_spans(text, cover)
+        own, cover = _own_spans(text, vocab)
     phi = own + [PhiSpan(kind, toks[a][1], toks[b - 1][2]) for a, b, kind in terms.find_tokens(low)]
     phi_kind: dict[int, str] = {}
     if phi:
@@ -392,7 +375,9 @@ def guard_option(text: str, vocab: Vocabulary, terms: RowTerms, counts: Counter[
                     reason[i] = "number"
             elif len(lt) == 1 or _ORDINAL.match(lt) or _UNIT_SUFFIX.match(lt) or _SHORT_CODE.match(lt):
                 continue
-            elif _looks_medical(lt, med) and (lt not in person_names() or lt in med):
+            elif len(lt) <= 3 and i > idx[0] and low[idx[0]] == "anti":  # antibodies: "Anti-Ro/SSA", "Anti-Jo-1"
+                continue
+            elif looks_medical(lt, med) and (lt not in person_names() or lt in med):
                 continue
             else:
                 reason[i] = "unlisted"

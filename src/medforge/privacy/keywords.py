@@ -5,7 +5,10 @@ and its ``options`` -- nothing else (no id, no question text). It is built in tw
 
 1. **Allowlist** (main wall): the question is tokenised and greedily matched, longest phrase
    first, against the medical vocabulary (:mod:`medforge.privacy.vocab`). Only matched
-   phrases become candidate keywords, lower-cased. Numbers, names and places are not
+   phrases become candidate keywords, lower-cased; so do single medical words that no phrase
+   holds ("hyperpigmentation": a vocabulary word that is no common English word and no name),
+   and keywords whose words touch in the question are joined ("hip" + "fracture" ->
+   "hip fracture"). Numbers, names and places are not
    vocabulary, so they never become keywords. One pattern is added on purpose: an age with
    a sex ("45-year-old woman"), kept only when the age is 89 or less (Safe Harbor).
 2. **Denylist** (second wall): :func:`medforge.privacy.phi.find_phi` marks suspected
@@ -32,8 +35,9 @@ from pydantic import Field, field_validator
 
 from medforge.config.base import MedforgeModel
 from medforge.privacy.guard import guard_option, keyword_blocked, row_terms
+from medforge.privacy.lexicon import keyword_words, person_names
 from medforge.privacy.phi import merge_spans, overlaps
-from medforge.privacy.vocab import SOURCES, Vocabulary, load_vocabulary, name_denylist, tokenize
+from medforge.privacy.vocab import SOURCES, Vocabulary, load_vocabulary, match_phrases, name_denylist, singular, tokenize
 
 logger = logging.getLogger(__name__)
 
@@ -92,51 +96,20 @@ class GuardedQuery:
         return {"keywords": list(self.keywords), "options": dict(self.options)}
 
 
-def _singular(tok: str) -> str:
-    """A lower-cased token's crude singular: drop a final "s" preceded by three ASCII letters
-    of which the last is not "s" ("fevers" -> "fever", "abscess" unchanged)."""
-    if len(tok) >= 4 and tok[-1] == "s" and tok[-2] != "s" and all("a" <= c <= "z" for c in tok[-4:-1]):
-        return tok[:-1]
-    return tok
-
-
-def _match_phrases(tokens: list[tuple[str, int, int]], vocab: Vocabulary) -> list[tuple[str, int, int, int]]:
-    """Greedy longest match. Returns ``(phrase, first_token, last_token_exclusive, unused)``."""
-    low = [t.lower() for t, _, _ in tokens]
-    phrases = vocab.phrases
-    first = vocab.first
-    n_low = len(low)
-    out = []
-    i = 0
-    while i < n_low:
-        lengths = first.get(low[i])
-        match = 0
-        phrase = ""
-        if lengths:
-            for n in lengths:  # longest first, <= MAX_PHRASE_TOKENS
-                if i + n > n_low:
-                    continue
-                cand = " ".join(low[i:i + n]) if n > 1 else low[i]
-                if cand in phrases:
-                    match, phrase = n, cand
-                    break
-                # plural of the last token ("fevers" -> "fever")
-                last = low[i + n - 1]
-                sing = _singular(last)
-                if sing != last:
-                    cand2 = " ".join([*low[i:i + n - 1], sing])
-                    if cand2 in phrases:
-                        match, phrase = n, cand2
-                        break
-        if not match:
-            sing = _singular(low[i])
-            if sing != low[i] and sing in phrases:
-                match, phrase = 1, sing
-        if match:
-            out.append((phrase, i, i + match, 0))
-            i += match
+def _join_adjacent(found: list[tuple[int, str, range]], tokens: list[tuple[str, int, int]], question: str,
+                   ages: set[int]) -> list[tuple[int, str, range]]:
+    """Join keywords whose tokens touch (only spaces or a hyphen between them) into one phrase:
+    "hip" + "fracture" -> "hip fracture". Nothing new is sent -- both were keywords -- but the
+    phrase keeps the meaning its words lose apart. An age keyword is never joined."""
+    out: list[tuple[int, str, range]] = []
+    for first, kw, span in found:
+        if out and first not in ages and out[-1][0] not in ages and out[-1][2].stop == span.start \
+                and len(out[-1][2]) + len(span) <= 6 \
+                and question[tokens[span.start - 1][2]:tokens[span.start][1]] in (" ", "-"):
+            p_first, p_kw, p_span = out[-1]
+            out[-1] = (p_first, f"{p_kw} {kw}", range(p_span.start, span.stop))
         else:
-            i += 1
+            out.append((first, kw, span))
     return out
 
 
@@ -185,16 +158,34 @@ def extract_keywords(question: str, options: dict[str, str], cfg: KeywordConfig 
             runs[-1].append((k, t))
         else:
             runs.append([(k, t)])
+    matched: set[int] = set()
     for run in runs:
-        for phrase, a, b, _ in _match_phrases([t for _, t in run], vocab):
+        for phrase, a, b, _ in match_phrases([t for _, t in run], vocab):
             first, last = run[a][0], run[b - 1][0]
             start, end = tokens[first][1], tokens[last][2]
-            if (overlaps(phi_spans, start, end) or any(ch.isdigit() for ch in phrase) or phrase in deny
-                    or keyword_blocked(phrase, terms)):
+            matched.update(range(first, last + 1))
+            # a small number inside a vocabulary phrase ("type 2 diabetes mellitus") is no identifier
+            if (overlaps(phi_spans, start, end) or any(len(t) > 2 and t.isdigit() for t in phrase.split(" "))
+                    or phrase in deny or keyword_blocked(phrase, terms)):
                 dropped += 1
                 continue
             found.append((first, phrase, range(first, last + 1)))
+    # single medical words that no phrase holds ("hyperpigmentation", "proprioception"): words of
+    # vocabulary phrases or HPO definitions that are no common English word and no person name
+    names = person_names()
+    for k, (tok, start, end) in enumerate(tokens):
+        if used[k] or k in matched or not tok.isalpha():
+            continue
+        low = tok.lower()
+        word = low if low in keyword_words(vocab) else singular(low)
+        if word not in keyword_words(vocab) or low in names or low in deny:
+            continue
+        if overlaps(phi_spans, start, end) or keyword_blocked(word, terms):
+            dropped += 1
+            continue
+        found.append((k, word, range(k, k + 1)))
     found.sort(key=lambda f: f[0])
+    found = _join_adjacent(found, tokens, question, ages={f[0] for f in found if "year-old" in f[1]})
 
     keywords: list[str] = []
     covered: set[int] = set()

@@ -93,7 +93,12 @@ _PATTERNS: list[_Rule] = [
     _Rule("biometric", r"\b(?:finger ?prints?|retina(?:l)? scans?|iris scans?|voice ?prints?|palm ?prints?|"
                        r"facial (?:photo(?:graph)?s?|images?|scans?)|full[- ]face photo(?:graph)?s?|dna profile|gait signature)"
                        rf"(?:\s*{_ID})?", re.I, ("print", "scan", "photo", "image", "dna", "gait")),
-    _Rule("address", rf"\b\d{{1,6}}\s+(?:[A-Z][a-z]+\.?\s+){{1,4}}{_STREET}\b\.?", re.I, "digit"),
+    # capitalised street names take any suffix ("77 Birchwood Ln"); lower-case ones only a full street
+    # word, so that "1 mg. Ask Dr." or "2 drains in place" is no address
+    _Rule("address", rf"\b\d{{1,6}}\s+(?:[A-Z][a-z]+\.?\s+){{1,4}}(?i:{_STREET})\b\.?", 0, "digit"),
+    _Rule("address", r"\b\d{1,6}\s+(?:[a-z]+\s+){1,3}(?:street|avenue|road|lane|boulevard|drive|court|terrace|"
+                     r"parkway|highway)\b", re.I, "digit", fast=(("street", "avenue", "road", "lane", "boulevard",
+                                                                  "drive", "court", "terrace", "parkway", "highway"),)),
     _Rule("address", r"\b(?:p\.?\s?o\.?\s+box|apartment|apt\.?|suite|unit)\s*#?\s*\d+[A-Z]?\b", re.I, "digit", fast=(("box", "apartment", "apt", "suite", "unit"),)),
     _Rule("zip", r"\b(?:zip(?:\s*code)?|postal code|postcode)\s*[:#]?\s*\d{5}(?:-\d{4})?\b", re.I, "digit", fast=(5, ("zip", "postal", "postcode"))),
     _Rule("zip", r"\b[A-Z]{2}\s+\d{5}(?:-\d{4})?\b", 0, "digit", fast=(5,)),
@@ -149,13 +154,16 @@ def find_phi(text: str, names: bool = True) -> list[PhiSpan]:
             continue
         spans.extend(PhiSpan(kind, m.start(), m.end()) for m in rx.finditer(text))
     if names:
-        deny = name_denylist()
-        # A capitalised word on the name list is a name unless it opens a sentence, where
-        # every word is capitalised ("Graves disease ..." stays; "... seen by Kelly" goes).
-        for m in _CAP_WORD.finditer(text):
-            if m.group(0).lower() in deny and not _sentence_start(text, m.start()):
-                spans.append(PhiSpan("name", m.start(), m.end()))
+        spans.extend(name_list_spans(text))
     return sorted(spans, key=lambda s: (s.start, -s.end))
+
+
+def name_list_spans(text: str) -> list[PhiSpan]:
+    """A capitalised word on the name list is a name unless it opens a sentence, where every word
+    is capitalised ("Graves disease ..." stays; "... seen by Kelly" goes)."""
+    deny = name_denylist()
+    return [PhiSpan("name", m.start(), m.end()) for m in _CAP_WORD.finditer(text)
+            if m.group(0).lower() in deny and not _sentence_start(text, m.start())]
 
 
 def _sentence_start(text: str, pos: int) -> bool:

@@ -42,7 +42,12 @@ MAX_PHRASE_TOKENS = 6
 TOKEN_RE = re.compile(r"[A-Za-z0-9]+(?:['\u2019][A-Za-z]+)?")
 _SPLIT_RE = re.compile(r",\s+|\s+(?:due to|with|without|and|or|in|of unspecified|unspecified|NOS)\s+|\s*[()\[\];:]\s*",
                        re.IGNORECASE)
-_BUILD_VERSION = "5"  # bump when the build logic changes
+# HPO names and ICD titles are also cut at " of (the) " / " on " / " at ", so that the anatomy and
+# findings inside them become terms of their own ("Abnormality of the forehead" -> "forehead",
+# "Skip lesions on temporal artery biopsy" -> "skip lesions")
+_PART_RE = re.compile(r"\s+(?:of(?:\s+the)?|on|at|involving|affecting)\s+", re.IGNORECASE)
+_POSSESSIVE = re.compile(r"(?<=[a-z])'s?\b")
+_BUILD_VERSION = "7"  # bump when the build logic changes
 
 
 def tokenize(text: str) -> list[tuple[str, int, int]]:
@@ -156,11 +161,60 @@ class Vocabulary:
         return len(self.phrases)
 
 
+def singular(tok: str) -> str:
+    """A lower-cased token's crude singular: drop a final "s" preceded by three ASCII letters
+    of which the last is not "s" ("fevers" -> "fever", "abscess" unchanged)."""
+    if len(tok) >= 4 and tok[-1] == "s" and tok[-2] != "s" and all("a" <= c <= "z" for c in tok[-4:-1]):
+        return tok[:-1]
+    return tok
+
+
+def match_phrases(tokens: list[tuple[str, int, int]], vocab: Vocabulary) -> list[tuple[str, int, int, int]]:
+    """Greedy longest match. Returns ``(phrase, first_token, last_token_exclusive, unused)``."""
+    low = [t.lower() for t, _, _ in tokens]
+    phrases = vocab.phrases
+    first = vocab.first
+    n_low = len(low)
+    out = []
+    i = 0
+    while i < n_low:
+        lengths = first.get(low[i])
+        match = 0
+        phrase = ""
+        if lengths:
+            for n in lengths:  # longest first, <= MAX_PHRASE_TOKENS
+                if i + n > n_low:
+                    continue
+                cand = " ".join(low[i:i + n]) if n > 1 else low[i]
+                if cand in phrases:
+                    match, phrase = n, cand
+                    break
+                # plural of the last token ("fevers" -> "fever")
+                last = low[i + n - 1]
+                sing = singular(last)
+                if sing != last:
+                    cand2 = " ".join([*low[i:i + n - 1], sing])
+                    if cand2 in phrases:
+                        match, phrase = n, cand2
+                        break
+        if not match:
+            sing = singular(low[i])
+            if sing != low[i] and sing in phrases:
+                match, phrase = 1, sing
+        if match:
+            out.append((phrase, i, i + match, 0))
+            i += match
+        else:
+            i += 1
+    return out
+
+
 def _keep(phrase: str) -> bool:
     toks = phrase.split(" ")
     if not phrase or len(toks) > MAX_PHRASE_TOKENS:
         return False
-    if any(t.isdigit() for t in toks):
+    # a number inside a phrase is kept when it is small ("type 2 diabetes mellitus"), never alone
+    if any(t.isdigit() and (len(t) > 2 or len(toks) == 1) for t in toks) or toks[0].isdigit():
         return False
     if len(toks) == 1:
         t = toks[0]
@@ -187,7 +241,13 @@ def build_phrases(sources: tuple[str, ...]) -> set[str]:
             raw += list(_data_lines("clinical_terms.txt"))
         else:
             raise ValueError(f"unknown vocabulary source {src!r}; use some of {SOURCES}")
-    return {p for p in (norm_phrase(t) for t in raw) if _keep(p)}
+    # a one-word part is kept only as the object of the cut ("... of the forehead"), not as its
+    # subject ("Number of ...", "Findings on ..."), which is a generic word
+    parts = [q for t in raw for k, q in enumerate(_PART_RE.split(t)) if q and (k > 0 or " " in q.strip())]
+    out = {p for p in (norm_phrase(t) for t in [*raw, *parts]) if _keep(p)}
+    # "crohn's disease" is also written "Crohn disease": keep both spellings
+    out |= {q for q in (_POSSESSIVE.sub("", p) for p in out if "'" in p) if _keep(q)}
+    return out
 
 
 def _cache_key(sources: tuple[str, ...]) -> str:
