@@ -4,6 +4,12 @@ Input rows need ``messages`` (a list of ``{"role", "content"}``) and ``request_s
 every other column is carried through untouched. Output rows gain:
 
 * ``generated_text`` (str), ``num_input_tokens`` (int), ``num_generated_tokens`` (int);
+* ``finish_reason`` (str): ``"length"`` when the reply was cut at the token limit, ``"stop"`` when
+  the engine ended it, ``""`` when unknown or the request failed. An OpenAI endpoint sends its own;
+  Ray 2.60's vLLM stage drops vLLM's ``CompletionOutput.finish_reason`` (its ``vLLMOutputData``
+  has no such field), so for vLLM it is recomputed from the counts with vLLM's own rule
+  (``vllm/v1/core/sched/utils.py:check_stop``: length-capped when the output reaches
+  ``max_tokens`` or prompt + output reach ``max_model_len``; see :func:`vllm_finish_reason`);
 * ``engine_error`` (str): empty when the request succeeded, otherwise the reason
   (prompt too long, endpoint gave up after retries, ...). Such rows are not dropped: the
   caller quarantines them, so the job goes on and nothing is lost.
@@ -23,7 +29,7 @@ from medforge.engines.config import API_ACTOR_CPUS, OpenAITeacherConfig, Samplin
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_COLUMNS = ("generated_text", "num_input_tokens", "num_generated_tokens", "engine_error")
+OUTPUT_COLUMNS = ("generated_text", "num_input_tokens", "num_generated_tokens", "finish_reason", "engine_error")
 # Columns the vLLM stage adds that callers never need.
 _VLLM_INTERNAL = {
     "sampling_params", "prompt", "prompt_token_ids", "generated_tokens", "embeddings", "metrics",
@@ -61,12 +67,31 @@ def _engine_sampling(sampling: SamplingConfig, seed: int) -> dict[str, Any]:
     }
 
 
-def _normalize_vllm_row(row: dict[str, Any]) -> dict[str, Any]:
+def vllm_finish_reason(num_input_tokens: int, num_generated_tokens: int, max_tokens: int,
+                       max_model_len: int | None) -> str:
+    """vLLM's finish reason from the token counts: ``"length"`` or ``"stop"``.
+
+    vLLM (``check_stop``) ends a request as length-capped when its output reaches ``max_tokens``
+    or prompt + output reach ``max_model_len``, unless that last token was EOS or a stop token.
+    Ray's vLLM stage does not pass the reason on, so it is recomputed here; the one case it
+    cannot see (EOS as exactly the ``max_tokens``-th token) is counted as ``"length"``.
+    """
+    if num_generated_tokens >= max_tokens:
+        return "length"
+    if max_model_len is not None and num_input_tokens + num_generated_tokens >= max_model_len:
+        return "length"
+    return "stop"
+
+
+def _normalize_vllm_row(row: dict[str, Any], max_tokens: int | None = None,
+                        max_model_len: int | None = None) -> dict[str, Any]:
     error = row.get("__inference_error__") or ""
     out = {k: v for k, v in row.items() if k not in _VLLM_INTERNAL}
     out["generated_text"] = row.get("generated_text") or ""
     out["num_input_tokens"] = int(row.get("num_input_tokens") or 0)
     out["num_generated_tokens"] = int(row.get("num_generated_tokens") or 0)
+    out["finish_reason"] = ("" if error or max_tokens is None else
+                            vllm_finish_reason(out["num_input_tokens"], out["num_generated_tokens"], max_tokens, max_model_len))
     out["engine_error"] = str(error)
     out.pop("json_schema", None)
     return out
@@ -157,7 +182,8 @@ def _vllm_chat(ds, teacher: VLLMTeacherConfig, sampling: SamplingConfig, json_sc
 
     processor = build_processor(config, preprocess=preprocess, postprocess=postprocess)
     # Failed rows bypass the processor's postprocess, so the columns are normalised after it.
-    return processor(ds).map(_normalize_vllm_row)
+    return processor(ds).map(_normalize_vllm_row, fn_kwargs={"max_tokens": sampling.max_tokens,
+                                                             "max_model_len": teacher.max_model_len})
 
 
 class _OpenAIChatUDF:
@@ -196,7 +222,8 @@ class _OpenAIChatUDF:
         results = asyncio.run_coroutine_threadsafe(self._all(rows), self.loop).result()
         out = {k: v for k, v in batch.items() if k != "json_schema"}
         for col in OUTPUT_COLUMNS:
-            out[col] = np.array([r[col] for r in results], dtype=object if col in ("generated_text", "engine_error") else np.int64)
+            out[col] = np.array([r[col] for r in results],
+                                dtype=object if col in ("generated_text", "finish_reason", "engine_error") else np.int64)
         return out
 
 
