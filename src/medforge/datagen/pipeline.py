@@ -419,7 +419,8 @@ def response_retry_ids(run: InstructionRun, done: dict[str, dict[str, Any]]) -> 
     """Tasks whose saved reply failed a gate or did not parse on the first attempt: asked once more
     (``responses.checks.retry``), in accepted order. An engine error is not retried here (a pending
     one is asked again as a missing reply; a lasting one, a prompt too long, would fail again)."""
-    if not run.cfg.responses.checks.retry:
+    checks = run.cfg.responses.checks
+    if not (checks.enabled and checks.retry):
         return []
     return [t["id"] for t in run.accepted
             if (r := done.get(t["id"])) is not None and r["output"] is None and int(r.get("attempt", 0)) == 0
