@@ -437,6 +437,8 @@ def judge_reply(run: InstructionRun, task: dict[str, Any], rep: dict[str, Any], 
     else:
         output, reason = response_task.format_output(task, rep["generated_text"], structured)
         gate = "" if output is not None else "parse_error"
+        if output is None and checks.enabled and "empty" in checks.gates and not rep["generated_text"].strip():
+            gate = "empty"
         if output is not None:
             verdict = check_response(output, checks, instruction=task["instruction"],
                                      input_text="" if task["input"] == NO_INPUT else task["input"],
