@@ -257,7 +257,7 @@ class ChunkWriter:
         self.total_rows = sum(expected.values())
         self.rows_before = self.card_stats.replies
         self.t0 = time.perf_counter()
-        self.card_written_at = -float("inf")
+        self.card_written_at, self.card_last_s = -float("inf"), 0.0
         self.card_seconds = 0.0
 
     def out_path(self, chunk: int) -> Path:
@@ -334,14 +334,15 @@ class ChunkWriter:
         from medforge.cards.contexts import write_contexts_card
 
         t0 = time.perf_counter()
-        if summary is None and t0 - self.card_written_at < CARD_INTERVAL_S:
-            return
+        if summary is None and t0 - self.card_written_at < max(CARD_INTERVAL_S, 50 * self.card_last_s):
+            return  # at most every CARD_INTERVAL_S, and never more than ~2% of the time
         try:
             write_contexts_card(self.root, self.card_stats, summary)
         except Exception:  # noqa: BLE001 - a card must never stop the data it describes
             logger.exception("could not write the dataset card; the data is unaffected")
         self.card_written_at = time.perf_counter()
-        self.card_seconds += self.card_written_at - t0
+        self.card_last_s = self.card_written_at - t0
+        self.card_seconds += self.card_last_s
 
 
 # ----------------------------------------------------------------------------- run

@@ -128,7 +128,7 @@ class InstructionRun:
         self.seeded = False  # set once Ray is up: do per-request seeds reach the engine?
         self.gate_seconds = 0.0  # CPU time spent in the reply gates (bench/bench_response_checks.py)
         self.card_seconds = 0.0  # time spent writing the dataset card after rounds and chunks
-        self._card_written_at = -math.inf
+        self._card_written_at, self._card_last_s = -math.inf, 0.0
         self.reset_state()
 
     # ---------------------------------------------------------------- state
@@ -278,7 +278,8 @@ class InstructionRun:
         from medforge.cards.instructions import write_instruction_card
 
         t0 = time.perf_counter()
-        if not force and t0 - self._card_written_at < CARD_INTERVAL_S:
+        # at most every CARD_INTERVAL_S, and never more than ~2% of the time (a 52k run's card takes seconds)
+        if not force and t0 - self._card_written_at < max(CARD_INTERVAL_S, 50 * self._card_last_s):
             return None
         try:
             path = write_instruction_card(self, responses, final=force)
@@ -286,7 +287,8 @@ class InstructionRun:
             logger.exception("could not write the dataset card; the data is unaffected")
             path = None
         self._card_written_at = time.perf_counter()
-        self.card_seconds += self._card_written_at - t0
+        self._card_last_s = self._card_written_at - t0
+        self.card_seconds += self._card_last_s
         return path
 
 
