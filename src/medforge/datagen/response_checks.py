@@ -24,8 +24,9 @@
     or more: "This is a medical advice. This is a medical advice. This is ..."), and a sentence of
     five words or more said three times or more anywhere in the reply.
 ``echo``
-    the reply restates the instruction: ROUGE-L F1 with it at or above ``echo_rouge_l`` and
-    less than ``echo_max_new_share`` of its words new (not in the instruction or the input).
+    the reply restates the instruction: ROUGE-L F1 with it at or above ``echo_rouge_l``, less
+    than ``echo_max_new_share`` of its words new (not in the instruction or the input), and not
+    one new content word (:func:`echo_gate`).
 ``not_english``
     mostly non-Latin letters, or more function words of Spanish, French, German, Italian or
     Portuguese than of English (a cheap offline check: two small word lists, no model).
@@ -307,7 +308,14 @@ def rouge_l_f1(a: str, b: str) -> float:
 
 def echo_gate(text: str, instruction: str, input_text: str = "", rouge_l: float = 0.7,
               max_new_share: float = 0.3) -> str | None:
-    """The reply restates the instruction and adds (almost) nothing of its own."""
+    """The reply restates the instruction and adds nothing of its own: ROUGE-L F1 with the instruction at
+    or above ``rouge_l``, less than ``max_new_share`` of its words new, and not one new content word.
+
+    "New" means in neither the instruction nor the input; a content word is not an English function
+    word, and its first four letters differ from those of every instruction and input word ("listed"
+    is not new after "List"). So "The first-line drug for type 2 diabetes is metformin." answers
+    "What is the first-line drug for type 2 diabetes?" (one new content word) and passes.
+    """
     if not instruction.strip():
         return None
     words = tokenize(text)
@@ -317,9 +325,12 @@ def echo_gate(text: str, instruction: str, input_text: str = "", rouge_l: float 
     if f1 < rouge_l:
         return None
     known = set(tokenize(instruction)) | set(tokenize(input_text))
-    new = sum(w not in known for w in words) / len(words)
-    if new < max_new_share:
-        return f"ROUGE-L {f1:.2f} with the instruction and {new:.0%} new words"
+    stems = {w[:4] for w in known}
+    new = [w for w in words if w not in known]
+    content = [w for w in new if w not in _ENGLISH and w not in _FILLER and w[:4] not in stems]
+    share = len(new) / len(words)
+    if share < max_new_share and not content:
+        return f"ROUGE-L {f1:.2f} with the instruction, {share:.0%} new words, none of them a content word"
     return None
 
 
@@ -331,6 +342,8 @@ _ENGLISH = frozenset(
     "have has had should will would your you their its these those if when also such but more than other into "
     "about there what how who most some any each both between during after before because while do does often "
     "they them he she we our his her".split())
+# Words that add nothing to a restated instruction.
+_FILLER = frozenset("please here below following answer response question kindly sure certainly".split())
 # Frequent function words of Spanish, French, German, Italian and Portuguese that are not English words.
 _FOREIGN = frozenset(
     "el los las del que y por para con una es se su como pero más muy esta está son sus también "

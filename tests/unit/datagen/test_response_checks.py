@@ -82,6 +82,10 @@ GOOD = {
         "The common symptoms of iron deficiency anaemia are fatigue, pallor, breathlessness on exertion, "
         "palpitations, brittle nails, hair loss and pica.",
         "List the common symptoms of iron deficiency anaemia.", ""),
+    "short_restating_answer": ("The first-line drug for type 2 diabetes is metformin.",
+                               "What is the first-line drug for type 2 diabetes?", ""),
+    "restated_wrong_answer": ("The infectious disease that is caused by the bacterium Staphylococcus aureus is COVID-19.",
+                              "What infectious disease is caused by the bacterium Staphylococcus aureus?", ""),
     "rewrite_of_input": (
         "The patient has had a cough and fever for three days and feels short of breath.",
         "Rewrite the following note in plain language.",
@@ -174,6 +178,8 @@ def test_empty(text):
 @pytest.mark.parametrize("text,instruction", [
     ("List the common symptoms of iron deficiency anemia.", "List the common symptoms of iron deficiency anemia."),
     ("The common symptoms of iron deficiency anemia are listed.", "List the common symptoms of iron deficiency anemia."),
+    ("Therapeutic cells based on CRISPR RNA editable gene editing.",
+     "Describe therapeutic cells based on CRISPR RNA gene editing."),
     ("Explain how metformin works in type 2 diabetes. Please explain.",
      "Explain how metformin works in type 2 diabetes."),
 ])
