@@ -638,7 +638,8 @@ def write_outputs(run: InstructionRun, responses: dict[str, dict[str, Any]] | No
                                  "run the same command again to retry them")
     atomic_write_text(run.root / "summary.json", json.dumps(summary, indent=2))
     run.write_card(responses, force=True)
-    summary["card_s"] = round(run.card_seconds, 3)
+    summary["card_s"] = round(run.card_seconds, 3)  # every card of this run, the final one included
+    atomic_write_text(run.root / "summary.json", json.dumps(summary, indent=2))
     run.folder.push()
     logger.info("dataset card: %s (and card.html)", summary["paths"]["card"])
     return summary

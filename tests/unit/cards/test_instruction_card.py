@@ -115,6 +115,19 @@ def test_an_empty_run_still_gets_a_card(tmp_path):
     assert "0 rows" in md and "run in progress" in md
 
 
+def test_exact_novelty_profile():
+    from medforge.cards.instructions import novelty_profile
+
+    texts = ["explain the mechanism of metformin", "explain the mechanism of insulin", "list symptoms of gout"]
+    scores, n = novelty_profile(texts, ["describe gout"])
+    assert n == 3
+    assert scores[0] == scores[1] == 0.8  # 4 of 5 tokens in common
+    assert scores[2] == round(2 * 1 / (4 + 2), 4)  # "gout" shared with the seed
+    sample, n = novelty_profile(texts * 10, [], max_pairs=60)
+    assert n == 2 and len(sample) == 2 and all(s == 1.0 for s in sample)  # duplicates score 1
+    assert novelty_profile([], ["x"]) == ([], 0)
+
+
 def test_rejections_by_round_reads_the_request_id():
     recs = [{"request_id": "r00012-q0003", "reason": "x"}, {"reason": "y", "task": {"request_id": "r00002-q0000"}},
             {"reason": "z"}]
