@@ -83,6 +83,15 @@ def main() -> None:
             check_response(text, checks, instruction=task.get("instruction", ""), input_text=task.get("input", ""),
                            finish_reason=finish)
         best = min(best, time.process_time() - t0)
+    # the same replies through the gates of this checkout (a run made before a gate changed)
+    now = Counter()
+    for (text, task, finish), r in zip(samples, replies):
+        if r.get("gate") in ("engine_error", "parse_error"):
+            now[r["gate"]] += 1
+            continue
+        v = check_response(text, checks, instruction=task.get("instruction", ""), input_text=task.get("input", ""),
+                           finish_reason=finish)
+        now[v.gate or "passed"] += 1
     n = max(len(replies), 1)
     wall = summary["wall_time_s"]
     result = {
@@ -93,6 +102,7 @@ def main() -> None:
         "gates_first_attempt": dict(first),
         "gates_on_retry": dict(retried),
         "final": dict(final),
+        "all_replies_regated_now": dict(now),
         "job_wall_s": round(job_s, 1) if job_s else None,
         "pipeline_wall_s": wall,
         "pipeline_s_per_reply": round(wall / n, 4),
