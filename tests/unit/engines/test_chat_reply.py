@@ -23,6 +23,15 @@ def test_parse_chat_reply_carries_the_endpoints_finish_reason():
     assert parse_chat_reply(body)["finish_reason"] == ""
 
 
+def test_eos_ids_from_a_model_folder(tmp_path):
+    from medforge.engines.chat import eos_token_ids
+
+    (tmp_path / "config.json").write_text('{"eos_token_id": [2, 7]}')
+    (tmp_path / "generation_config.json").write_text('{"eos_token_id": 9}')
+    assert eos_token_ids(str(tmp_path)) == {2, 7, 9}
+    assert eos_token_ids("meta-llama/Llama-3.1-8B-Instruct") is None
+
+
 def test_vllm_finish_reason_follows_vllms_length_rule():
     from medforge.engines.chat import _normalize_vllm_row, vllm_finish_reason
 
@@ -32,6 +41,9 @@ def test_vllm_finish_reason_follows_vllms_length_rule():
     assert vllm_finish_reason(4000, 95, 300, None) == "stop"
     row = {"generated_text": "x", "num_input_tokens": 5, "num_generated_tokens": 8, "prompt": "p", "json_schema": ""}
     assert _normalize_vllm_row(row, max_tokens=8, max_model_len=None)["finish_reason"] == "length"
+    # EOS as exactly the max_tokens-th token: vLLM says "stop", and so do we when we know the EOS ids
+    assert _normalize_vllm_row({**row, "generated_tokens": [5, 2]}, max_tokens=8, eos_ids=frozenset({2}))["finish_reason"] == "stop"
+    assert _normalize_vllm_row({**row, "generated_tokens": [5, 3]}, max_tokens=8, eos_ids=frozenset({2}))["finish_reason"] == "length"
     failed = _normalize_vllm_row({**row, "__inference_error__": "boom"}, max_tokens=8, max_model_len=None)
     assert failed["finish_reason"] == "" and failed["engine_error"] == "boom"
 
