@@ -234,14 +234,11 @@ def tandem_repeat(words: list[str], max_period: int = TANDEM_MAX_PERIOD, min_cop
     n = len(words)
     for p in range(1, min(max_period, n // min_copies) + 1):
         need = max((min_copies - 1) * p, min_words - p)
-        run = 0
-        for i in range(n - p):
-            if words[i] == words[i + p]:
-                run += 1
-                if run >= need:
-                    return p, i - run + 1
-            else:
-                run = 0
+        # "1" where a word equals the word p places on; a run of `need` of them is `min_copies` copies
+        same = "".join("1" if a == b else "0" for a, b in zip(words, words[p:]))
+        i = same.find("1" * need)
+        if i >= 0:
+            return p, i
     return None
 
 
