@@ -83,7 +83,8 @@ def main() -> None:
             check_response(text, checks, instruction=task.get("instruction", ""), input_text=task.get("input", ""),
                            finish_reason=finish)
         best = min(best, time.process_time() - t0)
-    # the same replies through the gates of this checkout (a run made before a gate changed)
+    # every saved reply through this checkout's gates with the default checks (keep_truncated=false), e.g.
+    # for a run made before a gate changed
     now = Counter()
     for (text, task, finish), r in zip(samples, replies):
         if r.get("gate") in ("engine_error", "parse_error"):
@@ -102,7 +103,7 @@ def main() -> None:
         "gates_first_attempt": dict(first),
         "gates_on_retry": dict(retried),
         "final": dict(final),
-        "all_replies_regated_now": dict(now),
+        "all_replies_regated_now_default_checks": dict(now),
         "job_wall_s": round(job_s, 1) if job_s else None,
         "pipeline_wall_s": wall,
         "pipeline_s_per_reply": round(wall / n, 4),
