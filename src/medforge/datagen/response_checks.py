@@ -1,7 +1,9 @@
 """Response-level quality gates: pure checks on a teacher's reply, beside the task checks.
 
 :mod:`medforge.datagen.filters` judges the *tasks* a teacher writes; this module judges the
-*replies* (answers to tasks, overall contexts, judge verdicts). Every gate is a pure function
+*replies* (answers to tasks, overall contexts; a judge's verdict gets the truncated rule in
+:func:`medforge.eval.judge.parse_verdict`, which handles empty and refusing verdicts itself).
+Every gate is a pure function
 ``text -> detail | None`` and has a name, which is the counted rejection reason:
 
 ``empty``
