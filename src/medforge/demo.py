@@ -193,10 +193,17 @@ def print_summary(args: argparse.Namespace, run: Any, summary: dict[str, Any], w
             for key in ("instruction", "input", "output"):
                 _wrap(key, row[key])
             print()
+        if gen.get("responses_failed_by_reason"):
+            print("   answers rejected by the reply gates: "
+                  + ", ".join(f"{k} {v}" for k, v in sorted(gen["responses_failed_by_reason"].items(), key=lambda kv: -kv[1])))
+        if gen.get("card"):
+            print(f"   dataset card: {gen['card']} (and card.html, with plots)\n")
     ft = rec["finetune"]
     if ft:
         print(f"2. FINE-TUNE (LoRA, Ray Train + DeepSpeed): train loss {_num(ft.get('first_train_loss'))} -> "
               f"{_num(ft.get('train_loss'))} over {ft.get('steps')} steps; adapter {ft.get('adapter_dir')}\n")
+        if summary.get("model_card"):
+            print(f"   model card: {summary['model_card']}\n")
     ev = rec["evaluate"]
     if ev:
         models = ev["models"]

@@ -4,7 +4,8 @@ It answers task-generation requests with well-formed tasks (varied wording, so t
 filter keeps many), multiple-choice requests with ``{"explanation", "answer"}``, and other
 requests with plain text. ``fail_every`` makes every n-th request a 429 or 500 so retries
 are exercised. ``responder(body)`` scripts the reply text (return ``None`` to fall back to the
-defaults above), e.g. a judge whose verdicts are fixed. ``fault(n, body)`` scripts failures
+defaults above), e.g. a judge whose verdicts are fixed; a ``(text, finish_reason)`` pair also
+sets the reply's ``finish_reason`` (``"length"``: cut at max_tokens). ``fault(n, body)`` scripts failures
 that retries do not cure: return ``None`` to answer normally, or ``(status, headers)`` to fail
 request ``n`` (1-based, retries included) -- a lasting outage, a 401 from the n-th request until
 the test "fixes the key", a 400 for everything, a 429 with ``Retry-After``. Every request body
@@ -106,6 +107,9 @@ class StubOpenAI:
         schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
         props = schema.get("properties", {})
         scripted = self.responder(body) if self.responder else None
+        finish = "stop"
+        if isinstance(scripted, tuple):
+            scripted, finish = scripted
         if scripted is not None:
             content = scripted
         elif "tasks" in props:
@@ -123,7 +127,7 @@ class StubOpenAI:
         else:
             content = f"Stub answer number {n}."
         return {"id": f"c{n}", "object": "chat.completion", "model": body.get("model", "stub"),
-                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+                "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": finish}],
                 "usage": {"prompt_tokens": 10, "completion_tokens": len(content) // 4, "total_tokens": 10 + len(content) // 4}}
 
     def __enter__(self) -> StubOpenAI:

@@ -78,6 +78,10 @@ def test_api_teacher_faults_rate_limit_and_no_phi(tmp_path, ray_local):
     # every row complete, none twice
     rows = [r for p in sorted((tmp_path / "run" / "out").glob("part-*.jsonl")) for r in read_jsonl(p)]
     assert summary["rows_with_context"] == 27 and summary["rows_quarantined"] == 0
+    # the dataset card: every row counted, the parse rate, the plots
+    card = (tmp_path / "run" / "card.md").read_text()
+    assert summary["paths"]["card"].endswith("card.md") and "| rows with a context | 27 |" in card and "100.0%" in card
+    assert (tmp_path / "run" / "card_plots" / "lengths.png").is_file()
     assert sorted(r["id"] for r in rows) == sorted(f"{v['id']}-{c}" for c in range(3) for v in VIGNETTES)
     assert all(set(r["option_contexts"]) == set(r["options"]) for r in rows)
     # faults really happened and were retried

@@ -11,6 +11,7 @@ then the same `ray job submit` again).
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 import yaml
@@ -73,6 +74,10 @@ def test_tiny_pipeline_end_to_end(setup, first):
     assert sv["models"] == {"tuned": "tiny-llama-tuned", "base": "tiny-llama"}
     assert isinstance(sv["smoke"]["answer"], str) and sv["smoke"]["model"] == "tiny-llama-tuned"
     assert log.count("medforge pipeline: starting the endpoint") == 1  # one Serve engine for evaluate + serve
+    # the cards: the dataset's (printed), and the model's with the evaluation the pipeline added
+    assert gen["card"] and Path(gen["card"]).is_file() and f"dataset card: {gen['card']}" in log
+    model_card = Path(summary["model_card"]).read_text()
+    assert "## Evaluation" in model_card and "gpt-4-answer" in model_card and "lineage.json" in model_card
 
 
 def test_rerun_with_no_change_skips_every_stage_and_starts_nothing(setup, first):

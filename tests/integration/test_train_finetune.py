@@ -60,6 +60,10 @@ def test_train_zero3_full_sft_loss_down_params_changed_and_vllm_loads(tmp_path, 
     assert summary["step"] == 5 and len(losses) == 5
     assert losses[-1] < losses[0] - 0.1, losses
     assert any("eval_loss" in h for h in hist)
+    # the export's Hugging Face model card: base model, data, config, loss plot
+    card = (export / "README.md").read_text()
+    assert card.startswith("---\n") and f"base_model: {tiny_models['llama']}" in card and str(sft_data) in card
+    assert "## Training config" in card and (export / "card_plots" / "train_loss.png").is_file()
     assert summary["tokens_per_s"] > 0
     assert (export / "training_logs" / "loss_curve.png").stat().st_size > 1000
     assert summary["checkpoint"] and Path(summary["checkpoint"]).is_dir()
@@ -175,6 +179,8 @@ def test_train_slm_context_beats_chance_without_context_near_chance(tmp_path, ti
 
     export = Path(results[True]["export_dir"])
     assert export == tmp_path / "out-True" / "model" and (export / "medforge_mc.json").is_file()
+    card = (export / "README.md").read_text()
+    assert "pipeline_tag: multiple-choice" in card and "mean_accuracy" in card and "seed_0_accuracy" in card
     mc = load_mc_model(export, device="cpu")
     assert mc.format.use_context and mc.format.max_length == 48 and mc.format.num_options == 4
     test_rows = list(read_jsonl(tmp_path / "test.jsonl"))

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from medforge.config.base import MedforgeModel
+from medforge.datagen.response_checks import ResponseCheckConfig
 from medforge.datasets.mcq import MAX_QUESTION_CHARS
 from medforge.engines.config import OpenAITeacherConfig, SamplingConfig, TeacherConfig
 from medforge.privacy.keywords import KeywordConfig
@@ -67,6 +68,12 @@ class ContextJobConfig(MedforgeModel):
         (1, 2), description="(min, max) keyword-extraction actors; each loads the vocabulary once.")
     generation: ContextGenerationConfig = Field(default_factory=ContextGenerationConfig, description="Prompt and decoding.")
     output: ContextOutputConfig = Field(description="Output folder and sharding.")
+    checks: ResponseCheckConfig = Field(
+        default_factory=lambda: ResponseCheckConfig(retry=False),
+        description="Reply gates on each overall context (empty, refusal, repetition, not_english, truncated; echo "
+        "has no instruction to compare with): a row that fails one is quarantined with '<gate>: why'. No retry: "
+        "contexts are decoded greedily, so a second ask would repeat the reply (docs/pipeline.md).",
+    )
     seed: int = Field(0, description="Base of every request's seed (seed + hash of the row id).")
     object_store_budget_mib: int | None = Field(
         128, ge=32,
@@ -90,6 +97,9 @@ class ContextJobConfig(MedforgeModel):
         if self.object_store_budget_mib and self.ray_object_store_mib and self.object_store_budget_mib > self.ray_object_store_mib:
             raise ValueError(f"object_store_budget_mib={self.object_store_budget_mib} exceeds ray_object_store_mib="
                              f"{self.ray_object_store_mib}; lower the budget or enlarge the store")
+        if self.checks.retry:
+            raise ValueError("checks.retry=true: the contexts job does not ask twice (greedy decoding repeats the "
+                             "reply); set checks.retry=false")
         lo, hi = self.keyword_concurrency
         if lo < 1 or hi < lo:
             raise ValueError(f"keyword_concurrency={self.keyword_concurrency}: need 1 <= min <= max")

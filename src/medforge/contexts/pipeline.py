@@ -39,15 +39,19 @@ from typing import Any
 from medforge.contexts import task
 from medforge.contexts.config import ContextJobConfig
 from medforge.contexts.request import build_context_request, structured_output_wanted
+from medforge.datagen.response_checks import ResponseCheckConfig, check_response
 from medforge.datasets.mcq import iter_mcq_file, quarantine_record
 from medforge.engines.breaker import FailureBreaker, classify
 from medforge.engines.config import OpenAITeacherConfig
 from medforge.io import atomic_write_jsonl, atomic_write_text, open_run_folder
+from medforge.progress import progress, progress_line
 from medforge.run_folder import RunFolder
 
 logger = logging.getLogger(__name__)
 
 ENGINE_ERROR = "engine error:"
+#: the dataset card is rewritten after a chunk at most this often (and always at the end)
+CARD_INTERVAL_S = 30.0
 STAGED_COLUMNS = ("id", "row_index", "chunk", "question", "options_json", "answer")
 
 
@@ -182,21 +186,36 @@ class KeywordStage:
         return out
 
 
-def parse_stage(batch):
+def parse_stage(batch, checks: ResponseCheckConfig | None = None):
     """Ray Data UDF: parse replies. Adds ``overall_context``, ``option_contexts_json``,
-    ``preliminary_answer`` and ``error`` (empty when the row is good)."""
+    ``preliminary_answer``, ``response_truncated`` and ``error`` (empty when the row is good).
+
+    With ``checks``, a parsed reply's overall context goes through the reply gates
+    (:mod:`medforge.datagen.response_checks`): a context that loops, refuses, is not English or
+    was cut at the token limit is not a context, and the row is quarantined with ``<gate>: why``.
+    The echo gate has nothing to compare with here (the question never reaches the teacher)."""
     n = len(batch["id"])
-    overall, contexts, prelim, errors = [], [], [], []
+    overall, contexts, prelim, truncated, errors = [], [], [], [], []
+    finish = batch.get("finish_reason")
     for i in range(n):
         letters = json.loads(batch["letters_json"][i])
         err = batch["engine_error"][i]
         parsed, reason = (None, f"{ENGINE_ERROR} {err}") if err else task.format_output(batch["generated_text"][i], letters)
+        cut = False
+        if parsed is not None and checks is not None:
+            verdict = check_response(parsed["overall_context"], checks,
+                                     finish_reason=str(finish[i]) if finish is not None else "")
+            if not verdict.ok:
+                parsed, reason = None, f"{verdict.gate}: {verdict.detail}"
+            cut = verdict.truncated
         overall.append(parsed["overall_context"] if parsed else "")
         contexts.append(json.dumps(parsed["option_contexts"], ensure_ascii=False) if parsed else "")
         prelim.append(parsed["preliminary_answer"] if parsed else "")
+        truncated.append(cut)
         errors.append(reason)
     out = {k: v for k, v in batch.items() if k != "messages"}
-    out.update(overall_context=overall, option_contexts_json=contexts, preliminary_answer=prelim, error=errors)
+    out.update(overall_context=overall, option_contexts_json=contexts, preliminary_answer=prelim,
+               response_truncated=truncated, error=errors)
     return out
 
 
@@ -212,7 +231,7 @@ def _output_schema():
         ("redactions", pa.map_(pa.string(), pa.int64())),
         ("num_input_tokens", pa.int64()), ("num_generated_tokens", pa.int64()), ("teacher_model", pa.string()),
         ("teacher_engine", pa.string()), ("prompt_sha256", pa.string()), ("request_seed", pa.int64()),
-        ("sampling_json", pa.string()),
+        ("sampling_json", pa.string()), ("response_truncated", pa.bool_()),
     ])
 
 
@@ -231,6 +250,15 @@ class ChunkWriter:
         self.sampling_json = json.dumps(cfg.generation.sampling.model_dump())
         self.pending_chunks: set[int] = set()  # chunks left undone because a request failed (retried on resume)
         self.pending_errors: dict[str, int] = {}
+        from medforge.cards.contexts import stats_from_folder
+
+        # the card's numbers: the chunks already written (a resumed run), then each chunk as it is written
+        self.card_stats = stats_from_folder(self.root)
+        self.total_rows = sum(expected.values())
+        self.rows_before = self.card_stats.replies
+        self.t0 = time.perf_counter()
+        self.card_written_at, self.card_last_s = -float("inf"), 0.0
+        self.card_seconds = 0.0
 
     def out_path(self, chunk: int) -> Path:
         return self.root / "out" / f"part-{chunk:05d}.{self.cfg.output.format}"
@@ -267,7 +295,8 @@ class ChunkWriter:
                 reason = r["error"].split(":")[0]
                 self.reasons[reason] = self.reasons.get(reason, 0) + 1
                 bad.append({"id": r["id"], "row_index": int(r["row_index"]), "reason": r["error"],
-                            "raw_text": str(r.get("generated_text") or "")[:2000], "num_generated_tokens": n_gen})
+                            "raw_text": str(r.get("generated_text") or "")[:2000], "num_generated_tokens": n_gen,
+                            "finish_reason": str(r.get("finish_reason") or "")})
                 continue
             good.append({
                 "id": r["id"], "row_index": int(r["row_index"]), "keywords": json.loads(r["keywords_json"]),
@@ -279,6 +308,8 @@ class ChunkWriter:
                 "num_generated_tokens": n_gen, "teacher_model": self.cfg.teacher.model,
                 "teacher_engine": self.cfg.teacher.kind, "prompt_sha256": task.prompt_hash(),
                 "request_seed": int(r["request_seed"]), "sampling_json": self.sampling_json,
+                # cut at the token limit and kept (checks.keep_truncated)
+                "response_truncated": bool(r.get("response_truncated", False)),
             })
         # quarantine first, shard last: the shard marks the chunk done
         atomic_write_jsonl(self.root / "quarantine" / f"part-{chunk:05d}.jsonl", bad)
@@ -287,10 +318,31 @@ class ChunkWriter:
             _write_parquet_atomic(path, good, _output_schema())
         else:
             atomic_write_jsonl(path, good)
-        self.folder.push(last=(path,))
         self.written += 1
         self.rows_ok += len(good)
         self.rows_bad += len(bad)
+        self.card_stats.add_chunk(chunk, good, bad)
+        self.write_card()
+        self.folder.push(last=(path,))
+        done = self.card_stats.replies
+        rate = (done - self.rows_before) / max(time.perf_counter() - self.t0, 1e-9)
+        progress(progress_line("contexts", done, self.total_rows, rate, unit="rows",
+                               extra=f"{self.card_stats.rows_ok} with context, {self.card_stats.rows_bad} quarantined"))
+
+    def write_card(self, summary: dict[str, Any] | None = None) -> None:
+        """Rewrite the dataset card: at most every ``CARD_INTERVAL_S`` s mid-run, always with the summary."""
+        from medforge.cards.contexts import write_contexts_card
+
+        t0 = time.perf_counter()
+        if summary is None and t0 - self.card_written_at < max(CARD_INTERVAL_S, 50 * self.card_last_s):
+            return  # at most every CARD_INTERVAL_S, and never more than ~2% of the time
+        try:
+            write_contexts_card(self.root, self.card_stats, summary)
+        except Exception:  # noqa: BLE001 - a card must never stop the data it describes
+            logger.exception("could not write the dataset card; the data is unaffected")
+        self.card_written_at = time.perf_counter()
+        self.card_last_s = self.card_written_at - t0
+        self.card_seconds += self.card_last_s
 
 
 # ----------------------------------------------------------------------------- run
@@ -314,8 +366,11 @@ def read_chunks(batch):
 class ParseStage:
     """:func:`parse_stage` in a Ray Data actor (one long-lived process; see :func:`build_dataset`)."""
 
+    def __init__(self, checks: ResponseCheckConfig | None = None):
+        self.checks = checks
+
     def __call__(self, batch):
-        return parse_stage(batch)
+        return parse_stage(batch, self.checks)
 
 
 def build_dataset(cfg: ContextJobConfig, paths: list[str]):
@@ -343,8 +398,8 @@ def build_dataset(cfg: ContextJobConfig, paths: list[str]):
     ds = ds.map_batches(KeywordStage, fn_constructor_kwargs={"cfg": cfg}, concurrency=tuple(cfg.keyword_concurrency),
                         batch_size=1, batch_format="pyarrow", num_cpus=0.5)
     ds = generate_chat(ds, cfg.teacher, cfg.generation.sampling)
-    return ds.map_batches(ParseStage, batch_format="numpy", batch_size=batch,
-                          num_cpus=0.25, concurrency=1)
+    return ds.map_batches(ParseStage, fn_constructor_kwargs={"checks": cfg.checks}, batch_format="numpy",
+                          batch_size=batch, num_cpus=0.25, concurrency=1)
 
 
 def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
@@ -378,7 +433,7 @@ def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
         ds = build_dataset(cfg, [folder.home(root / "staged" / f"chunk_{c:05d}.parquet") for c in pending])
         keep = ("id", "chunk", "row_index", "answer", "keywords_json", "sent_options_json", "privacy_budget", "n_words",
                 "redactions_json", "request_seed", "generated_text", "num_input_tokens", "num_generated_tokens", "overall_context",
-                "option_contexts_json", "preliminary_answer", "error")
+                "option_contexts_json", "preliminary_answer", "response_truncated", "finish_reason", "error")
         breaker = FailureBreaker(cfg.teacher.breaker)
         # batch_size=None: take blocks as they arrive, so finished chunks are written at once
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
@@ -400,8 +455,11 @@ def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
         errs = ", ".join(f"{k}={v}" for k, v in sorted(writer.pending_errors.items()))
         summary["incomplete"] = (f"{len(writer.pending_chunks)} chunk(s) left pending because requests failed ({errs}); "
                                  "run the same command again to redo them")
+    summary["paths"]["card"] = folder.home(root / "card.md")
     atomic_write_text(root / "summary.json", json.dumps(summary, indent=2))
+    writer.write_card(summary)
     folder.push()
+    logger.info("dataset card: %s (and card.html)", summary["paths"]["card"])
     return summary
 
 

@@ -8,6 +8,7 @@ from pydantic import Field, model_validator
 
 from medforge.config.base import MedforgeModel
 from medforge.datagen.filters import TaskFilterConfig
+from medforge.datagen.response_checks import ResponseCheckConfig
 from medforge.engines.config import OpenAITeacherConfig, SamplingConfig, TeacherConfig, VLLMTeacherConfig
 
 
@@ -44,6 +45,11 @@ class ResponseConfig(MedforgeModel):
     )
     sampling: SamplingConfig = Field(
         default_factory=SamplingConfig, description="Decoding for responses (AlpaCare: T=1, top_p=1, presence 1.5, 300 tokens)."
+    )
+    checks: ResponseCheckConfig = Field(
+        default_factory=ResponseCheckConfig,
+        description="Reply gates (empty, refusal, repetition, echo, not_english, truncated): a reply that fails one is "
+        "quarantined with the reason, after one retry (docs/pipeline.md).",
     )
 
 

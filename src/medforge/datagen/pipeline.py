@@ -36,6 +36,7 @@ from medforge.datagen.config import InstructionJobConfig
 from medforge.datagen.filters import TaskFilters
 from medforge.datagen.novelty import NoveltyFilter
 from medforge.datagen.prompts import template_hash
+from medforge.datagen.response_checks import check_response
 from medforge.datagen.seeds import NO_INPUT, load_seeds
 from medforge.engines.breaker import FailureBreaker, classify
 from medforge.engines.config import OpenAITeacherConfig, VLLMTeacherConfig
@@ -47,12 +48,15 @@ from medforge.io import (
     open_run_folder,
     read_jsonl,
 )
+from medforge.progress import progress, progress_line
 from medforge.run_folder import RunFolder, pull_run_folder
 
 logger = logging.getLogger(__name__)
 
 #: stop after this many rounds in a row in which every request failed (each is requested again)
 MAX_FAILED_ROUNDS = 3
+#: the dataset card is rewritten after a round or chunk at most this often (and always at the end)
+CARD_INTERVAL_S = 30.0
 
 # Where a run folder's dataset lands, relative to output.dir (what finetune-llm's data.path names).
 DATASET_DIR = "dataset"
@@ -133,6 +137,9 @@ class InstructionRun:
         self.filters = TaskFilters(cfg.filters)
         self.structured = _structured(cfg)
         self.seeded = False  # set once Ray is up: do per-request seeds reach the engine?
+        self.gate_seconds = 0.0  # CPU time spent in the reply gates (bench/bench_response_checks.py)
+        self.card_seconds = 0.0  # time spent writing the dataset card after rounds and chunks
+        self._card_written_at, self._card_last_s = -math.inf, 0.0
         self.reset_state()
 
     # ---------------------------------------------------------------- state
@@ -259,15 +266,45 @@ class InstructionRun:
             return f"token budget of {b.max_generated_tokens} spent"
         return None
 
-    def progress_line(self, tok_per_s: float | None = None) -> str:
+    def progress_line(self, tok_per_s: float | None = None, elapsed_s: float | None = None,
+                      accepted_before: int = 0) -> str:
+        """``round N: accepted a/target (pct) | tasks/min | ETA | rejected: ... | tok/s``.
+
+        The rate counts the tasks accepted in this process over ``elapsed_s`` (a resumed run's
+        replayed rounds are not new work)."""
         reasons = ", ".join(f"{k}={v}" for k, v in sorted(self.reasons.items())) or "none"
         speed = f" | {tok_per_s:,.0f} generated tok/s" if tok_per_s is not None else ""
-        return (f"round {self.rounds_done}: accepted {len(self.accepted)}/{self.cfg.budget.target_tasks}"
-                f" | rejected: {reasons}{speed}")
+        target = self.cfg.budget.target_tasks
+        accepted = len(self.accepted)
+        if elapsed_s:
+            rate = max(accepted - accepted_before, 0) / elapsed_s
+            line = f"round {self.rounds_done}: " + progress_line("accepted", accepted, target, rate, unit="tasks")
+        else:
+            line = f"round {self.rounds_done}: accepted {accepted}/{target}"
+        return f"{line} | rejected: {reasons}{speed}"
+
+    def write_card(self, responses: dict[str, dict[str, Any]] | None = None, force: bool = False) -> Path | None:
+        """(Re)write ``card.md`` / ``card.html`` with plots from the run's state; at most every
+        :data:`CARD_INTERVAL_S` seconds unless ``force`` (the end of the run)."""
+        from medforge.cards.instructions import write_instruction_card
+
+        t0 = time.perf_counter()
+        # at most every CARD_INTERVAL_S, and never more than ~2% of the time (a 52k run's card takes seconds)
+        if not force and t0 - self._card_written_at < max(CARD_INTERVAL_S, 50 * self._card_last_s):
+            return None
+        try:
+            path = write_instruction_card(self, responses, final=force)
+        except Exception:  # noqa: BLE001 - a card must never stop the data it describes
+            logger.exception("could not write the dataset card; the data is unaffected")
+            path = None
+        self._card_written_at = time.perf_counter()
+        self._card_last_s = self._card_written_at - t0
+        self.card_seconds += self._card_last_s
+        return path
 
 
 _KEEP = ("req_id", "request_index", "round", "seed_ids", "request_seed", "task_id",
-         "generated_text", "num_input_tokens", "num_generated_tokens", "engine_error")
+         "generated_text", "num_input_tokens", "num_generated_tokens", "finish_reason", "engine_error")
 
 
 def _plain(v: Any) -> Any:
@@ -321,6 +358,7 @@ def generate_tasks(run: InstructionRun) -> None:
     schema = (instruction_task.task_json_schema(cfg.generation.tasks_per_request, cfg.generation.max_instruction_chars,
                                                 cfg.generation.max_input_chars) if run.structured else None)
     logger.info(run.progress_line())
+    t_gen, accepted_before = time.perf_counter(), len(run.accepted)
     seeds, structured = run.seedset.seeds, run.structured
     breaker = FailureBreaker(cfg.teacher.breaker)
     failed_rounds = 0
@@ -356,7 +394,9 @@ def generate_tasks(run: InstructionRun) -> None:
                     run.absorb(result)
                     failed_rounds = 0
                     stream_tokens += result.generated_tokens
-                    logger.info(run.progress_line(stream_tokens / max(time.perf_counter() - t_start, 1e-9)))
+                    run.write_card()
+                    progress(run.progress_line(stream_tokens / max(time.perf_counter() - t_start, 1e-9),
+                                               time.perf_counter() - t_gen, accepted_before))
                     if run.budget_left() is not None:
                         break
                 if round_failed or run.budget_left() is not None:
@@ -388,18 +428,77 @@ def _load_responses(run: InstructionRun) -> tuple[dict[str, dict[str, Any]], int
     return done, len(parts)
 
 
-def generate_responses(run: InstructionRun) -> dict[str, dict[str, Any]]:
-    """Answer every accepted task without a saved response, in one stream, saving chunk by chunk."""
-    import ray
+def response_retry_ids(run: InstructionRun, done: dict[str, dict[str, Any]]) -> list[str]:
+    """Tasks whose saved reply failed a gate or did not parse on the first attempt: asked once more
+    (``responses.checks.retry``), in accepted order. An engine error is not retried here (a pending
+    one is asked again as a missing reply; a lasting one, a prompt too long, would fail again)."""
+    checks = run.cfg.responses.checks
+    if not (checks.enabled and checks.retry):
+        return []
+    return [t["id"] for t in run.accepted
+            if (r := done.get(t["id"])) is not None and r["output"] is None and int(r.get("attempt", 0)) == 0
+            and r.get("gate") not in (None, "", "engine_error")]
 
-    cfg = run.cfg
+
+def judge_reply(run: InstructionRun, task: dict[str, Any], rep: dict[str, Any], structured: bool) -> dict[str, Any]:
+    """One teacher reply -> the saved response row: parsed, then through the reply gates (pure)."""
+    checks = run.cfg.responses.checks
+    truncated = False
+    if rep["engine_error"]:
+        kind = classify(rep["engine_error"])
+        output, reason, gate = None, f"engine error ({kind.key}): {rep['engine_error']}", "engine_error"
+    else:
+        output, reason = response_task.format_output(task, rep["generated_text"], structured)
+        gate = "" if output is not None else "parse_error"
+        if output is None and checks.enabled and "empty" in checks.gates and not rep["generated_text"].strip():
+            gate = "empty"
+        if output is not None:
+            verdict = check_response(output, checks, instruction=task["instruction"],
+                                     input_text="" if task["input"] == NO_INPUT else task["input"],
+                                     finish_reason=str(rep.get("finish_reason") or ""))
+            if not verdict.ok:
+                output, reason, gate = None, f"{verdict.gate}: {verdict.detail}", str(verdict.gate)
+            truncated = verdict.truncated
+    return {
+        "task_id": task["id"],
+        "output": output,
+        "error": reason,
+        "gate": gate,
+        "raw_text": rep["generated_text"][:4000] if output is None else "",
+        "num_generated_tokens": int(rep["num_generated_tokens"] or 0),
+        "request_seed": int(rep["request_seed"]),
+        "finish_reason": str(rep.get("finish_reason") or ""),
+        "truncated": truncated,
+        "attempt": int(rep.get("attempt", 0)),
+    }
+
+
+def generate_responses(run: InstructionRun) -> dict[str, dict[str, Any]]:
+    """Answer every accepted task without a saved response, in one stream, saving chunk by chunk;
+    then ask once more for the replies that failed a gate (``responses.checks``)."""
     done, next_part = _load_responses(run)
     pending = [t for t in run.accepted if t["id"] not in done]
     logger.info("responses: %d already answered, %d to go", len(done), len(pending))
+    next_part = _answer_tasks(run, pending, done, next_part, attempt=0)
+    retry = response_retry_ids(run, done)
+    if retry:
+        logger.info("responses: %d failed a reply gate or did not parse; asking once more with another seed", len(retry))
+        by_id = {t["id"]: t for t in run.accepted}
+        _answer_tasks(run, [by_id[i] for i in retry], done, next_part, attempt=1)
+    return done
+
+
+def _answer_tasks(run: InstructionRun, pending: list[dict[str, Any]], done: dict[str, dict[str, Any]],
+                  next_part: int, attempt: int) -> int:
+    """Stream replies for ``pending`` into ``done``, saving chunk by chunk; returns the next part number."""
+    import ray
+
+    cfg = run.cfg
     if not pending:
-        return done
+        return next_part
     use_schema = run.structured or isinstance(cfg.teacher, VLLMTeacherConfig)
     cs = cfg.responses.chunk_size
+    salt = "response" if attempt == 0 else f"response-retry{attempt}"
     rows = []
     for i, task in enumerate(pending):
         mc_schema = (response_task.mc_json_schema(task) if cfg.responses.structured_multiple_choice and use_schema
@@ -407,7 +506,7 @@ def generate_responses(run: InstructionRun) -> dict[str, dict[str, Any]]:
         rows.append({
             "task_id": task["id"],
             "request_index": i,
-            "request_seed": _request_seed(cfg.seed, 0, 0, f"response:{task['id']}"),
+            "request_seed": _request_seed(cfg.seed, 0, 0, f"{salt}:{task['id']}"),
             "messages": response_task.format_input(task),
             "json_schema": json.dumps(mc_schema) if mc_schema else "",
         })
@@ -424,6 +523,7 @@ def generate_responses(run: InstructionRun) -> dict[str, dict[str, Any]]:
         groups = [rows]
     breaker = FailureBreaker(cfg.teacher.breaker)
     t0, stream_tokens, pending_failed = time.perf_counter(), 0, 0
+    n_answered = 0
     first_chunk = 0
     for group in groups:
         chunk_of = {r["task_id"]: first_chunk + k // cs for k, r in enumerate(group)}
@@ -441,36 +541,31 @@ def generate_responses(run: InstructionRun) -> dict[str, dict[str, Any]]:
             part_rows = []
             for rep in sorted(chunks.pop(c), key=lambda r: r["request_index"]):
                 task = tasks[rep["task_id"]]
-                if rep["engine_error"]:
-                    kind = classify(rep["engine_error"])
-                    if kind.pending:
-                        pending_failed += 1  # not saved: the task stays pending and is asked again on resume
-                        continue
-                    output, reason = None, f"engine error ({kind.key}): {rep['engine_error']}"
-                else:
-                    output, reason = response_task.format_output(task, rep["generated_text"], task["id"] in structured_ids)
-                part_rows.append({
-                    "task_id": task["id"],
-                    "output": output,
-                    "error": reason,
-                    "raw_text": rep["generated_text"][:4000] if output is None else "",
-                    "num_generated_tokens": int(rep["num_generated_tokens"] or 0),
-                    "request_seed": int(rep["request_seed"]),
-                })
+                if rep["engine_error"] and classify(rep["engine_error"]).pending:
+                    pending_failed += 1  # not saved: the task stays pending and is asked again on resume
+                    continue
+                t_gate = time.perf_counter()
+                part_rows.append(judge_reply(run, task, {**rep, "attempt": attempt}, task["id"] in structured_ids))
+                run.gate_seconds += time.perf_counter() - t_gate
             if not part_rows:
                 continue
             atomic_write_jsonl(run.resp_dir / f"part_{next_part:05d}.jsonl", part_rows)
-            run.folder.push()
             next_part += 1
             done.update({r["task_id"]: r for r in part_rows})
+            n_answered += len(part_rows)
+            run.write_card(done)
+            run.folder.push()
             # Since the stream started (engine start included): chunks can complete together, and a
             # per-chunk rate would then divide a chunk's tokens by the microseconds between two writes.
             stream_tokens += sum(r["num_generated_tokens"] for r in part_rows)
-            rate = stream_tokens / max(time.perf_counter() - t0, 1e-9)
-            logger.info(f"responses: {len(done)}/{len(run.accepted)} answered | {rate:,.0f} generated tok/s")
+            elapsed = max(time.perf_counter() - t0, 1e-9)
+            rate = stream_tokens / elapsed
+            what = "responses" if attempt == 0 else "retried responses"
+            progress(progress_line(what, n_answered, len(pending), n_answered / elapsed, unit="replies",
+                                   extra=f"{rate:,.0f} generated tok/s"))
     if pending_failed:
         logger.warning("responses: %d request(s) failed and stay pending; the same command retries them", pending_failed)
-    return done
+    return next_part
 
 
 # -------------------------------------------------------------------- outputs
@@ -495,13 +590,17 @@ def write_outputs(run: InstructionRun, responses: dict[str, dict[str, Any]] | No
     cfg = run.cfg
     rows, resp_errors = [], []
     pending = 0
+    gates: Counter[str] = Counter()
     for task in run.accepted:
         resp = (responses or {}).get(task["id"])
         if responses is not None and resp is None:
             pending += 1  # its request failed: neither done nor quarantined, retried on resume
             continue
         if responses is not None and resp["output"] is None:
-            resp_errors.append({"task_id": task["id"], "reason": resp.get("error", ""),
+            gate = resp.get("gate") or ("engine_error" if str(resp.get("error", "")).startswith("engine error") else "parse_error")
+            gates[gate] += 1
+            resp_errors.append({"task_id": task["id"], "reason": resp.get("error", ""), "gate": gate,
+                                "attempts": int(resp.get("attempt", 0)) + 1, "finish_reason": resp.get("finish_reason", ""),
                                 "raw_text": resp.get("raw_text", ""), "task": task})
             continue
         rows.append({
@@ -515,6 +614,8 @@ def write_outputs(run: InstructionRun, responses: dict[str, dict[str, Any]] | No
             "difficulty": task["difficulty"],
             "novelty_best_rouge_l": task["novelty_best_rouge_l"],
             "novelty_nearest_id": task["novelty_nearest_id"],
+            # cut at the token limit and kept (responses.checks.keep_truncated); false otherwise
+            "response_truncated": bool(resp.get("truncated", False)) if resp else False,
             "provenance": _provenance(run, task, resp),
         })
     atomic_write_jsonl(run.dataset_dir / DATASET_FILES["jsonl"], rows)
@@ -528,20 +629,29 @@ def write_outputs(run: InstructionRun, responses: dict[str, dict[str, Any]] | No
         "rounds": run.rounds_done,
         "rejected": dict(sorted(run.reasons.items())),
         "responses_failed": len(resp_errors),
+        "responses_failed_by_reason": dict(sorted(gates.items())),
+        "responses_retried": sum(1 for r in (responses or {}).values() if int(r.get("attempt", 0)) > 0),
+        "responses_truncated_kept": sum(1 for r in rows if r["response_truncated"]),
         "responses_pending": pending,
         "generated_tokens_tasks": run.generated_tokens,
         "teacher": {"kind": cfg.teacher.kind, "model": cfg.teacher.model},
         "wall_time_s": round(elapsed_s, 2),
+        "reply_gates_cpu_s": round(run.gate_seconds, 4),
         "paths": {
             **{kind: run.folder.home(run.dataset_dir / name) for kind, name in DATASET_FILES.items()},
             "quarantine": run.folder.home(run.quarantine_dir),
+            "card": run.folder.home(run.root / "card.md"),
         },
     }
     if pending:
         summary["incomplete"] = (f"{pending} task(s) have no response yet (their requests failed); "
                                  "run the same command again to retry them")
     atomic_write_text(run.root / "summary.json", json.dumps(summary, indent=2))
+    run.write_card(responses, force=True)
+    summary["card_s"] = round(run.card_seconds, 3)  # every card of this run, the final one included
+    atomic_write_text(run.root / "summary.json", json.dumps(summary, indent=2))
     run.folder.push()
+    logger.info("dataset card: %s (and card.html)", summary["paths"]["card"])
     return summary
 
 

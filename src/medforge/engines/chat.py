@@ -4,6 +4,13 @@ Input rows need ``messages`` (a list of ``{"role", "content"}``) and ``request_s
 every other column is carried through untouched. Output rows gain:
 
 * ``generated_text`` (str), ``num_input_tokens`` (int), ``num_generated_tokens`` (int);
+* ``finish_reason`` (str): ``"length"`` when the reply was cut at the token limit, ``"stop"`` when
+  the engine ended it, ``""`` when unknown or the request failed. An OpenAI endpoint sends its own;
+  Ray 2.60's vLLM stage drops vLLM's ``CompletionOutput.finish_reason`` (its ``vLLMOutputData``
+  has no such field), so for vLLM it is recomputed from the counts with vLLM's own rule
+  (``vllm/v1/core/sched/utils.py:check_stop``: length-capped when the output reaches
+  ``max_tokens`` or prompt + output reach ``max_model_len``, unless the last token is EOS; see
+  :func:`vllm_finish_reason`);
 * ``engine_error`` (str): empty when the request succeeded, otherwise the reason
   (prompt too long, endpoint gave up after retries, ...). Such rows are not dropped: the
   caller quarantines them, so the job goes on and nothing is lost.
@@ -23,7 +30,7 @@ from medforge.secrets import resolve_key
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_COLUMNS = ("generated_text", "num_input_tokens", "num_generated_tokens", "engine_error")
+OUTPUT_COLUMNS = ("generated_text", "num_input_tokens", "num_generated_tokens", "finish_reason", "engine_error")
 # Columns the vLLM stage adds that callers never need.
 _VLLM_INTERNAL = {
     "sampling_params", "prompt", "prompt_token_ids", "generated_tokens", "embeddings", "metrics",
@@ -61,12 +68,55 @@ def _engine_sampling(sampling: SamplingConfig, seed: int) -> dict[str, Any]:
     }
 
 
-def _normalize_vllm_row(row: dict[str, Any]) -> dict[str, Any]:
+def vllm_finish_reason(num_input_tokens: int, num_generated_tokens: int, max_tokens: int,
+                       max_model_len: int | None, last_token: int | None = None,
+                       eos_token_ids: frozenset[int] | None = None) -> str:
+    """vLLM's finish reason from the token counts: ``"length"`` or ``"stop"``.
+
+    vLLM (``check_stop``) ends a request as stopped when its last token is EOS, else as
+    length-capped when its output reaches ``max_tokens`` or prompt + output reach
+    ``max_model_len``. Ray's vLLM stage does not pass the reason on, so it is recomputed here;
+    ``eos_token_ids`` (from the model folder) tells an EOS that came exactly at the limit apart.
+    Without them such a reply counts as ``"length"``.
+    """
+    if last_token is not None and eos_token_ids and last_token in eos_token_ids:
+        return "stop"
+    if num_generated_tokens >= max_tokens:
+        return "length"
+    if max_model_len is not None and num_input_tokens + num_generated_tokens >= max_model_len:
+        return "length"
+    return "stop"
+
+
+def eos_token_ids(model: str) -> frozenset[int] | None:
+    """EOS ids from a local model folder's ``generation_config.json`` / ``config.json``; ``None`` for a hub id."""
+    from pathlib import Path
+
+    ids: set[int] = set()
+    for name in ("generation_config.json", "config.json"):
+        path = Path(model).expanduser() / name
+        if not path.is_file():
+            continue
+        try:
+            value = json.loads(path.read_text()).get("eos_token_id")
+        except (OSError, ValueError):
+            continue
+        ids.update(v for v in (value if isinstance(value, list) else [value]) if isinstance(v, int))
+    return frozenset(ids) or None
+
+
+def _normalize_vllm_row(row: dict[str, Any], max_tokens: int | None = None,
+                        max_model_len: int | None = None, eos_ids: frozenset[int] | None = None) -> dict[str, Any]:
     error = row.get("__inference_error__") or ""
     out = {k: v for k, v in row.items() if k not in _VLLM_INTERNAL}
     out["generated_text"] = row.get("generated_text") or ""
     out["num_input_tokens"] = int(row.get("num_input_tokens") or 0)
     out["num_generated_tokens"] = int(row.get("num_generated_tokens") or 0)
+    tokens = row.get("generated_tokens")
+    last = int(tokens[-1]) if tokens is not None and len(tokens) else None
+    out["finish_reason"] = ("" if error or max_tokens is None else
+                            vllm_finish_reason(out["num_input_tokens"], out["num_generated_tokens"], max_tokens,
+                                               max_model_len, last, eos_ids))
     out["engine_error"] = str(error)
     out.pop("json_schema", None)
     return out
@@ -157,7 +207,9 @@ def _vllm_chat(ds, teacher: VLLMTeacherConfig, sampling: SamplingConfig, json_sc
 
     processor = build_processor(config, preprocess=preprocess, postprocess=postprocess)
     # Failed rows bypass the processor's postprocess, so the columns are normalised after it.
-    return processor(ds).map(_normalize_vllm_row)
+    return processor(ds).map(_normalize_vllm_row, fn_kwargs={"max_tokens": sampling.max_tokens,
+                                                             "max_model_len": teacher.max_model_len,
+                                                             "eos_ids": eos_token_ids(teacher.model)})
 
 
 class _OpenAIChatUDF:
@@ -196,7 +248,8 @@ class _OpenAIChatUDF:
         results = asyncio.run_coroutine_threadsafe(self._all(rows), self.loop).result()
         out = {k: v for k, v in batch.items() if k != "json_schema"}
         for col in OUTPUT_COLUMNS:
-            out[col] = np.array([r[col] for r in results], dtype=object if col in ("generated_text", "engine_error") else np.int64)
+            out[col] = np.array([r[col] for r in results],
+                                dtype=object if col in ("generated_text", "finish_reason", "engine_error") else np.int64)
         return out
 
 

@@ -6,7 +6,8 @@ same body, the same retry policy (429, 5xx, timeouts and connection errors, expo
 with jitter, or the server's ``Retry-After`` when it sends one), the same cluster-wide rate limiter and the same reply columns:
 
 ``generated_text`` (str), ``num_input_tokens`` (int), ``num_generated_tokens`` (int),
-``engine_error`` (str, empty on success). A failed request is returned as an error record,
+``finish_reason`` (str: the endpoint's own, e.g. ``stop`` or ``length``; empty when it sends none
+or the request failed), ``engine_error`` (str, empty on success). A failed request is returned as an error record,
 never raised, so a caller can quarantine it and go on.
 """
 
@@ -31,6 +32,7 @@ def parse_chat_reply(data: Any) -> dict[str, Any]:
         raise ValueError(f"not a chat completion: {str(data)[:200]}")
     choices = data["choices"]
     message = (choices[0] or {}).get("message") or {} if choices else {}
+    finish = (choices[0] or {}).get("finish_reason") if choices else None
     usage = data.get("usage") or {}
     content = message.get("content") or ""
     if not isinstance(content, str):
@@ -42,6 +44,8 @@ def parse_chat_reply(data: Any) -> dict[str, Any]:
         "generated_text": content,
         "num_input_tokens": int(usage.get("prompt_tokens") or 0),
         "num_generated_tokens": int(usage.get("completion_tokens") or 0),
+        # "length": cut at max_tokens (the reply gates read it; medforge.datagen.response_checks)
+        "finish_reason": finish if isinstance(finish, str) else "",
         "engine_error": "",
     }
 
@@ -100,7 +104,7 @@ def retry_after_s(exc: Exception) -> float | None:
 
 
 def failure_record(reason: str) -> dict[str, Any]:
-    return {"generated_text": "", "num_input_tokens": 0, "num_generated_tokens": 0,
+    return {"generated_text": "", "num_input_tokens": 0, "num_generated_tokens": 0, "finish_reason": "",
             "engine_error": f"openai teacher failed after retries: {reason}"}
 
 

@@ -176,7 +176,7 @@ def judge_all(cfg: EvalConfig, plan: list[dict[str, Any]], cache: CallCache) -> 
         hit = cache.get(rec["key"])
         if hit is not None:
             calls["cached"] += 1
-            _apply(rec, hit["judge_reply"], "", cached=True)
+            _apply(rec, hit["judge_reply"], "", cached=True, finish_reason=hit.get("finish_reason", ""))
         else:
             todo.append({"key": rec["key"], "messages": rec["messages"], "request_seed": cfg.judge.sampling.seed + i})
     logger.info("judge: %d verdicts cached, %d to request", calls["cached"], len(todo))
@@ -189,9 +189,9 @@ def judge_all(cfg: EvalConfig, plan: list[dict[str, Any]], cache: CallCache) -> 
         if row["engine_error"]:
             calls["errors"] += 1
         else:
-            cache.put(row["key"], {"judge_reply": row["generated_text"]})
+            cache.put(row["key"], {"judge_reply": row["generated_text"], "finish_reason": row.get("finish_reason", "")})
         for rec in by_key[row["key"]]:
-            _apply(rec, row["generated_text"], row["engine_error"], cached=False)
+            _apply(rec, row["generated_text"], row["engine_error"], cached=False, finish_reason=row.get("finish_reason", ""))
 
     _run_engine(cfg, todo, cfg.judge.engine, cfg.judge.sampling, J.VERDICT_SCHEMA if _structured(cfg) else None, keep)
     for rec in plan:
@@ -201,11 +201,11 @@ def judge_all(cfg: EvalConfig, plan: list[dict[str, Any]], cache: CallCache) -> 
     return calls
 
 
-def _apply(rec: dict[str, Any], reply: str, error: str, cached: bool) -> None:
+def _apply(rec: dict[str, Any], reply: str, error: str, cached: bool, finish_reason: str = "") -> None:
     if error:
         verdict, reason = None, f"judge call failed: {error[:300]}"
     else:
-        verdict, reason = J.parse_verdict(reply)
+        verdict, reason = J.parse_verdict(reply, finish_reason)
     rec.update({"verdict": verdict, "outcome": J.model_outcome(rec["order"], verdict), "reason": reason,
                 "judge_reply": reply, "cached": cached})
 

@@ -90,7 +90,7 @@ _BETTER = re.compile(r"\boutput\s*\(?\s*([ab])\s*\)?\s+(?:is|was|seems|appears)\
 _PREFER = re.compile(r"\b(?:prefer|choose|select|pick|verdict\s*:?|answer\s*:?|winner\s*:?|better output is)\s*(?:is\s*)?:?\s*\**\s*(?:output\s*)?\(?\s*([ab])\s*\)?(?![a-z])", re.I)
 
 
-def parse_verdict(text: str) -> tuple[Verdict | None, str]:
+def parse_verdict(text: str, finish_reason: str = "") -> tuple[Verdict | None, str]:
     """A judge's reply -> ``(verdict, reason)``; ``verdict`` is ``None`` when it cannot be trusted.
 
     Accepted, in this order: JSON ``{"verdict": ...}`` (structured output); a reply that names
@@ -98,8 +98,11 @@ def parse_verdict(text: str) -> tuple[Verdict | None, str]:
     longer reply ("Output (a) is better", "I prefer (b)", "Verdict: a"); a tie ("tie", "both
     are equally good"). A reply that names both outputs without a preference, hedges between a
     tie and an output, refuses, or is empty is ``None``, with the reason (``empty``, ``refused``,
-    ``ambiguous``, ``unrecognised``).
+    ``ambiguous``, ``unrecognised``). A reply the engine cut at the token limit (``finish_reason``
+    ``"length"``) is ``None`` too, whatever it says so far: the verdict may have been about to change.
     """
+    if finish_reason == "length":
+        return None, "truncated: the reply was cut at the token limit"
     raw = (text or "").strip()
     if not raw:
         return None, "empty reply"

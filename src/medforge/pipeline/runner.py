@@ -205,15 +205,24 @@ class PipelineRun:
                 self.records[name] = record
                 self.status[name] = "resumed" if resuming else "ran"
                 _progress(f"{head}: done in {record['seconds']:.0f} s")
+                if name == "generate" and outputs.get("card"):
+                    _progress(f"dataset card: {outputs['card']} (and card.html beside it)")
         finally:
             if not (self.serving and self.cfg.serve.keep_serving):
                 self.stop_serving()
         lineage = write_lineage(self)
+        model_card = update_model_card(self, lineage)
+        gen_out = (self.records.get("generate") or {}).get("outputs", {})
+        if gen_out.get("card"):
+            _progress(f"dataset card: {gen_out['card']}")
+        if model_card:
+            _progress(f"model card: {model_card}")
         summary = {"pipeline": self.cfg.name, "run_dir": self.cfg.run_dir, "seconds": round(time.perf_counter() - t_all, 1),
                    "stages": {n: {"status": self.status.get(n), "fingerprint": self.plan.stages[n].fingerprint[:SHORT],
                                   "seconds": (self.records[n] or {}).get("seconds") if self.status.get(n) in ("ran", "resumed") else 0.0,
                                   "folder": str(self.plan.stages[n].folder)} for n in STAGES},
                    "lineage": str(Path(self.cfg.run_dir) / "lineage.json"),
+                   "dataset_card": gen_out.get("card"), "model_card": model_card,
                    "win_rates": lineage.get("scores", {})}
         atomic_write_text(Path(self.cfg.run_dir) / "summary.json", json.dumps(summary, indent=2, default=str))
         return summary
@@ -268,6 +277,24 @@ def write_lineage(run: PipelineRun) -> dict[str, Any]:
     }
     atomic_write_text(Path(cfg.run_dir) / "lineage.json", json.dumps(lineage, indent=2, default=str))
     return lineage
+
+
+def update_model_card(run: PipelineRun, lineage: dict[str, Any]) -> str | None:
+    """Add the evaluation results (tuned vs base win rates) to the fine-tune export's model card."""
+    from medforge.cards.model import update_with_lineage
+
+    export = (lineage.get("model") or {}).get("export_dir")
+    scores = lineage.get("scores") or {}
+    if not export or "://" in str(export) or not Path(export).is_dir():
+        return None
+    tuned, base = scores.get("tuned") or {}, scores.get("base") or {}
+    evaluation = {ref: {**r, "base_model_win_rate": (base.get(ref) or {}).get("win_rate")} for ref, r in tuned.items()}
+    try:
+        path = update_with_lineage(export, Path(run.cfg.run_dir) / "lineage.json", evaluation or None)
+    except Exception:  # noqa: BLE001 - the card must never fail the run it describes
+        logger.exception("could not update the model card in %s", export)
+        return None
+    return str(path) if path else None
 
 
 def _progress(msg: str) -> None:

@@ -39,6 +39,8 @@ def run_generate(run: PipelineRun) -> dict[str, Any]:
     return {"dataset": str(dataset), "data_sha256": file_sha256(dataset), "rows": summary["dataset_rows"],
             "accepted_tasks": summary["accepted_tasks"], "rejected": summary["rejected"],
             "responses_failed": summary["responses_failed"],
+            "responses_failed_by_reason": summary.get("responses_failed_by_reason", {}),
+            "card": summary["paths"].get("card"),
             "seeds_sha256": InstructionRun(cfg).fingerprint()["seeds_sha256"]}
 
 

@@ -517,9 +517,22 @@ def train_loop(config: dict[str, Any]) -> None:
             (logs / "history.json").write_text(json.dumps(state["history"], indent=1))
             if (run_dir / "metrics.jsonl").is_file():
                 (logs / "metrics.jsonl").write_text((run_dir / "metrics.jsonl").read_text())
+            _write_model_card(cfg, out, state)
             export_folder(out, cfg.output.export_dir, cfg.output.overwrite)
         logger.info("exported %s", cfg.output.export_dir)
     mlog.close()
+
+
+def _write_model_card(cfg: LLMFinetuneConfig, out: Path, state: dict[str, Any]) -> None:
+    """README.md (a Hugging Face model card) into the export; a failure here never loses the model."""
+    from medforge.cards.model import ModelCardInputs, find_dataset_card, write_model_card
+
+    try:
+        write_model_card(out, ModelCardInputs(
+            kind="llm", base_model=cfg.model, data=cfg.data.path, config=cfg.model_dump(mode="json"),
+            history=state["history"], results=_final_metrics(state), dataset_card=find_dataset_card(cfg.data.path)))
+    except Exception:  # noqa: BLE001
+        logger.exception("could not write the model card; the export is unaffected")
 
 
 def _final_metrics(state: dict[str, Any]) -> dict[str, Any]:

@@ -282,6 +282,25 @@ def _fit_seed(cfg: SLMFinetuneConfig, seed: int, train_rows: list[Any], ds_confi
             "tokens_per_s": m.get("tokens_per_s"), "export_dir": str(export)}
 
 
+def _write_model_card(cfg: SLMFinetuneConfig, export_dir: Path, best: dict[str, Any], mean: float, std: float,
+                      per_seed: list[dict[str, Any]]) -> None:
+    """README.md (a Hugging Face model card) into the export; a failure here never loses the model."""
+    from medforge.cards.model import ModelCardInputs, find_dataset_card, write_model_card
+
+    try:
+        hist_path = Path(best["export_dir"]).parent / "history.json"
+        history = json.loads(hist_path.read_text()) if hist_path.is_file() else []
+        results = {"metric": "test_accuracy" if cfg.data.test_path else "dev_accuracy", "mean_accuracy": mean,
+                   "std_accuracy": std, "seeds": len(per_seed), "exported_seed": best["seed"],
+                   "exported_seed_best_dev_accuracy": best["best_dev_accuracy"],
+                   **{f"seed_{s['seed']}_accuracy": s["accuracy"] for s in per_seed}}
+        write_model_card(export_dir, ModelCardInputs(
+            kind="multiple-choice", base_model=cfg.model, data=cfg.data.train_path, config=cfg.model_dump(mode="json"),
+            history=history, results=results, dataset_card=find_dataset_card(cfg.data.train_path)))
+    except Exception:  # noqa: BLE001
+        logger.exception("could not write the model card; the export is unaffected")
+
+
 def run_slm_finetune(cfg: SLMFinetuneConfig) -> dict[str, Any]:
     """One Ray Train run per seed (``concurrent_seeds`` of them at once); returns (and writes) mean/std
     of accuracy over seeds."""
@@ -319,6 +338,7 @@ def run_slm_finetune(cfg: SLMFinetuneConfig) -> dict[str, Any]:
         shutil.rmtree(export_dir, ignore_errors=True)
         shutil.copytree(best["export_dir"], export_dir)
         logger.info("exported seed %d (best dev accuracy) to %s", best["seed"], export_dir)
+        _write_model_card(cfg, export_dir, best, mean, std, per_seed)
     summary = {
         "metric": "test_accuracy" if cfg.data.test_path else "dev_accuracy",
         "mean_accuracy": mean,

@@ -13,7 +13,39 @@ def test_parse_chat_reply_reads_text_and_usage():
     body = {"choices": [{"message": {"role": "assistant", "content": "hello"}}],
             "usage": {"prompt_tokens": 7, "completion_tokens": 2}}
     assert parse_chat_reply(body) == {"generated_text": "hello", "num_input_tokens": 7,
-                                       "num_generated_tokens": 2, "engine_error": ""}
+                                       "num_generated_tokens": 2, "finish_reason": "", "engine_error": ""}
+
+
+def test_parse_chat_reply_carries_the_endpoints_finish_reason():
+    body = {"choices": [{"message": {"content": "cut"}, "finish_reason": "length"}], "usage": {}}
+    assert parse_chat_reply(body)["finish_reason"] == "length"
+    body["choices"][0]["finish_reason"] = 3  # not text: unknown, not a crash
+    assert parse_chat_reply(body)["finish_reason"] == ""
+
+
+def test_eos_ids_from_a_model_folder(tmp_path):
+    from medforge.engines.chat import eos_token_ids
+
+    (tmp_path / "config.json").write_text('{"eos_token_id": [2, 7]}')
+    (tmp_path / "generation_config.json").write_text('{"eos_token_id": 9}')
+    assert eos_token_ids(str(tmp_path)) == {2, 7, 9}
+    assert eos_token_ids("meta-llama/Llama-3.1-8B-Instruct") is None
+
+
+def test_vllm_finish_reason_follows_vllms_length_rule():
+    from medforge.engines.chat import _normalize_vllm_row, vllm_finish_reason
+
+    assert vllm_finish_reason(10, 300, 300, 4096) == "length"
+    assert vllm_finish_reason(10, 299, 300, 4096) == "stop"
+    assert vllm_finish_reason(4000, 96, 300, 4096) == "length"  # the context window ran out first
+    assert vllm_finish_reason(4000, 95, 300, None) == "stop"
+    row = {"generated_text": "x", "num_input_tokens": 5, "num_generated_tokens": 8, "prompt": "p", "json_schema": ""}
+    assert _normalize_vllm_row(row, max_tokens=8, max_model_len=None)["finish_reason"] == "length"
+    # EOS as exactly the max_tokens-th token: vLLM says "stop", and so do we when we know the EOS ids
+    assert _normalize_vllm_row({**row, "generated_tokens": [5, 2]}, max_tokens=8, eos_ids=frozenset({2}))["finish_reason"] == "stop"
+    assert _normalize_vllm_row({**row, "generated_tokens": [5, 3]}, max_tokens=8, eos_ids=frozenset({2}))["finish_reason"] == "length"
+    failed = _normalize_vllm_row({**row, "__inference_error__": "boom"}, max_tokens=8, max_model_len=None)
+    assert failed["finish_reason"] == "" and failed["engine_error"] == "boom"
 
 
 def test_parse_chat_reply_empty_content_and_missing_usage_are_empty_not_errors():

@@ -68,3 +68,23 @@ def test_prompt_renders_both_outputs_and_input_only_when_given():
     assert "## Input\nA 40-year-old" in judge_messages("Q", "A 40-year-old", "a", "b", structured=False)[1]["content"]
     assert "Do not explain" in judge_messages("Q", "", "a", "b", structured=False)[1]["content"]
     assert len(prompt_hash()) == 12 and VERDICT_SCHEMA["properties"]["verdict"]["enum"] == ["Output (a)", "Output (b)", "tie"]
+
+
+def test_a_verdict_cut_at_the_token_limit_is_unparsed_not_a_tie():
+    from medforge.eval.judge import parse_verdict
+
+    assert parse_verdict("It is a tie", "stop") == ("tie", "tie")
+    verdict, reason = parse_verdict("It is a tie", "length")  # "... tie between nothing: Output (b) wins" cut off
+    assert verdict is None and reason.startswith("truncated")
+    assert parse_verdict('{"verdict": "Output (a)"}', "length")[0] is None
+    assert parse_verdict('{"verdict": "Output (a)"}')[0] == "a"  # no finish reason known: parsed as before
+
+
+def test_judge_all_passes_the_finish_reason_through_the_cache(tmp_path):
+    from medforge.eval.freeform import _apply
+
+    rec = {"order": "model_first"}
+    _apply(rec, "It is a tie", "", cached=True, finish_reason="length")
+    assert rec["verdict"] is None and rec["outcome"] is None and rec["reason"].startswith("truncated")
+    _apply(rec, "It is a tie", "", cached=True)
+    assert rec["outcome"] == "tie"

@@ -1,0 +1,1 @@
+"""Dataset and model cards: pure builders from run folders to markdown, HTML and plots."""
