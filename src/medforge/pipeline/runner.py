@@ -204,6 +204,8 @@ class PipelineRun:
                                   "seconds": (self.records[n] or {}).get("seconds") if self.status.get(n) in ("ran", "resumed") else 0.0,
                                   "folder": str(self.plan.stages[n].folder)} for n in STAGES},
                    "lineage": str(Path(self.cfg.run_dir) / "lineage.json"),
+                   # the judge's verdict comes before the win rates it qualifies
+                   "judge_usable": ((self.records.get("evaluate") or {}).get("outputs") or {}).get("judge_usable"),
                    "win_rates": lineage.get("scores", {})}
         atomic_write_text(Path(self.cfg.run_dir) / "summary.json", json.dumps(summary, indent=2, default=str))
         return summary
@@ -251,7 +253,10 @@ def write_lineage(run: PipelineRun) -> dict[str, Any]:
                   "trained_on_data": ft.get("data_sha256"), "finetune_fingerprint": (rec.get("finetune") or {}).get("fingerprint"),
                   "served_as": sv.get("models")},
         "reports": {k: v.get("report") for k, v in ev.get("models", {}).items()},
+        "judge_usable": ev.get("judge_usable"),
         "scores": {k: v.get("win_rates") for k, v in ev.get("models", {}).items()},
+        "judge_reliability": {k: v.get("judge_reliability") for k, v in ev.get("models", {}).items()},
+        "reference_scores": {k: v.get("reference_scores") for k, v in ev.get("models", {}).items()},
         "stages": {n: ({"fingerprint": r["fingerprint"], "upstream": r["upstream"], "folder": str(plan.stages[n].folder),
                         "finished_at": r["finished_at"], "seconds": r["seconds"], "config": r["config"]} if r else None)
                    for n, r in rec.items()},
