@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,11 @@ class PipelineRun:
         self.generated_key = False
         auth = self.cfg.serve.llm.security.auth
         self.key_env = auth.api_keys_env or "MEDFORGE_API_KEYS"
+        # Called once before the endpoint is deployed (e.g. to wait for a model trained beside the first stages).
+        self.before_serving: Callable[[], None] | None = None
+        # Typical seconds per stage, for the progress lines' estimate (the demo knows its own; none: no estimate).
+        self.estimates: dict[str, float] = {}
+        self.t_start: float | None = None
 
     # ------------------------------------------------------------------ what runs
     def to_run(self) -> list[str]:
@@ -143,6 +149,9 @@ class PipelineRun:
         from medforge.serve.cli import run_serve_file
 
         self.ensure_ray()
+        if self.before_serving is not None:
+            hook, self.before_serving = self.before_serving, None
+            hook()
         sv = self.cfg.serve
         data = {"proxy_location": "HeadOnly", "http_options": {"host": sv.host, "port": sv.port},
                 "applications": self.plan.serve_apps(self.key_env)}
@@ -169,7 +178,7 @@ class PipelineRun:
         if any(s in todo for s in ("evaluate", "serve")):
             self.ensure_key()
         runners = {"generate": S.run_generate, "finetune": S.run_finetune, "evaluate": S.run_evaluate, "serve": S.run_serve}
-        t_all = time.perf_counter()
+        t_all = self.t_start if self.t_start is not None else time.perf_counter()
         try:
             for i, name in enumerate(STAGES, 1):
                 sp = self.plan.stages[name]
@@ -184,7 +193,9 @@ class PipelineRun:
                 if self.rerun and sp.folder.exists():
                     shutil.rmtree(sp.folder)
                 resuming = sp.folder.exists() and any(sp.folder.iterdir())
-                _progress(f"{head}: {'resuming' if resuming else 'running'} in {sp.folder}")
+                _progress(f"{head}: {'resuming' if resuming else 'running'} in {sp.folder}"
+                          + stage_clock(time.perf_counter() - t_all, self.estimates.get(name),
+                                        sum(self.estimates.get(n, 0.0) for n in todo[todo.index(name):])))
                 sp.folder.mkdir(parents=True, exist_ok=True)
                 t0 = time.perf_counter()
                 outputs = runners[name](self)
@@ -194,7 +205,7 @@ class PipelineRun:
                 write_record(sp.folder, record)
                 self.records[name] = record
                 self.status[name] = "resumed" if resuming else "ran"
-                _progress(f"{head}: done in {record['seconds']:.0f} s")
+                _progress(f"{head}: done in {record['seconds']:.0f} s (elapsed {time.perf_counter() - t_all:.0f} s)")
         finally:
             if not (self.serving and self.cfg.serve.keep_serving):
                 self.stop_serving()
@@ -263,6 +274,13 @@ def write_lineage(run: PipelineRun) -> dict[str, Any]:
     }
     atomic_write_text(Path(cfg.run_dir) / "lineage.json", json.dumps(lineage, indent=2, default=str))
     return lineage
+
+
+def stage_clock(elapsed: float, estimate: float | None, remaining: float) -> str:
+    """`` (elapsed 312 s; this stage ~80 s, all ~150 s left)``: the progress line's clock (no estimate: elapsed only)."""
+    if not estimate:
+        return f" (elapsed {elapsed:.0f} s)"
+    return f" (elapsed {elapsed:.0f} s; this stage usually ~{estimate:.0f} s, about {remaining:.0f} s of stages left)"
 
 
 def _progress(msg: str) -> None:

@@ -191,10 +191,13 @@ def run_serve(run: PipelineRun) -> dict[str, Any]:
         import httpx
 
         url = sv.base_url.removesuffix("/v1") + "/v1/medqa"
-        r = httpx.post(url, json={**sv.smoke_mc, "return_context": True}, headers={"Authorization": f"Bearer {key}"},
-                       timeout=300)
+        auth = {"Authorization": f"Bearer {key}"}
+        r = httpx.post(url, json={**sv.smoke_mc, "return_context": True}, headers=auth, timeout=300)
+        # the same question in SLM-only mode: what the scorer answers when nothing leaves the site
+        alone = httpx.post(url, json={**sv.smoke_mc, "slm_only": True}, headers=auth, timeout=300)
         # a context the small model could not write is a 502 with its reason: recorded, not fatal
-        medqa = {"url": url, "question": sv.smoke_mc, "status": r.status_code, "reply": r.json()}
+        medqa = {"url": url, "question": sv.smoke_mc, "status": r.status_code, "reply": r.json(),
+                 "slm_only": {"status": alone.status_code, "reply": alone.json()}}
     return {"base_url": sv.base_url, "models": run.plan.served_ids, "keep_serving": sv.keep_serving,
             "smoke": {"model": sv.tuned_id, "question": sv.smoke_question, "answer": answer}, "medqa": medqa,
             "api_key_env": run.key_env, "how_to_query": how_to_query(sv.base_url, sv.tuned_id, run.key_env)}
