@@ -36,7 +36,7 @@ def test_slm_only_request_on_a_context_model_sends_nothing_and_scores_without_co
     import asyncio
     from types import SimpleNamespace
 
-    import medforge.mc.scorer as scorer
+    from medforge.mc import scorer
     from medforge.serve.qa import QAService
 
     svc = QAService.__new__(QAService)  # no model load: the scorer is stubbed below
