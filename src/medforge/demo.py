@@ -122,6 +122,8 @@ def train_mc_model(out: Path, encoder: str | Path) -> dict[str, Any]:
     for name, flag in (("with", True), ("without", False)):
         scored = score_rows(mc, rows, batch_size=32, use_context=flag)
         gap[name] = sum(r["correct"] for r in scored) / len(scored)
+        gap[f"example_{name}"] = scored[0]["probs"]  # one synthetic question, shown beside the served one
+    gap["example"] = {k: rows[0][k] for k in ("question", "options", "answer", "option_contexts")}
     atomic_write_text(out / "context_gap.json", json.dumps(gap, indent=2))
     return gap
 
@@ -321,7 +323,11 @@ def print_evaluation(ev: dict[str, Any], model_kind: str) -> None:
 
 
 def _probs(reply: dict[str, Any]) -> str:
-    return "  ".join(f"{k} {v:.2f}" for k, v in reply["probabilities"].items())
+    return _row(reply["probabilities"])
+
+
+def _row(probs: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.3f}" for k, v in probs.items())
 
 
 def print_medqa(mq: dict[str, Any], gap: dict[str, Any] | None) -> None:
@@ -335,11 +341,17 @@ def print_medqa(mq: dict[str, Any], gap: dict[str, Any] | None) -> None:
         print(f"    {'scorer':<11}: MiniLM trained on synthetic questions whose answer only the context tells; on its "
               f"test split: {100 * gap['with']:.0f}% right with context, {100 * gap['without']:.0f}% without "
               f"({gap['n']} questions, chance 25%)")
+        if gap.get("example"):
+            ex = gap["example"]
+            print(f"    {'':<11}  e.g. \"{ex['question']}\" (answer {ex['answer']}; its context says "
+                  f"{json.dumps(ex['option_contexts'])}):")
+            print(f"    {'':<11}  with context {_row(gap['example_with'])} | without {_row(gap['example_without'])}")
     if mq["status"] == 200:
         _wrap("left site", "keywords " + json.dumps(reply["sent"]["keywords"]) + " + the options", lines=4)
         ctx = reply.get("context") or {}
         if ctx:
             _wrap("context", ctx.get("overall_context", ""), lines=3)
+            _wrap("per option", json.dumps(ctx.get("option_contexts", {})), lines=3)
             print(f"    {'prelim.':<11}: the context LLM's preliminary answer: {ctx.get('preliminary_answer')}")
         print(f"    {'with ctx':<11}: {_probs(reply)}   -> {reply['answer']}) {reply['answer_text']}")
     else:
@@ -350,8 +362,10 @@ def print_medqa(mq: dict[str, Any], gap: dict[str, Any] | None) -> None:
         print(f"    {'SLM only':<11}: {_probs(r)}   -> {r['answer']}) {r['answer_text']}   (sent: nothing)")
         if mq["status"] == 200:
             moved = max(abs(reply["probabilities"][k] - r["probabilities"][k]) for k in r["probabilities"])
-            print(f"    {'':<11}  the context moved the probabilities by up to {moved:.2f}"
-                  + ("" if moved >= 0.01 else " (nothing: the scorer ignored it)"))
+            print(f"    {'':<11}  the context moved the probabilities by up to {moved:.3f}"
+                  + ("" if moved >= 0.01 else ": next to nothing, because the small context writer's option "
+                     "contexts carry no per-option signal here (see the context above); on the synthetic "
+                     "questions, whose contexts do, the same scorer follows them"))
     elif alone:
         _wrap("SLM only", f"HTTP {alone['status']}: {alone['reply'].get('error', {}).get('message')}")
     print("   (the scorer learnt from synthetic contexts, not medicine: its choice on a real question means little; "

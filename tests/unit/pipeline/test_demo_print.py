@@ -33,11 +33,15 @@ def test_medqa_section_prints_both_rows_the_keywords_and_the_preliminary_answer(
                     "context": {"overall_context": "Acute coronary syndrome.", "preliminary_answer": "A"}},
           "slm_only": {"status": 200, "reply": {"answer": "C", "answer_text": "Skin biopsy",
                                                 "probabilities": {"A": 0.2, "B": 0.2, "C": 0.4, "D": 0.2}}}}
-    print_medqa(mq, {"with": 0.95, "without": 0.25, "n": 80})
+    gap = {"with": 0.95, "without": 0.25, "n": 80, "example_with": {"A": 0.9, "B": 0.1}, "example_without": {"A": 0.5, "B": 0.5},
+           "example": {"question": "Which?", "options": {"A": "x", "B": "y"}, "answer": "A",
+                       "option_contexts": {"A": "yes yes yes", "B": "no no no"}}}
+    print_medqa(mq, gap)
     out = capsys.readouterr().out
     assert 'keywords ["chest pain"]' in out and "preliminary answer: A" in out
-    assert "A 0.70  B 0.10  C 0.10  D 0.10" in out and "A 0.20  B 0.20  C 0.40  D 0.20" in out
-    assert "moved the probabilities by up to 0.50" in out and "95% right with context, 25% without" in out
+    assert "A 0.700  B 0.100  C 0.100  D 0.100" in out and "A 0.200  B 0.200  C 0.400  D 0.200" in out
+    assert "moved the probabilities by up to 0.500" in out and "95% right with context, 25% without" in out
+    assert "with context A 0.900  B 0.100 | without A 0.500  B 0.500" in out
 
 
 def test_stage_clock():
