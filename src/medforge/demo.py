@@ -315,6 +315,9 @@ def print_evaluation(ev: dict[str, Any], model_kind: str) -> None:
                 print(f"   {label} vs {ref}: " + " | ".join(cells))
     print("   (ROUGE-L and embedding cosine: deterministic reference-based scores beside the judge, not AlpaCare's "
           "protocol)" if model_kind == "small" else "   (noise)")
+    same = ev.get("identical_answers")
+    if same and same.get("items"):
+        print(f"   tuned and base wrote the very same answer on {same['identical']} of {same['items']} items")
     print(f"   reports: {models['tuned']['report_html']}  {models['base']['report_html']}")
     for m in models.values():
         for plot in m.get("plots") or []:

@@ -91,9 +91,19 @@ def run_evaluate(run: PipelineRun) -> dict[str, Any]:
     with ThreadPoolExecutor(2, thread_name_prefix="evaluate") as pool:
         futures = {which: pool.submit(one, which) for which in ("tuned", "base")}
         models = {which: f.result() for which, f in futures.items()}
-    atomic_write_text(run.plan.stages["evaluate"].folder / "comparison.md", comparison_markdown(models))
+    same = identical_answers(Path(models["tuned"]["report"]).parent / "answers.jsonl",
+                             Path(models["base"]["report"]).parent / "answers.jsonl")
+    atomic_write_text(run.plan.stages["evaluate"].folder / "comparison.md", comparison_markdown(models, same))
     return {"models": models, "comparison": str(run.plan.stages["evaluate"].folder / "comparison.md"),
-            "judge_usable": judge_usable(models)}
+            "judge_usable": judge_usable(models), "identical_answers": same}
+
+
+def identical_answers(tuned: Path, base: Path) -> dict[str, int]:
+    """``{"identical", "items"}``: on how many items tuned and base wrote the very same answer."""
+    a = {r["id"]: r.get("answer") for r in read_jsonl(tuned)}
+    b = {r["id"]: r.get("answer") for r in read_jsonl(base)}
+    both = [i for i in a if i in b]
+    return {"identical": sum(a[i] == b[i] for i in both), "items": len(both)}
 
 
 def model_entry(report: dict[str, Any], path: Path) -> dict[str, Any]:
@@ -125,7 +135,7 @@ def _apart(a: list[float], b: list[float]) -> bool:
     return a[0] > b[1] or b[0] > a[1]
 
 
-def comparison_markdown(models: dict[str, Any]) -> str:
+def comparison_markdown(models: dict[str, Any], same: dict[str, int] | None = None) -> str:
     """Tuned vs base, per reference: the judge's reliability first, then the win rates; a winner is
     named only when the judge is usable on both and the CIs do not overlap. Reference-based scores after."""
     from medforge.eval.stats import reliability_line
@@ -136,6 +146,9 @@ def comparison_markdown(models: dict[str, Any]) -> str:
              "Per reference: whether the judge can be trusted here (order consistency, position bias, unparsed share; "
              "thresholds in docs/evaluation.md), then the win rate (%) against the reference, judged in both orders, "
              "with its 95% bootstrap CI.", ""]
+    if same and same["items"]:
+        lines += [f"Tuned and base wrote the very same answer on {same['identical']} of {same['items']} items"
+                  + (" (the fine-tune changed too little to alter greedy decoding there)." if same["identical"] else "."), ""]
     for ref in refs:
         lines += [f"## {ref}", ""]
         for which, m in models.items():

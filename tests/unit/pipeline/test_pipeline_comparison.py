@@ -37,3 +37,15 @@ def test_a_usable_judge_names_a_winner_only_when_the_cis_are_apart():
     # usable on one model's run only: still no winner
     mixed = {"tuned": _model(0.8, [0.7, 0.9], _rel(True, 0.9)), "base": _model(0.4, [0.3, 0.5], _rel(False, 0.3))}
     assert "No winner is called" in comparison_markdown(mixed)
+
+
+def test_identical_answers_are_counted_and_reported(tmp_path):
+    from medforge.io import atomic_write_jsonl
+    from medforge.pipeline.stages import identical_answers
+
+    atomic_write_jsonl(tmp_path / "t.jsonl", [{"id": "1", "answer": "x"}, {"id": "2", "answer": "y"}, {"id": "3", "answer": "z"}])
+    atomic_write_jsonl(tmp_path / "b.jsonl", [{"id": "1", "answer": "x"}, {"id": "2", "answer": "other"}])
+    same = identical_answers(tmp_path / "t.jsonl", tmp_path / "b.jsonl")
+    assert same == {"identical": 1, "items": 2}
+    models = {"tuned": _model(0.5, [0.5, 0.5], _rel(False, 0.0)), "base": _model(0.5, [0.5, 0.5], _rel(False, 0.0))}
+    assert "the very same answer on 1 of 2 items" in comparison_markdown(models, same)
