@@ -372,7 +372,7 @@ def print_medqa(mq: dict[str, Any], gap: dict[str, Any] | None) -> None:
     elif alone:
         _wrap("SLM only", f"HTTP {alone['status']}: {alone['reply'].get('error', {}).get('message')}")
     print("   (the scorer learnt from synthetic contexts, not medicine: its choice on a real question means little; "
-          "the point is what leaves the site and that the context changes its answer)")
+          "the point is what leaves the site, and how much the context moves its probabilities)")
 
 
 def _pct(x: float | None) -> str:
