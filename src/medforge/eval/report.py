@@ -67,7 +67,9 @@ def plot_win_rates(report: dict[str, Any], out: Path) -> list[str]:
         ax.axhline(50, color="grey", lw=0.8, ls="--")
         ax.set_ylim(0, 105)
         ax.set_ylabel("win rate vs reference (%)")
-        ax.set_title(f"{report['model']} judged by {report['judge']}")
+        unusable = [n for n in names if not (refs[n].get("judge_reliability") or {"usable": True})["usable"]]
+        ax.set_title(f"{report['model']} judged by {report['judge']}"
+                     + ("\nJUDGE NOT USABLE HERE (see report): not a result" if unusable else ""), fontsize=9)
         ax.legend(loc="upper right", fontsize=8)
         plt.setp(ax.get_xticklabels(), rotation=15, ha="right")
         fig.tight_layout()
@@ -93,21 +95,67 @@ def plot_win_rates(report: dict[str, Any], out: Path) -> list[str]:
     return files
 
 
+def judge_warning(report: dict[str, Any]) -> list[str]:
+    """Lines that go above every win rate: the judge's reliability verdict per reference."""
+    from medforge.eval.stats import reliability_line
+
+    rels = {n: r.get("judge_reliability") for n, r in report["references"].items() if r.get("judge_reliability")}
+    if not rels:
+        return []
+    bad = [n for n, rel in rels.items() if not rel["usable"]]
+    lines = []
+    if bad:
+        lines += [f"**The judge is NOT usable here** (reference{'s' if len(bad) > 1 else ''} {', '.join(bad)}): "
+                  "the win rates below do not tell which answers are better. Read the reference-based scores "
+                  "further down instead (thresholds: docs/evaluation.md).", ""]
+    lines += [f"- {n}: {reliability_line(rel)}" for n, rel in rels.items()]
+    return lines + [""]
+
+
+def _score(block: dict[str, Any] | None) -> str:
+    if not block:
+        return "not computed"
+    return f"{block['mean']:.3f} [{block['ci95'][0]:.3f}, {block['ci95'][1]:.3f}]" if block["n"] else "n/a"
+
+
+def reference_score_lines(report: dict[str, Any]) -> list[str]:
+    rows = {n: r["reference_scores"] for n, r in report["references"].items() if r.get("reference_scores")}
+    if not rows:
+        return []
+    from medforge.eval.refscores import NOTE
+
+    lines = ["", "## Reference-based scores", "", f"Deterministic, judge-free: {NOTE}. Mean over items with a 95% bootstrap CI; "
+             "ROUGE-L F1 uses the novelty filter's exact kernel, embedding similarity is the cosine of mean-pooled "
+             "sentence embeddings. An empty answer scores 0.", "",
+             "| reference | items | ROUGE-L F1 | embedding cosine |", "|---|---|---|---|"]
+    for n, b in rows.items():
+        items = (b.get("rouge_l") or b.get("embedding_cosine") or {"n": 0})["n"]
+        lines.append(f"| {n} | {items} | {_score(b.get('rouge_l'))} | {_score(b.get('embedding_cosine'))} |")
+    emb = next((b["embedding_model"] for b in rows.values() if b.get("embedding_model")), None)
+    if emb:
+        lines.append(f"\nEmbedding model: `{emb}`.")
+    return lines
+
+
 def freeform_markdown(report: dict[str, Any], plots: list[str]) -> str:
     a, jc = report["answers"], report["judge_calls"]
     lines = [
         f"# Evaluation: {report['model']}",
         "",
+        *judge_warning(report),
         f"Judge: **{report['judge']}** (prompt `{report['judge_prompt_hash']}`, structured output: {report['structured_output']}); "
         f"test set `{report['test_path']}` ({report['format']}, {report['n_items']} items). Every pair is judged in both orders; "
         "win = 1, tie = 0.5, loss = 0, averaged over the orders, then over the items. CI: bootstrap 95% over items.",
         "",
-        "| reference | items | scored | win rate % | 95% CI | LC win rate % | ties | unparsed | first-position % | mean length model / ref (chars) |",
-        "|---|---|---|---|---|---|---|---|---|---|",
+        "| reference | judge | order consistency % | items | scored | win rate % | 95% CI | LC win rate % | ties | unparsed | first-position % | mean length model / ref (chars) |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in report["references"].items():
         ml = r["mean_length"]
-        lines.append(f"| {name} | {r['n_items']} | {r['n_scored']} | {_pct(r['win_rate'])} | {_ci(r['ci95'])} | {_pct(r['lc_win_rate'])} | "
+        rel = r.get("judge_reliability") or {}
+        usable = "n/a" if not rel else ("usable" if rel["usable"] else "**NOT usable**")
+        lines.append(f"| {name} | {usable} | {_pct(rel.get('consistency'))} | {r['n_items']} | {r['n_scored']} | {_pct(r['win_rate'])} | "
+                     f"{_ci(r['ci95'])} | {_pct(r['lc_win_rate'])} | "
                      f"{r['ties']} | {r['unparsed']} | {_pct(r['first_position_rate'])} | {ml['model']:.0f} / {ml['reference']:.0f} |")
     lines += ["", "Per order (judged = wins + ties + losses + unparsed):", "",
               "| reference | order | judged | wins | ties | losses | unparsed |", "|---|---|---|---|---|---|---|"]
@@ -122,6 +170,7 @@ def freeform_markdown(report: dict[str, Any], plots: list[str]) -> str:
         for n in diff_refs:
             bd = report["references"][n]["by_difficulty"]
             lines.append(f"| {n} | " + " | ".join(f"{_pct(bd[d]['win_rate'])} {_ci(bd[d]['ci95'])}, {bd[d]['n']}" for d in sorted(bd)) + " |")
+    lines += reference_score_lines(report)
     lines += ["", "## Answers and judge calls", "",
               f"- answers: {a['requested']} requested, {a['cached']} from cache, {a['generated']} generated; "
               f"{a['errors']} failed (left out), {a['missing']} missing, {a['empty']} empty (counted as losses), "

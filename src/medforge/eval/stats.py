@@ -87,7 +87,76 @@ def lc_win_rate(scores: Sequence[float], delta_len: Sequence[float], l2: float =
     return float(_sigmoid(b0)), b1
 
 
-def summarize(records: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0, l2: float = 1e-3) -> dict[str, Any]:
+# Default thresholds of the judge-reliability verdict (docs/evaluation.md says why these values).
+MIN_CONSISTENCY = 0.6
+MAX_POSITION_BIAS = 0.5
+MAX_UNPARSED = 0.2
+MIN_PAIRS = 10
+
+
+def judge_reliability(records: list[dict[str, Any]], min_consistency: float = MIN_CONSISTENCY,
+                      max_position_bias: float = MAX_POSITION_BIAS, max_unparsed: float = MAX_UNPARSED,
+                      min_pairs: int = MIN_PAIRS) -> dict[str, Any]:
+    """Whether the judge's verdicts on one reference set can carry a win rate.
+
+    Over the per-item records of :func:`summarize`. An order whose verdict is ``None`` while its
+    outcome is set had no judge call (an empty answer loses without one) and is left out.
+
+    * ``consistency``: among items whose two orders both parsed (``n_pairs``), the share whose
+      two orders give the model the same outcome (win/win, tie/tie, loss/loss), as MT-Bench
+      (Zheng et al. 2023) reports it;
+    * ``position_bias``: among the same items, the share where the judge named the same position
+      in both orders (``a``/``a`` or ``b``/``b``): it followed the slot, not the answer;
+    * ``unparsed``: the share of judge calls whose verdict could not be parsed (or failed);
+    * ``usable``: all three within the thresholds and at least ``min_pairs`` pairs; ``reasons``
+      lists every threshold missed, with the numbers.
+
+    A judge that always answers "Output (a)" has consistency 0 and position bias 1: not usable.
+    """
+    from medforge.eval.judge import ORDERS
+
+    calls = unparsed = pairs = agree = same_slot = 0
+    for r in records:
+        called = {o: r["verdicts"].get(o) for o in ORDERS
+                  if o in r["outcomes"] and not (r["verdicts"].get(o) is None and r["outcomes"][o] is not None)}
+        calls += len(called)
+        unparsed += sum(v is None for v in called.values())
+        if len(called) == len(ORDERS) and all(v is not None for v in called.values()):
+            pairs += 1
+            outs = {r["outcomes"][o] for o in ORDERS}
+            agree += len(outs) == 1
+            verdicts = set(called.values())
+            same_slot += len(verdicts) == 1 and verdicts != {"tie"}
+    consistency = agree / pairs if pairs else math.nan
+    bias = same_slot / pairs if pairs else math.nan
+    unparsed_share = unparsed / calls if calls else math.nan
+    reasons = []
+    if pairs < min_pairs:
+        reasons.append(f"only {pairs} item(s) judged in both orders (< {min_pairs}): too few to tell")
+    if pairs and consistency < min_consistency:
+        reasons.append(f"order consistency {consistency:.2f} < {min_consistency:.2f}")
+    if pairs and bias > max_position_bias:
+        reasons.append(f"position bias {bias:.2f} > {max_position_bias:.2f}")
+    if calls and unparsed_share > max_unparsed:
+        reasons.append(f"unparsed {unparsed_share:.2f} > {max_unparsed:.2f}")
+    return {"n_pairs": pairs, "n_calls": calls, "consistency": consistency, "position_bias": bias,
+            "unparsed_share": unparsed_share, "usable": not reasons, "reasons": reasons,
+            "thresholds": {"min_consistency": min_consistency, "max_position_bias": max_position_bias,
+                           "max_unparsed": max_unparsed, "min_pairs": min_pairs}}
+
+
+def reliability_line(rel: dict[str, Any]) -> str:
+    """One line for reports and the demo: the verdict first, then the numbers it rests on."""
+    def pct(x: float) -> str:
+        return "n/a" if x is None or (isinstance(x, float) and math.isnan(x)) else f"{100 * x:.0f}%"
+
+    head = "judge usable" if rel["usable"] else "judge NOT usable here (" + "; ".join(rel["reasons"]) + ")"
+    return (f"{head}: order consistency {pct(rel['consistency'])}, position bias {pct(rel['position_bias'])} "
+            f"over {rel['n_pairs']} item(s) judged in both orders, unparsed {pct(rel['unparsed_share'])} of {rel['n_calls']} calls")
+
+
+def summarize(records: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0, l2: float = 1e-3,
+              thresholds: dict[str, Any] | None = None) -> dict[str, Any]:
     """Statistics for one reference set from per-item records.
 
     Each record: ``outcomes`` ({order: "win"/"tie"/"loss"/None}), ``verdicts`` ({order:
@@ -135,6 +204,7 @@ def summarize(records: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0, 
             "reference": float(np.mean([r["reference_length"] for r in records])) if records else math.nan,
         },
         "per_order": per_order,
+        "judge_reliability": judge_reliability(records, **(thresholds or {})),
     }
     diffs = sorted({str(r["difficulty"]) for r in scored if r.get("difficulty") not in (None, "")})
     if diffs:

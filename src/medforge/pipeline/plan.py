@@ -200,6 +200,10 @@ def wiring_problems(cfg: PipelineConfig) -> list[str]:
                  "and training; fix: download MedInstruct-test (CC BY-NC 4.0) from github.com/XZhang97666/AlpaCare "
                  "(data/) or the Hugging Face dataset xz97/MedInstruct, or point it at any JSONL of instruction, "
                  "input and reference (data.format=generic)")
+    emb = ev.reference_scores.embedding_model
+    if emb and "://" not in emb and not os.path.isdir(emb):
+        p.append(f"evaluate.reference_scores.embedding_model = {emb!r}: no such folder; fix: medforge make-small-models "
+                 "builds all-MiniLM-L6-v2 (.small_models/all-minilm-l6-v2), or set it to null")
     for name, path in ev.data.reference_files.items():
         if "://" not in path and not os.path.isfile(path):
             p.append(f"evaluate.data.reference_files.{name} = {path!r}: file not found; fix: download it or remove it")

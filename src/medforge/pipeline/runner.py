@@ -14,6 +14,7 @@ import os
 import secrets
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +84,11 @@ class PipelineRun:
         self.generated_key = False
         auth = self.cfg.serve.llm.security.auth
         self.key_env = auth.api_keys_env or "MEDFORGE_API_KEYS"
+        # Called once before the endpoint is deployed (e.g. to wait for a model trained beside the first stages).
+        self.before_serving: Callable[[], None] | None = None
+        # Typical seconds per stage, for the progress lines' estimate (the demo knows its own; none: no estimate).
+        self.estimates: dict[str, float] = {}
+        self.t_start: float | None = None
 
     # ------------------------------------------------------------------ what runs
     def to_run(self) -> list[str]:
@@ -153,6 +159,9 @@ class PipelineRun:
         from medforge.serve.cli import run_serve_file
 
         self.ensure_ray()
+        if self.before_serving is not None:
+            hook, self.before_serving = self.before_serving, None
+            hook()
         sv = self.cfg.serve
         data = {"proxy_location": "HeadOnly", "http_options": {"host": sv.host, "port": sv.port},
                 "applications": self.plan.serve_apps(self.key_env)}
@@ -179,7 +188,7 @@ class PipelineRun:
         if any(s in todo for s in ("evaluate", "serve")):
             self.ensure_key()
         runners = {"generate": S.run_generate, "finetune": S.run_finetune, "evaluate": S.run_evaluate, "serve": S.run_serve}
-        t_all = time.perf_counter()
+        t_all = self.t_start if self.t_start is not None else time.perf_counter()
         try:
             for i, name in enumerate(STAGES, 1):
                 sp = self.plan.stages[name]
@@ -194,7 +203,9 @@ class PipelineRun:
                 if self.rerun and sp.folder.exists():
                     shutil.rmtree(sp.folder)
                 resuming = sp.folder.exists() and any(sp.folder.iterdir())
-                _progress(f"{head}: {'resuming' if resuming else 'running'} in {sp.folder}")
+                _progress(f"{head}: {'resuming' if resuming else 'running'} in {sp.folder}"
+                          + stage_clock(time.perf_counter() - t_all, self.estimates.get(name),
+                                        sum(self.estimates.get(n, 0.0) for n in todo[todo.index(name):])))
                 sp.folder.mkdir(parents=True, exist_ok=True)
                 t0 = time.perf_counter()
                 outputs = runners[name](self)
@@ -204,7 +215,7 @@ class PipelineRun:
                 write_record(sp.folder, record)
                 self.records[name] = record
                 self.status[name] = "resumed" if resuming else "ran"
-                _progress(f"{head}: done in {record['seconds']:.0f} s")
+                _progress(f"{head}: done in {record['seconds']:.0f} s (elapsed {time.perf_counter() - t_all:.0f} s)")
                 if name == "generate" and outputs.get("card"):
                     _progress(f"dataset card: {outputs['card']} (and card.html beside it)")
         finally:
@@ -223,6 +234,8 @@ class PipelineRun:
                                   "folder": str(self.plan.stages[n].folder)} for n in STAGES},
                    "lineage": str(Path(self.cfg.run_dir) / "lineage.json"),
                    "dataset_card": gen_out.get("card"), "model_card": model_card,
+                   # the judge's verdict comes before the win rates it qualifies
+                   "judge_usable": ((self.records.get("evaluate") or {}).get("outputs") or {}).get("judge_usable"),
                    "win_rates": lineage.get("scores", {})}
         atomic_write_text(Path(self.cfg.run_dir) / "summary.json", json.dumps(summary, indent=2, default=str))
         return summary
@@ -270,7 +283,10 @@ def write_lineage(run: PipelineRun) -> dict[str, Any]:
                   "trained_on_data": ft.get("data_sha256"), "finetune_fingerprint": (rec.get("finetune") or {}).get("fingerprint"),
                   "served_as": sv.get("models")},
         "reports": {k: v.get("report") for k, v in ev.get("models", {}).items()},
+        "judge_usable": ev.get("judge_usable"),
         "scores": {k: v.get("win_rates") for k, v in ev.get("models", {}).items()},
+        "judge_reliability": {k: v.get("judge_reliability") for k, v in ev.get("models", {}).items()},
+        "reference_scores": {k: v.get("reference_scores") for k, v in ev.get("models", {}).items()},
         "stages": {n: ({"fingerprint": r["fingerprint"], "upstream": r["upstream"], "folder": str(plan.stages[n].folder),
                         "finished_at": r["finished_at"], "seconds": r["seconds"], "config": r["config"]} if r else None)
                    for n, r in rec.items()},
@@ -295,6 +311,13 @@ def update_model_card(run: PipelineRun, lineage: dict[str, Any]) -> str | None:
         logger.exception("could not update the model card in %s", export)
         return None
     return str(path) if path else None
+
+
+def stage_clock(elapsed: float, estimate: float | None, remaining: float) -> str:
+    """`` (elapsed 312 s; this stage ~80 s, all ~150 s left)``: the progress line's clock (no estimate: elapsed only)."""
+    if not estimate:
+        return f" (elapsed {elapsed:.0f} s)"
+    return f" (elapsed {elapsed:.0f} s; this stage usually ~{estimate:.0f} s, about {remaining:.0f} s of stages left)"
 
 
 def _progress(msg: str) -> None:

@@ -15,7 +15,9 @@ For one ``{question, options}``:
    The context is returned only when ``return_context`` is true.
 
 A model exported without context (``use_context: false`` in its ``medforge_mc.json``) is
-served in SLM-only mode: nothing leaves the site and no LLM is configured.
+served in SLM-only mode: nothing leaves the site and no LLM is configured. A request with
+``slm_only: true`` gets that mode from a context-trained model too: the scorer sees the question
+and options only (how much the context adds is the difference between the two replies).
 
 Nothing here logs request content: bad input gets a 4xx whose reason names the field but
 never echoes its value, and an unexpected failure is logged by exception type only.
@@ -68,6 +70,9 @@ class QARequest(BaseModel):
     question: str = Field(min_length=1)
     options: dict[str, str] | list[str]
     return_context: bool = False
+    slm_only: bool = Field(False, description=(
+        "Answer with the multiple-choice model alone: no keywords, no context LLM call, nothing leaves the site. "
+        "A model trained with context is then scored without it (what it knows on its own)."))
 
     @field_validator("options")
     @classmethod
@@ -136,9 +141,18 @@ class QAService:
         return None
 
     def score_batch(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Score a batch; rows with ``use_context: False`` (SLM-only requests) are scored without context."""
         from medforge.mc.scorer import score_rows
 
-        return score_rows(self.mc, rows, batch_size=len(rows))
+        out: list[dict[str, Any] | None] = [None] * len(rows)
+        for flag in (True, False):
+            idx = [i for i, r in enumerate(rows) if r.get("use_context", True) is flag]
+            if idx:
+                scored = score_rows(self.mc, [rows[i] for i in idx], batch_size=len(idx),
+                                    use_context=None if flag else False)
+                for i, res in zip(idx, scored, strict=True):
+                    out[i] = res
+        return [r for r in out if r is not None]
 
     async def answer(self, req: QARequest, score) -> tuple[int, dict[str, Any]]:
         """``(status, body)``; ``score`` is the batched scorer (one row in, one result out)."""
@@ -150,7 +164,9 @@ class QAService:
         row: dict[str, Any] = {"id": "q", "question": req.question, "options": options}
         sent: dict[str, Any] = {"keywords": [], "options": {}}
         context = None
-        if self.mc.format.use_context:
+        use_context = self.mc.format.use_context and not req.slm_only
+        row["use_context"] = use_context
+        if use_context:
             t0 = time.perf_counter()
             creq = build_context_request(req.question, options, self.cfg.keywords, self.vocab,
                                          self.cfg.generation, self.structured)
@@ -178,7 +194,7 @@ class QAService:
             "answer_text": options[result["prediction"]],
             "probabilities": result["probs"],
             "sent": sent,  # exactly what left the site (empty in SLM-only mode)
-            "mode": "context" if self.mc.format.use_context else "slm_only",
+            "mode": "context" if use_context else "slm_only",
             "timings_ms": {k: round(v, 2) for k, v in timings.items()},
         }
         if req.return_context and context is not None:

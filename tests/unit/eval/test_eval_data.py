@@ -90,6 +90,9 @@ def test_report_files(tmp_path):
               "judge_calls": {"requested": 12, "cached": 0, "made": 12, "errors": 0},
               "references": {"ref": summarize(recs, n_boot=200), "empty-ref": summarize([], n_boot=200)},
               "quarantine": {"missing_reference": {"empty-ref": ["0"]}}}
+    from medforge.eval.refscores import reference_scores
+
+    report["references"]["ref"]["reference_scores"] = reference_scores([("same words", "same words"), ("", "x")], n_boot=100)
     write_freeform_report(report, tmp_path)
     data = json.loads((tmp_path / "report.json").read_text())
     r = data["references"]["ref"]
@@ -97,7 +100,11 @@ def test_report_files(tmp_path):
     for key in ("n_items", "win_rate", "ci95", "ties", "unparsed", "first_position_rate", "lc_win_rate", "mean_length", "by_difficulty"):
         assert key in r
     md = (tmp_path / "report.md").read_text()
-    assert "| ref | 6 | 6 | 75.0 |" in md and "![win_rate.png](win_rate.png)" in md
+    assert "| ref | **NOT usable** | 50.0 | 6 | 6 | 75.0 |" in md and "![win_rate.png](win_rate.png)" in md
+    # half the items swap outcome with the order (the judge followed slot (a)): the verdict comes before any win rate
+    assert md.index("**The judge is NOT usable here**") < md.index("| reference | judge |")
+    assert "order consistency 50%, position bias 50% over 6 item(s)" in md
+    assert "| ref | 2 | 0.500 [0.000, 1.000] | not computed |" in md and "not AlpaCare's protocol" in md
     assert "<table>" in (tmp_path / "report.html").read_text()
     assert (tmp_path / "win_rate.png").stat().st_size > 2000 and (tmp_path / "win_rate_by_difficulty.png").is_file()
 

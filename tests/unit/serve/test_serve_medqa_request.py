@@ -30,3 +30,39 @@ def test_unknown_and_missing_fields_are_refused():
         QARequest(question="q", options=["a", "b"], patient_name="x")
     with pytest.raises(ValidationError):
         QARequest.model_validate({"options": ["a", "b"]})
+
+
+def test_slm_only_request_on_a_context_model_sends_nothing_and_scores_without_context(monkeypatch):
+    import asyncio
+    from types import SimpleNamespace
+
+    from medforge.mc import scorer
+    from medforge.serve.qa import QAService
+
+    svc = QAService.__new__(QAService)  # no model load: the scorer is stubbed below
+    svc.mc = SimpleNamespace(format=SimpleNamespace(use_context=True))
+    svc.cfg = None  # never read on the SLM-only path (it would fail if keywords or the LLM were touched)
+    seen = []
+
+    async def score(row):
+        seen.append(row)
+        return {"prediction": "B", "probs": {"A": 0.3, "B": 0.7}}
+
+    req = QARequest(question=SECRET_Q, options=["x", "y"], slm_only=True, return_context=True)
+    status, body = asyncio.run(svc.answer(req, score))
+    assert status == 200 and body["mode"] == "slm_only" and body["sent"] == {"keywords": [], "options": {}}
+    assert "context" not in body and set(body["timings_ms"]) == {"slm_ms"}
+    assert seen[0]["use_context"] is False and "option_contexts" not in seen[0]
+    assert QARequest(question="q", options=["x", "y"]).slm_only is False
+
+    # a batch mixing both kinds: each row is scored with its own setting, results back in order
+    calls = []
+
+    def fake_score_rows(mc, rows, batch_size, use_context=None):
+        calls.append((use_context, [r["id"] for r in rows]))
+        return [{"id": r["id"], "ctx": use_context} for r in rows]
+
+    monkeypatch.setattr(scorer, "score_rows", fake_score_rows)
+    rows = [{"id": "0", "use_context": True}, {"id": "1", "use_context": False}, {"id": "2", "use_context": True}]
+    assert [r["id"] for r in svc.score_batch(rows)] == ["0", "1", "2"]
+    assert calls == [(None, ["0", "2"]), (False, ["1"])]
