@@ -66,7 +66,9 @@ SECRET_NAME = re.compile(r"(^|_)(API_?KEYS?|KEYS?|TOKEN|SECRET|PASSWORD)(_|$)", 
 NOT_A_SECRET = re.compile(r"^(\.\.\.|\$\(.*\)|\$\{?\w+\}?|<[^>]+>|REPLACE-ME.*|token)$")
 # Paths that live on the user's machines or the cluster's shared storage, never in this checkout: a
 # config that names one fails validation here only because the file is not here.
-EXTERNAL_ROOTS = ("/mnt/shared/", "/models/", "/path/to/", "/data/", "s3://", "gs://", "data/")
+EXTERNAL_ROOTS = ("/mnt/shared/", "/models/", "/path/to/", "/data/", "s3://", "gs://", "data/",
+                  # built on the user's machine by `medforge make-small-models` / `make-tiny-models` (make demo)
+                  ".small_models/", ".tiny_models/")
 PLACEHOLDER = re.compile(r"YOUR-BUCKET|REPLACE-ME|<[^>]+>|\.\.\.")
 # Placeholders are for values the user fills into overrides (output.dir=s3://YOUR-BUCKET/...), not flags.
 FLAG_PLACEHOLDER = re.compile(r"YOUR-|REPLACE-ME|<[^>]+>|^\.\.\.$")
@@ -156,7 +158,7 @@ def _external_path_problem(problem: str) -> bool:
     """A problem that only says a user's or the cluster's file is not on this machine."""
     message = problem.split("Value error, ", 1)[-1]  # past the shown input, which quotes model ids too
     paths = [p for p in re.findall(r"'([^' ]+)'", message) if "/" in p]
-    missing = ("does not exist", "holds no", "file not found")
+    missing = ("does not exist", "holds no", "file not found", "no such folder")
     return bool(paths) and any(m in problem for m in missing) and all(
         p.startswith(EXTERNAL_ROOTS) or PLACEHOLDER.search(p) for p in paths
     )
