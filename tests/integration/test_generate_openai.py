@@ -59,12 +59,6 @@ GATE_OF = {"loop": "repetition", "refusal": "refusal", "empty": "empty", "echo":
            "truncated": "truncated"}
 
 
-def _defect(instruction: str) -> str:
-    import hashlib
-
-    return DEFECTS[hashlib.sha256(instruction.encode()).digest()[0] % len(DEFECTS)]
-
-
 def test_reply_gates_quarantine_each_defect_and_keep_every_good_reply(ray_cluster, tmp_path, capsys):
     """A loopback teacher answers tasks with each defect: each is quarantined with its gate after one retry,
     every good reply is kept, a flaky one (a loop, then a good answer) is kept on its retry, and the card is written."""
@@ -74,7 +68,11 @@ def test_reply_gates_quarantine_each_defect_and_keep_every_good_reply(ray_cluste
     from medforge.datagen.pipeline import run_instruction_synthesis
 
     asked: Counter[str] = Counter()
+    kind_of: dict[str, str] = {}  # each task's defect, in turn as tasks are first asked: every kind occurs
     lock = threading.Lock()
+
+    def _defect(instruction: str) -> str:
+        return kind_of[instruction]
 
     def responder(body):
         schema = ((body.get("response_format") or {}).get("json_schema") or {}).get("schema") or {}
@@ -84,6 +82,7 @@ def test_reply_gates_quarantine_each_defect_and_keep_every_good_reply(ray_cluste
         with lock:
             asked[instruction] += 1
             n = asked[instruction]
+            kind_of.setdefault(instruction, DEFECTS[len(kind_of) % len(DEFECTS)])
         kind = _defect(instruction)
         if kind == "flaky":
             kind = "loop" if n == 1 else "good"
@@ -108,7 +107,7 @@ def test_reply_gates_quarantine_each_defect_and_keep_every_good_reply(ray_cluste
         kind = _defect(f["task"]["instruction"])
         assert f["gate"] == GATE_OF[kind], (kind, f)
         assert f["attempts"] == 2 and f["reason"].startswith(GATE_OF[kind])
-    assert {f["gate"] for f in failed} == set(GATE_OF.values()), accepted_kinds  # every defect occurred
+    assert {f["gate"] for f in failed} == set(GATE_OF.values()), accepted_kinds  # every defect occurred (5 of each)
     # each defect asked twice (one retry), each good task once, each flaky twice
     for instruction, n in asked.items():
         assert n == {"good": 1}.get(_defect(instruction), 2), (instruction, n)
