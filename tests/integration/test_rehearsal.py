@@ -117,7 +117,8 @@ def _cluster_overrides(shared: Path, port: int) -> list[str]:
         "generate.seeds.path=null",
         "generate.generation={tasks_per_request: 4, requests_per_round: 8, max_instruction_chars: 160, max_input_chars: 300}",
         "generate.generation.sampling.max_tokens=768",
-        "generate.responses={chunk_size: 16, sampling: {max_tokens: 48}}",
+        # the reply checks would drop a random model's noise, as in configs/pipeline/local_tiny.yaml
+        "generate.responses={chunk_size: 16, sampling: {max_tokens: 48}, checks: {enabled: false}}",
         "generate.filters.task_checks=false",
         "generate.budget={target_tasks: 16, max_rounds: 6}",
         f"finetune.model={m}",
