@@ -141,6 +141,10 @@ def _cluster_overrides(shared: Path, port: int) -> list[str]:
         "serve.llm.engine={max_model_len: 2048, placement: cpu, accelerator_type: null, dtype: auto, cpu_kvcache_gib: 1}",
         f"serve.llm.security.auth.api_keys_file={shared}/secrets/medforge_api_keys",
         "serve.tuned_model_id=tiny-llama-tuned",
+        # the pipeline's endpoint is shut down at its end: step 5 then deploys serving/cluster.yaml
+        # on a Serve instance of its own (see the closing note: a /v1/medqa replica whose "llm" app
+        # was replaced under it lost its handle)
+        "serve.keep_serving=false",
     ]
 
 
@@ -323,6 +327,10 @@ def test_serve_job_of_the_cluster_file_answers_openai_and_medqa(pipeline, cluste
             assert time.time() < deadline, f"apps not running: {st}"
             time.sleep(3)
         _timed("serve job (serving/cluster.yaml) -> apps RUNNING", t0)
+        # what Serve shows of the running apps holds neither the key nor the cluster token (`serve config`
+        # lists only declaratively deployed configs: empty for a job's serve.run)
+        shown = _run(status_cmd, c, 120).stdout + _run([CLIENT_SERVE, "config", "--address", c.address], c, 120).stdout
+        assert "medqa" in shown and key not in shown and c_token(cluster) not in shown
         base = f"http://127.0.0.1:{cluster['port']}"
         model = cfg["applications"][0]["args"]["model_id"]
         client = OpenAI(base_url=f"{base}/v1", api_key=key, max_retries=3, timeout=300)
