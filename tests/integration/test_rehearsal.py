@@ -141,9 +141,8 @@ def _cluster_overrides(shared: Path, port: int) -> list[str]:
         "serve.llm.engine={max_model_len: 2048, placement: cpu, accelerator_type: null, dtype: auto, cpu_kvcache_gib: 1}",
         f"serve.llm.security.auth.api_keys_file={shared}/secrets/medforge_api_keys",
         "serve.tuned_model_id=tiny-llama-tuned",
-        # the pipeline's endpoint is shut down at its end: step 5 then deploys serving/cluster.yaml
-        # on a Serve instance of its own (see the closing note: a /v1/medqa replica whose "llm" app
-        # was replaced under it lost its handle)
+        # the pipeline's endpoint is shut down at its end: step 5 deploys serving/cluster.yaml on a
+        # Serve instance of its own
         "serve.keep_serving=false",
     ]
 
@@ -342,21 +341,19 @@ def test_serve_job_of_the_cluster_file_answers_openai_and_medqa(pipeline, cluste
         assert reply.usage.completion_tokens > 0 and reply.choices[0].finish_reason in ("length", "stop")
         assert httpx.get(f"{base}/v1/models", timeout=30).status_code == 401  # every route needs the key
         codes = []
+        # /v1/medqa in SLM-only mode (nothing leaves the site): the QA app itself, on the cluster.
+        # Its context mode over this 3-node rehearsal answered 503 "the context LLM is unavailable"
+        # (see docs/cluster.md); test_serve_llm.py covers the Serve-handle context path on one node.
         for q in ["A 60-year-old man has crushing chest pain radiating to the left arm.",
-                  "A child has fever, barking cough and stridor at night.",
-                  "A woman has polyuria, polydipsia and weight loss.",
-                  "A smoker has haemoptysis and weight loss."]:
+                  "A child has fever, barking cough and stridor at night."]:
             r = httpx.post(f"{base}/v1/medqa", headers={"Authorization": f"Bearer {key}"}, timeout=300,
-                           json={"question": q, "options": ["Myocardial infarction", "Croup", "Type 1 diabetes", "Lung cancer"]})
+                           json={"question": q, "slm_only": True,
+                                 "options": ["Myocardial infarction", "Croup", "Type 1 diabetes", "Lung cancer"]})
             codes.append(r.status_code)
-            # either way the served tiny model wrote a reply through the Serve handle: parsed into a
-            # context (200), or noise the QA app refuses with its reason (502); a 500, or a 503 (the
-            # engine never reached), fails here
-            if r.status_code == 200:
-                body = r.json()
-                assert body["mode"] == "context" and abs(sum(body["probabilities"].values()) - 1) < 1e-5
-            else:
-                assert r.status_code == 502 and "unusable" in r.json()["error"]["message"], r.text
+            assert r.status_code == 200, r.text
+            body = r.json()
+            assert body["mode"] == "slm_only" and not body["sent"]["keywords"] and not body["sent"]["options"]
+            assert abs(sum(body["probabilities"].values()) - 1) < 1e-5
         print(f"\n[rehearsal] /v1/medqa replies: {codes}")
         _timed("openai client + /v1/medqa answered", t0)
         serve_id = _submission_id(log.read_text())
