@@ -282,7 +282,9 @@ def _serve_file(shared: Path, port: int, adapter: str) -> dict:
         args["autoscaling"] = {"min_replicas": 1, "max_replicas": 1}
         if app["name"] == "llm":
             args["engine"] = {**args["engine"], "model": str(shared / "models" / "tiny-llama"), "placement": "cpu",
-                              "dtype": "auto", "max_model_len": 2048, "cpu_kvcache_gib": 1}
+                              # the tiny model's tokenizer spends ~2.3 characters a token: the context
+                              # prompt (~2,800 tokens) and its 1,000-token reply need a 4,096 window
+                              "dtype": "auto", "max_model_len": 4096, "cpu_kvcache_gib": 1}
             args["engine"].pop("gpu_memory_utilization", None)
             args["adapters"] = {"tuned": adapter}
             args["max_lora_rank"] = 8
@@ -341,19 +343,24 @@ def test_serve_job_of_the_cluster_file_answers_openai_and_medqa(pipeline, cluste
         assert reply.usage.completion_tokens > 0 and reply.choices[0].finish_reason in ("length", "stop")
         assert httpx.get(f"{base}/v1/models", timeout=30).status_code == 401  # every route needs the key
         codes = []
-        # /v1/medqa in SLM-only mode (nothing leaves the site): the QA app itself, on the cluster.
-        # Its context mode over this 3-node rehearsal answered 503 "the context LLM is unavailable"
-        # (see docs/cluster.md); test_serve_llm.py covers the Serve-handle context path on one node.
-        for q in ["A 60-year-old man has crushing chest pain radiating to the left arm.",
-                  "A child has fever, barking cough and stridor at night."]:
+        # /v1/medqa in both modes: with context (keywords out, the context from the llm app through a
+        # Serve handle, across nodes when the replicas land apart) and SLM-only (nothing leaves the site)
+        q = "A 60-year-old man has crushing chest pain radiating to the left arm."
+        options = ["Myocardial infarction", "Croup", "Type 1 diabetes", "Lung cancer"]
+        for slm_only in (False, True):
             r = httpx.post(f"{base}/v1/medqa", headers={"Authorization": f"Bearer {key}"}, timeout=300,
-                           json={"question": q, "slm_only": True,
-                                 "options": ["Myocardial infarction", "Croup", "Type 1 diabetes", "Lung cancer"]})
+                           json={"question": q, "options": options, "slm_only": slm_only, "return_context": True})
             codes.append(r.status_code)
             assert r.status_code == 200, r.text
             body = r.json()
-            assert body["mode"] == "slm_only" and not body["sent"]["keywords"] and not body["sent"]["options"]
             assert abs(sum(body["probabilities"].values()) - 1) < 1e-5
+            if slm_only:
+                assert body["mode"] == "slm_only" and body["sent"] == {"keywords": [], "options": {}}
+                assert "context" not in body
+            else:
+                assert body["mode"] == "context" and body["sent"]["keywords"] and "context_ms" in body["timings_ms"]
+                assert q not in json.dumps(body["sent"])  # keywords left the site, never the question
+                assert set(body["context"]["option_contexts"]) == {"A", "B", "C", "D"}
         print(f"\n[rehearsal] /v1/medqa replies: {codes}")
         _timed("openai client + /v1/medqa answered", t0)
         serve_id = _submission_id(log.read_text())

@@ -17,6 +17,7 @@ import asyncio
 import json
 import logging
 import random
+import re
 from typing import Any
 
 from medforge.engines.config import OpenAITeacherConfig, SamplingConfig
@@ -103,9 +104,23 @@ def retry_after_s(exc: Exception) -> float | None:
             return None
 
 
+FAILED_PREFIX = "openai teacher failed after retries: "
+
+
 def failure_record(reason: str) -> dict[str, Any]:
     return {"generated_text": "", "num_input_tokens": 0, "num_generated_tokens": 0, "finish_reason": "",
-            "engine_error": f"openai teacher failed after retries: {reason}"}
+            "engine_error": f"{FAILED_PREFIX}{reason}"}
+
+
+_STATUS = re.compile(r"^(?:\w+: )?(?:Error code: )?([1-5]\d\d)\b")
+
+
+def error_status(engine_error: str) -> int | None:
+    """The HTTP status the endpoint answered a failed request with, read back from the error
+    record (``openai``'s ``APIStatusError``: "Error code: 400 - ...", a Serve handle's
+    ``ServedLLMError``: "400 ..."); None for a failure without one (timeout, connection)."""
+    m = _STATUS.match(engine_error.removeprefix(FAILED_PREFIX))
+    return int(m.group(1)) if m else None
 
 
 class OpenAIChatClient:

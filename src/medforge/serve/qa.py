@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from medforge.contexts.config import ContextGenerationConfig
 from medforge.engines.config import OpenAITeacherConfig
+from medforge.engines.openai_client import FAILED_PREFIX, error_status
 from medforge.privacy.keywords import KeywordConfig
 from medforge.serve.config import ServedAppConfig, validated_args
 from medforge.serve.context_llm import ServedContextLLM
@@ -101,6 +102,33 @@ def safe_validation_errors(errors: list[dict[str, Any]]) -> list[dict[str, Any]]
 def request_seed(options: dict[str, str], keywords: list[str]) -> int:
     digest = hashlib.sha256(("|".join(keywords) + "||" + "|".join(options.values())).encode()).digest()
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
+
+
+RETRY_AFTER_S = 5
+
+
+def context_llm_failure(engine_error: str) -> tuple[int, dict[str, Any]]:
+    """The reply to a request whose context LLM call failed, by what the LLM answered.
+
+    A request the LLM refused (a 4xx other than 429: the prompt does not fit its context window,
+    an unknown model) is not worth a retry: 502, and the message names the fix. Anything else
+    (overload, an engine restarting, a timeout) is: 503, with ``Retry-After``. The LLM's own
+    message is logged by status and exception type only (it may quote the request).
+    """
+    status = error_status(engine_error)
+    kind = engine_error.removeprefix(FAILED_PREFIX).split(":")[0]
+    logger.warning("context LLM failed: %s (HTTP %s)", kind, status or "none")
+    if status is not None and 400 <= status < 500 and status != 429:
+        if "context length" in engine_error or "max_model_len" in engine_error:
+            fix = ("the context prompt does not fit the context LLM's context window: raise the LLM app's "
+                   "engine.max_model_len, or lower this app's generation.sampling.max_tokens")
+        elif status == 404:
+            fix = "the context LLM does not serve this model: check context_llm.model against its model ids"
+        else:
+            fix = "check the medqa app's context_llm and generation settings against the LLM's"
+        return 502, {"error": {"message": f"the context LLM refused the request (HTTP {status}); {fix}", "code": 502}}
+    return 503, {"error": {"message": "the context LLM is unavailable; retry later", "code": 503,
+                           "retry_after_s": RETRY_AFTER_S}}
 
 
 class QAService:
@@ -177,8 +205,7 @@ class QAService:
                                            creq.json_schema)
             timings["context_ms"] = (time.perf_counter() - t0) * 1000
             if reply["engine_error"]:
-                logger.warning("context LLM failed (%s)", reply["engine_error"].split(":")[0])
-                return 503, {"error": {"message": "the context LLM is unavailable; retry later", "code": 503}}
+                return context_llm_failure(reply["engine_error"])
             parsed, reason = task.format_output(reply["generated_text"], creq.letters)
             if parsed is None:
                 logger.warning("context reply unusable (%s)", reason.split(" ")[0])
@@ -261,7 +288,8 @@ def build_qa_app(cfg: QAServeConfig):
             if reason:
                 return JSONResponse(status_code=422, content={"error": {"message": reason, "code": 422}})
             status, body = await self.service.answer(req, self._score)
-            return JSONResponse(status_code=status, content=body)
+            headers = {"Retry-After": str(RETRY_AFTER_S)} if status == 503 else None
+            return JSONResponse(status_code=status, content=body, headers=headers)
 
     return MedQA.bind(cfg.model_dump(mode="json"))
 

@@ -66,3 +66,27 @@ def test_slm_only_request_on_a_context_model_sends_nothing_and_scores_without_co
     rows = [{"id": "0", "use_context": True}, {"id": "1", "use_context": False}, {"id": "2", "use_context": True}]
     assert [r["id"] for r in svc.score_batch(rows)] == ["0", "1", "2"]
     assert calls == [(None, ["0", "2"]), (False, ["1"])]
+
+
+@pytest.mark.parametrize("reason, status, words", [
+    # a prompt longer than the LLM's window (what vLLM answers): not worth a retry, the fix named
+    ("ServedLLMError: 400 This model's maximum context length is 2048 tokens. However, your prompt contains "
+     "at least 2049 input tokens", 502, "engine.max_model_len"),
+    ("NotFoundError: Error code: 404 - {'error': 'model x does not exist'}", 502, "context_llm.model"),
+    ("BadRequestError: Error code: 400 - {'error': 'bad'}", 502, "HTTP 400"),
+    # overload, an engine restarting, a timeout, a dead replica: retry later
+    ("RateLimitError: Error code: 429 - slow down", 503, "retry later"),
+    ("ServedLLMError: 503 engine restarting", 503, "retry later"),
+    ("APITimeoutError: Request timed out.", 503, "retry later"),
+    ("RayActorError: The actor died unexpectedly", 503, "retry later"),
+])
+def test_context_llm_failures_map_to_a_refusal_or_a_retry(reason, status, words):
+    from medforge.engines.openai_client import error_status, failure_record
+    from medforge.serve.qa import context_llm_failure
+
+    record = failure_record(reason)["engine_error"]
+    code, body = context_llm_failure(record)
+    assert (code, body["error"]["code"]) == (status, status) and words in body["error"]["message"]
+    assert ("retry_after_s" in body["error"]) is (status == 503)
+    assert "2049" not in body["error"]["message"]  # the LLM's own text is not echoed to the client
+    assert error_status(failure_record("ConnectError: [Errno 111] Connection refused")["engine_error"]) is None
