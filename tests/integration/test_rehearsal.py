@@ -294,9 +294,11 @@ def _serve_file(shared: Path, port: int, adapter: str) -> dict:
     return cfg
 
 
-def test_serve_job_of_the_cluster_file_answers_openai_and_medqa(pipeline, cluster, docs, tiny_models):
-    """Step 5 of the walkthrough: ``ray_jobs/serve.py`` with serving/cluster.yaml, submitted as a job
-    (its runtime env carries medforge to the replicas: the nodes hold none), then stopped."""
+def test_serve_deploy_of_the_cluster_file_answers_openai_and_medqa(pipeline, cluster, docs, tiny_models):
+    """Step 5 of the walkthrough: medforge's code copied to the shared mount (what the documented
+    ``ray rsync-up`` does on a real cluster: the copy lands on the head's EFS mount), then ``serve
+    deploy serving/cluster.yaml`` through the job server's address. No job runs: the apps'
+    ``local://`` runtime_env finds the code on every node; the nodes' environment holds none."""
     import httpx
     from openai import OpenAI
     from test_serve_medqa import _mc_export
@@ -308,18 +310,18 @@ def test_serve_job_of_the_cluster_file_answers_openai_and_medqa(pipeline, cluste
     mc = Path(medqa["args"]["mc_model"])
     mc.parent.mkdir(parents=True, exist_ok=True)
     _mc_export(tiny_models["bert"], mc, use_context=True)
-    path = shared / "serving_cluster_cpu.yaml"  # on the shared folder: the job's driver may run on any node
+    path = shared / "serving_cluster_cpu.yaml"
     path.write_text(yaml.safe_dump(cfg))
-    submit = find_command(docs, "ray_jobs/serve.py", "serving/cluster.yaml")
-    argv = [w.replace("serving/cluster.yaml", str(path)) for w in _argv(submit, c)]
-    log = c.root / "serve_job.log"
-    with open(log, "w") as f:
-        job = subprocess.Popen(argv, cwd=REPO, env=c.client_env(), stdout=f, stderr=subprocess.STDOUT, text=True)
+    rsync = find_command(docs, "ray rsync-up", "src/medforge/")
+    source, target = (REPO / rsync.argv[-2], Path(rsync.argv[-1].replace(MOUNT, str(shared))))
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
+    deploy = _run([w.replace("serving/cluster.yaml", str(path)) for w in _argv(find_command(docs, "serve deploy",
+                                                                                          "serving/cluster.yaml"), c)], c, 300)
+    assert deploy.returncode == 0, deploy.stdout + deploy.stderr
+    status_cmd = _argv(find_command(docs, "serve status"), c)
     try:
-        status_cmd = _argv(find_command(docs, "serve status"), c)
         deadline = time.time() + 900
         while True:
-            assert job.poll() is None, f"the serve job ended:\n{log.read_text()[-6000:]}"
             st = yaml.safe_load(_run(status_cmd, c, 120).stdout or "{}") or {}
             apps = st.get("applications") or {}
             if set(apps) >= {"llm", "medqa"} and all(apps[a].get("status") == "RUNNING" for a in ("llm", "medqa")):
@@ -327,9 +329,9 @@ def test_serve_job_of_the_cluster_file_answers_openai_and_medqa(pipeline, cluste
             assert not any(a.get("status") == "DEPLOY_FAILED" for a in apps.values()), st
             assert time.time() < deadline, f"apps not running: {st}"
             time.sleep(3)
-        _timed("serve job (serving/cluster.yaml) -> apps RUNNING", t0)
-        # what Serve shows of the running apps holds neither the key nor the cluster token (`serve config`
-        # lists only declaratively deployed configs: empty for a job's serve.run)
+        _timed("serve deploy (serving/cluster.yaml) -> apps RUNNING", t0)
+        # what Serve shows of the running apps (status, and the deployed config itself) holds neither the
+        # key nor the cluster token: the key is a file the apps read
         shown = _run(status_cmd, c, 120).stdout + _run([CLIENT_SERVE, "config", "--address", c.address], c, 120).stdout
         assert "medqa" in shown and key not in shown and c_token(cluster) not in shown
         base = f"http://127.0.0.1:{cluster['port']}"
@@ -363,10 +365,8 @@ def test_serve_job_of_the_cluster_file_answers_openai_and_medqa(pipeline, cluste
                 assert set(body["context"]["option_contexts"]) == {"A", "B", "C", "D"}
         print(f"\n[rehearsal] /v1/medqa replies: {codes}")
         _timed("openai client + /v1/medqa answered", t0)
-        serve_id = _submission_id(log.read_text())
-        stop = _run(_argv(find_command(docs, "ray job stop", "<submission-id>"), c, **{"submission-id": serve_id}), c, 300)
-        assert stop.returncode == 0, stop.stdout + stop.stderr
-        job.wait(timeout=300)
     finally:
-        if job.poll() is None:
-            job.kill()
+        down = _run(_argv(find_command(docs, "serve shutdown"), c), c, 300)
+    assert down.returncode == 0, down.stdout + down.stderr
+    st = yaml.safe_load(_run(status_cmd, c, 120).stdout or "{}") or {}
+    assert not st.get("applications"), st

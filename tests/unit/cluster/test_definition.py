@@ -138,7 +138,11 @@ def test_kuberay_rayservice_serves_the_cluster_serving_file():
     assert rs["apiVersion"] == "ray.io/v1" and rs["kind"] == "RayService"
     serve_cfg = yaml.safe_load(rs["spec"]["serveConfigV2"])
     shipped = yaml.safe_load((REPO / "serving" / "cluster.yaml").read_text())
-    assert serve_cfg["applications"] == shipped["applications"]  # the two never drift apart
+    # the two never drift apart, but for where the code comes from: on `ray up` nodes a copy on the
+    # shared mount (`local://`, for `serve deploy`); in KubeRay's pods the image itself
+    assert all(a.pop("runtime_env") == {"py_modules": ["local:///mnt/shared/medforge/code"]}
+               for a in shipped["applications"])
+    assert serve_cfg["applications"] == shipped["applications"]
     cluster = rs["spec"]["rayClusterConfig"]
     assert cluster["rayVersion"] == "2.60.0" and cluster["headGroupSpec"]["rayStartParams"]["dashboard-host"] == "0.0.0.0"
     llm = next(a for a in serve_cfg["applications"] if a["name"] == "llm")["args"]

@@ -53,10 +53,14 @@ RUN_BY_TEST: dict[tuple[str, ...], str] = {
         "tests/integration/test_rehearsal.py::test_pipeline_stopped_during_finetuning_resumes_on_resubmit",
     ("ray job logs", "<submission-id>"):
         "tests/integration/test_rehearsal.py::test_pipeline_stopped_during_finetuning_resumes_on_resubmit",
-    ("$SUBMIT python ray_jobs/serve.py", "serving/cluster.yaml"):
-        "tests/integration/test_rehearsal.py::test_serve_job_of_the_cluster_file_answers_openai_and_medqa",
+    ("ray rsync-up", "src/medforge/"):
+        "tests/integration/test_rehearsal.py::test_serve_deploy_of_the_cluster_file_answers_openai_and_medqa",
+    ("serve deploy", "serving/cluster.yaml", "--address"):
+        "tests/integration/test_rehearsal.py::test_serve_deploy_of_the_cluster_file_answers_openai_and_medqa",
     ("serve status --address",):
-        "tests/integration/test_rehearsal.py::test_serve_job_of_the_cluster_file_answers_openai_and_medqa",
+        "tests/integration/test_rehearsal.py::test_serve_deploy_of_the_cluster_file_answers_openai_and_medqa",
+    ("serve shutdown --address",):
+        "tests/integration/test_rehearsal.py::test_serve_deploy_of_the_cluster_file_answers_openai_and_medqa",
 }
 
 PATHLIKE = re.compile(r"(?:^|(?<=[=\s:,@]))((?:configs|serving|deploy|ray_jobs|docs|tests|bench|scripts|src)/[\w./-]*)")
