@@ -142,12 +142,7 @@ def contexts_card(st: ContextStats, fingerprint: dict[str, Any], manifest: dict[
     }
     state = "final" if summary is not None else "in progress (rewritten after every chunk)"
     card.notes.append(f"Made by medforge's generate-contexts job; this card is {state}.")
-    if plots and not R.plots_available():
-        card.notes.append("matplotlib is not installed: no plots (pip install matplotlib).")
-        plots = False
-
-    def P(name: str, draw) -> str:  # noqa: N802 - draws only when plots are wanted
-        return R.add_plot(card, name, draw()) if plots else ""
+    P = R.plotter(card, plots)  # noqa: N806 - P(name, draw): a plot's marker, "" when there are no plots
 
     acc = st.prelim_accuracy()
     card.sections.append(("Overview", R.md_table(["", ""], [

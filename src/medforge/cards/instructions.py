@@ -219,11 +219,7 @@ def instruction_card(inp: InstructionCardInputs, plots: bool = True) -> R.Card:
     }
     state = "final" if inp.final else "in progress (rewritten after every round and response chunk)"
     card.notes.append(f"Made by medforge's generate-instructions job; this card is {state}.")
-    if plots and not R.plots_available():
-        card.notes.append("matplotlib is not installed: no plots (pip install matplotlib).")
-        plots = False
-    def P(name: str, draw) -> str:  # noqa: N802 - draws only when plots are wanted
-        return R.add_plot(card, name, draw()) if plots else ""
+    P = R.plotter(card, plots)  # noqa: N806 - P(name, draw): a plot's marker, "" when there are no plots
 
     overview = [R.md_table(["", ""], [
         ("rows in the dataset", st["rows"]),

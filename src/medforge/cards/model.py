@@ -82,9 +82,7 @@ def model_card(inp: ModelCardInputs, plots: bool = True) -> R.Card:
              "metrics": [{"type": "win_rate", "value": v}]}
             for ref, v in _win_rates(inp.evaluation).items()]}]
     card.notes.append("Made by medforge's fine-tune job" + ("; evaluation added by the pipeline." if inp.evaluation else "."))
-    if plots and not R.plots_available():
-        card.notes.append("matplotlib is not installed: no plots.")
-        plots = False
+    P = R.plotter(card, plots)  # noqa: N806
     ds = f"[dataset card]({inp.dataset_card})" if inp.dataset_card else "no dataset card found beside the data"
     card.sections.append(("Model", R.md_table(["", ""], [
         ("base model", inp.base_model),
@@ -93,11 +91,10 @@ def model_card(inp: ModelCardInputs, plots: bool = True) -> R.Card:
         ("lineage", inp.lineage or "not run by the pipeline"),
     ])))
     res = [R.md_table(["metric", "value"], [(k, v) for k, v in inp.results.items() if not isinstance(v, (list, dict))])]
-    if plots:
-        for key in ("train_loss", "eval_loss"):
-            pts = _loss_points(inp.history, key)
-            if pts:
-                res += ["", R.add_plot(card, key, R.line_png(pts, key.replace("_", " "), "step" if llm else "epoch", "loss"))]
+    for key in ("train_loss", "eval_loss"):
+        pts = _loss_points(inp.history, key)
+        if pts:
+            res += ["", P(key, lambda pts=pts, key=key: R.line_png(pts, key.replace("_", " "), "step" if llm else "epoch", "loss"))]
     card.sections.append(("Training results", "\n".join(res)))
     if inp.evaluation:
         rows = [(ref, v) for ref, v in _win_rates(inp.evaluation).items()]

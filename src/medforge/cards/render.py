@@ -12,7 +12,7 @@ import html
 import io
 import logging
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -226,6 +226,20 @@ def line_png(points: Sequence[tuple[float, float]], title: str, xlabel: str, yla
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     return _png(fig)
+
+
+def plotter(card: Card, plots: bool) -> Callable[[str, Callable[[], bytes | None]], str]:
+    """``P(name, draw)``: draws and registers a plot (its ``{{plot:name}}`` marker) when ``plots`` is
+    wanted and matplotlib is installed, else returns "" without drawing. A card that wanted plots
+    but cannot have them says why in its notes."""
+    if plots and not plots_available():
+        card.notes.append("matplotlib is not installed: no plots (pip install matplotlib).")
+        plots = False
+
+    def draw_plot(name: str, draw: Callable[[], bytes | None]) -> str:
+        return add_plot(card, name, draw()) if plots else ""
+
+    return draw_plot
 
 
 def add_plot(card: Card, name: str, png: bytes | None) -> str:
