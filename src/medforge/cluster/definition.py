@@ -14,7 +14,6 @@
 from __future__ import annotations
 
 import argparse
-import copy
 import re
 import sys
 from pathlib import Path
@@ -23,6 +22,7 @@ from typing import Any
 import yaml
 
 from medforge.cluster.resources import demand_problems, node_types_from_autoscaler_config
+from medforge.ray_compat import validate_cluster_config
 
 PLACEHOLDER = re.compile(r"REPLACE-ME[\w-]*")
 REPO = Path(__file__).resolve().parents[3]
@@ -41,10 +41,8 @@ def placeholder_problems(text: str, source: str) -> list[str]:
 
 def ray_schema_problems(config: dict[str, Any]) -> list[str]:
     """What ``ray up`` would refuse: Ray's config preparation and JSON-schema validation."""
-    from ray.autoscaler._private.util import prepare_config, validate_config
-
     try:
-        validate_config(prepare_config(copy.deepcopy(config)))
+        validate_cluster_config(config)
     except Exception as exc:  # noqa: BLE001 - jsonschema / ValueError: reported with Ray's own words
         first = str(exc).split("\n\nFailed validating")[0].strip()
         return [f"Ray's cluster config validation: {type(exc).__name__}: {first[:600]}"]
