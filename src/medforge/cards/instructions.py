@@ -26,6 +26,8 @@ from typing import Any
 from medforge.cards import render as R
 from medforge.cards.verbs import METHOD as VERB_METHOD
 from medforge.cards.verbs import verb_noun_counts
+from medforge.datagen.novelty import tokenize
+from medforge.datagen.seeds import NO_INPUT
 from medforge.io import read_jsonl
 
 _ROUND = re.compile(r"^r(\d+)-")
@@ -71,8 +73,6 @@ def novelty_profile(instructions: list[str], seeds: list[str], max_pairs: int = 
     """
     from rapidfuzz import process
     from rapidfuzz.distance import LCSseq
-
-    from medforge.datagen.novelty import tokenize
 
     pool_texts = list(instructions) + list(seeds)
     if len(instructions) < 1 or len(pool_texts) < 2:
@@ -306,8 +306,6 @@ def _size_category(n: int) -> str:
 def inputs_from_run(run: Any, responses: dict[str, dict[str, Any]] | None) -> InstructionCardInputs:
     """Mid-run inputs from an :class:`~medforge.datagen.pipeline.InstructionRun`'s state (tasks accepted
     so far; replies saved so far)."""
-    from medforge.datagen.seeds import NO_INPUT
-
     rows, failed = [], []
     for task in run.accepted:
         resp = (responses or {}).get(task["id"])

@@ -21,8 +21,12 @@ from typing import Any
 
 import yaml
 
+from medforge.cluster.environment import NODE_PATH, REQUIREMENTS_FILE, render
+from medforge.cluster.preflight import train_demand, vllm_demand
 from medforge.cluster.resources import demand_problems, node_types_from_autoscaler_config
+from medforge.engines.config import VLLMTeacherConfig
 from medforge.ray_compat import validate_cluster_config
+from medforge.train.config import ScalingSection
 
 PLACEHOLDER = re.compile(r"REPLACE-ME[\w-]*")
 REPO = Path(__file__).resolve().parents[3]
@@ -59,8 +63,6 @@ def exposure_problems(config: dict[str, Any]) -> list[str]:
 
 def environment_problems(config: dict[str, Any], repo: Path = REPO) -> list[str]:
     """The nodes must install the one definition of the environment, and it must be current."""
-    from medforge.cluster.environment import NODE_PATH, REQUIREMENTS_FILE, render
-
     problems = []
     mounts = config.get("file_mounts") or {}
     if mounts.get(NODE_PATH) != REQUIREMENTS_FILE:
@@ -81,10 +83,6 @@ def job_demands(path: Path) -> list:
 
     Only the resource sections are validated: the rest names cluster paths that do not exist here.
     """
-    from medforge.cluster.preflight import train_demand, vllm_demand
-    from medforge.engines.config import VLLMTeacherConfig
-    from medforge.train.config import ScalingSection
-
     raw = yaml.safe_load(path.read_text()) or {}
     demands = []
 

@@ -24,13 +24,14 @@ from typing import Any
 
 import numpy as np
 
+from medforge.datagen.novelty import rouge_l_f1, tokenize
+from medforge.eval.stats import bootstrap_ci
+
 NOTE = "reference-based scores beside the judge; not AlpaCare's protocol (which is the pairwise judge)"
 
 
 def rouge_l(answer: str, reference: str) -> float:
     """ROUGE-L F1 of ``answer`` against ``reference`` with the novelty filter's kernel (0 when either is empty)."""
-    from medforge.datagen.novelty import rouge_l_f1, tokenize
-
     return float(rouge_l_f1(tokenize(reference), tokenize(answer)))
 
 
@@ -77,8 +78,6 @@ def cosine_pairs(a: np.ndarray, b: np.ndarray) -> list[float]:
 
 def score_summary(values: Sequence[float], n_boot: int, seed: int) -> dict[str, Any]:
     """``{n, mean, ci95}`` of per-item scores (bootstrap over items)."""
-    from medforge.eval.stats import bootstrap_ci
-
     return {"n": len(values), "mean": float(np.mean(values)) if len(values) else math.nan,
             "ci95": bootstrap_ci(values, n_boot, seed)}
 
