@@ -26,9 +26,9 @@ from typing import Any
 from medforge.cards import render as R
 from medforge.cards.verbs import METHOD as VERB_METHOD
 from medforge.cards.verbs import verb_noun_counts
-from medforge.datagen.novelty import tokenize
-from medforge.datagen.seeds import NO_INPUT
+from medforge.datasets.alpaca import dataset_input
 from medforge.io import read_jsonl
+from medforge.rouge import tokenize
 
 _ROUND = re.compile(r"^r(\d+)-")
 
@@ -315,7 +315,7 @@ def inputs_from_run(run: Any, responses: dict[str, dict[str, Any]] | None) -> In
             continue
         rows.append({**{k: task.get(k) for k in ("instruction", "type", "topic", "view", "difficulty",
                                                    "novelty_best_rouge_l", "id")},
-                     "input": "" if task["input"] == NO_INPUT else task["input"],
+                     "input": dataset_input(task["input"]),
                      "output": (resp or {}).get("output") or "",
                      "response_truncated": bool((resp or {}).get("truncated"))})
     return InstructionCardInputs(rows=rows, tasks_rejected=list(run.rejected), responses_failed=failed,

@@ -5,7 +5,7 @@ depend on the judge, for runs whose judge is too weak to trust (a laptop's 135M 
 compare the model's answer with the reference answer item by item; the mean over items gets a
 percentile bootstrap CI (:func:`medforge.eval.stats.bootstrap_ci`).
 
-* ROUGE-L F1: the novelty filter's exact kernel (:func:`medforge.datagen.novelty.tokenize` and
+* ROUGE-L F1: the novelty filter's exact kernel (:func:`medforge.rouge.tokenize` and
   :func:`~medforge.datagen.novelty.rouge_l_f1`, bit-identical to ``rouge_score`` 0.1.2 without
   stemming).
 * Embedding similarity: cosine of mean-pooled, L2-normalised token embeddings (how
@@ -24,8 +24,9 @@ from typing import Any
 
 import numpy as np
 
-from medforge.datagen.novelty import rouge_l_f1, tokenize
+from medforge.datagen.novelty import rouge_l_f1
 from medforge.eval.stats import bootstrap_ci
+from medforge.rouge import tokenize
 
 NOTE = "reference-based scores beside the judge; not AlpaCare's protocol (which is the pairwise judge)"
 
