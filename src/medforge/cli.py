@@ -28,7 +28,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "evaluate-mc": ("medforge.eval.job:cli_mc", "multiple-choice accuracy of exported SLMs, with/without context; few-shot curves"),
     "pipeline": ("medforge.pipeline.job:cli_main", "the whole loop as one job: generate -> fine-tune -> evaluate vs base -> serve"),
     "serve": ("medforge.serve.cli:cli_main", "serve the trained models on Ray Serve (OpenAI-compatible LLM, multi-LoRA)"),
-    "check-cluster": ("medforge.cluster.definition:cli_main", "check a cluster.yaml before `ray up`: placeholders, Ray's schema, job demands"),
+    "check-cluster": ("medforge.check_cluster:cli_main", "check a cluster.yaml before `ray up`: placeholders, Ray's schema, job demands"),
     "cluster-requirements": ("medforge.cluster.environment:cli_main", "the cluster nodes' requirements, generated from pyproject.toml"),
 }
 

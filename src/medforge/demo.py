@@ -27,6 +27,20 @@ import time
 from pathlib import Path
 from typing import Any
 
+from medforge.config.base import ConfigError, load_config
+from medforge.engines.small import SmallModelError, make_small_models
+from medforge.engines.tiny import make_tiny_models
+from medforge.eval.stats import reliability_line
+from medforge.io import atomic_write_text, read_jsonl
+from medforge.mc.scorer import load_mc_model, score_rows
+from medforge.pipeline.config import STAGES, PipelineConfig
+from medforge.pipeline.plan import make_plan, wiring_problems
+from medforge.pipeline.runner import PipelineRun, open_run_dir
+from medforge.pipeline.stages import dataset_preview
+from medforge.train.config import SLMFinetuneConfig
+from medforge.train.slm import run_slm_finetune
+from medforge.train.synthetic import write_mc_splits
+
 logger = logging.getLogger(__name__)
 
 REPO = Path(__file__).resolve().parents[2]
@@ -91,9 +105,6 @@ ESTIMATES = {"generate": 200.0, "finetune": 80.0, "evaluate": 110.0, "serve": 30
 def mc_config(out: Path, encoder: str | Path, splits: dict[str, Path]):
     """The demo scorer's training config: configs/finetune/slm_local_small.yaml with the settings the suite's
     3-seed MiniLM test learns with (lr 2e-4, one worker), one seed, one epoch over the 160 synthetic rows."""
-    from medforge.config.base import load_config
-    from medforge.train.config import SLMFinetuneConfig
-
     return load_config(SLMFinetuneConfig, REPO / "configs" / "finetune" / "slm_local_small.yaml", [
         f"model={encoder}", f"data.train_path={splits['train']}", f"data.dev_path={splits['dev']}",
         f"data.test_path={splits['test']}", "data.max_length=128", "seeds=[0]", "optim.epochs=1", "optim.lr=2.0e-4",
@@ -108,11 +119,6 @@ def mc_model_ready(out: Path) -> bool:
 def train_mc_model(out: Path, encoder: str | Path) -> dict[str, Any]:
     """Train /v1/medqa's MiniLM scorer on synthetic questions whose answer only the context tells (Ray must be up),
     then score the synthetic test split with and without context: ``{"with", "without", "seconds"}``."""
-    from medforge.io import atomic_write_text, read_jsonl
-    from medforge.mc.scorer import load_mc_model, score_rows
-    from medforge.train.slm import run_slm_finetune
-    from medforge.train.synthetic import write_mc_splits
-
     t0 = time.perf_counter()
     splits = write_mc_splits(out / "data")
     run_slm_finetune(mc_config(out, encoder, splits))
@@ -171,24 +177,15 @@ def cli_main(argv: list[str]) -> int:
     if not config.is_file():
         raise SystemExit(f"{config} not found: run the demo from a medforge checkout")
 
-    from medforge.config.base import ConfigError, load_config
-    from medforge.pipeline.config import STAGES, PipelineConfig
-    from medforge.pipeline.plan import make_plan, wiring_problems
-    from medforge.pipeline.runner import PipelineRun, open_run_dir
-
     print(BANNER[args.model])
     t0 = time.perf_counter()
     if args.model == "small":
-        from medforge.engines.small import SmallModelError, make_small_models
-
         try:
             models = make_small_models(args.models or ".small_models")
         except SmallModelError as exc:
             raise SystemExit(f"medforge demo: {exc}") from None
         llm, encoder = models["llm"], models["encoder"]
     else:
-        from medforge.engines.tiny import make_tiny_models
-
         models = make_tiny_models(args.models or ".tiny_models")
         llm, encoder = models["llama"], models["bert"]
 
@@ -245,8 +242,6 @@ def print_summary(args: argparse.Namespace, run: Any, summary: dict[str, Any], w
     print(BANNER[args.model])
     gen = rec["generate"]
     if gen:
-        from medforge.pipeline.stages import dataset_preview
-
         rows = dataset_preview(gen["dataset"], args.show)
         print(f"1. GENERATE: {gen['rows']} dataset rows ({gen['accepted_tasks']} tasks accepted; rejected by reason: "
               + (", ".join(f"{k} {v}" for k, v in sorted(gen["rejected"].items(), key=lambda kv: -kv[1])) or "none")
@@ -292,8 +287,6 @@ def print_summary(args: argparse.Namespace, run: Any, summary: dict[str, Any], w
 def print_evaluation(ev: dict[str, Any], model_kind: str) -> None:
     """Section 3: per reference, the judge's reliability verdict first, then the win rates, then the
     reference-based scores (which need no judge)."""
-    from medforge.eval.stats import reliability_line
-
     models = ev["models"]
     first = next(iter(models.values()))
     print(f"3. EVALUATE: tuned vs base, {first['n_items']} items, both orders, judge: {first['judge']}")

@@ -15,6 +15,8 @@ from typing import Any
 from pydantic import BaseModel
 
 from medforge.config.base import ConfigError, dump_config, load_config
+from medforge.engines.breaker import EXIT_INCOMPLETE, circuit_message
+from medforge.runtime import init_ray
 
 logger = logging.getLogger(__name__)
 
@@ -63,10 +65,7 @@ def run_job(
         logger.warning(tiny_warning)
 
     if needs_ray:
-        from medforge.runtime import init_ray
-
         init_ray(cfg.ray_address, cfg.ray_num_cpus, getattr(cfg, "ray_object_store_mib", None))
-    from medforge.engines.breaker import EXIT_INCOMPLETE, circuit_message
 
     try:
         summary = run(cfg)

@@ -30,7 +30,8 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from medforge.io import is_uri, storage_filesystem
+from medforge.config.base import ConfigError
+from medforge.io import is_uri, storage_filesystem, storage_write_problem
 
 logger = logging.getLogger(__name__)
 
@@ -160,8 +161,6 @@ def pull_run_folder(folder: RunFolder, field: str) -> None:
     fails in seconds, naming the path and the fix), then pull it into the staging copy."""
     if not folder.remote:
         return
-    from medforge.config.base import ConfigError
-    from medforge.io import storage_write_problem
 
     problem = storage_write_problem(folder.uri, field)
     if problem:

@@ -26,7 +26,9 @@ from typing import Any
 from medforge.cards import render as R
 from medforge.cards.verbs import METHOD as VERB_METHOD
 from medforge.cards.verbs import verb_noun_counts
+from medforge.datasets.alpaca import dataset_input
 from medforge.io import read_jsonl
+from medforge.rouge import tokenize
 
 _ROUND = re.compile(r"^r(\d+)-")
 
@@ -71,8 +73,6 @@ def novelty_profile(instructions: list[str], seeds: list[str], max_pairs: int = 
     """
     from rapidfuzz import process
     from rapidfuzz.distance import LCSseq
-
-    from medforge.datagen.novelty import tokenize
 
     pool_texts = list(instructions) + list(seeds)
     if len(instructions) < 1 or len(pool_texts) < 2:
@@ -302,8 +302,6 @@ def _size_category(n: int) -> str:
 def inputs_from_run(run: Any, responses: dict[str, dict[str, Any]] | None) -> InstructionCardInputs:
     """Mid-run inputs from an :class:`~medforge.datagen.pipeline.InstructionRun`'s state (tasks accepted
     so far; replies saved so far)."""
-    from medforge.datagen.seeds import NO_INPUT
-
     rows, failed = [], []
     for task in run.accepted:
         resp = (responses or {}).get(task["id"])
@@ -313,7 +311,7 @@ def inputs_from_run(run: Any, responses: dict[str, dict[str, Any]] | None) -> In
             continue
         rows.append({**{k: task.get(k) for k in ("instruction", "type", "topic", "view", "difficulty",
                                                    "novelty_best_rouge_l", "id")},
-                     "input": "" if task["input"] == NO_INPUT else task["input"],
+                     "input": dataset_input(task["input"]),
                      "output": (resp or {}).get("output") or "",
                      "response_truncated": bool((resp or {}).get("truncated"))})
     return InstructionCardInputs(rows=rows, tasks_rejected=list(run.rejected), responses_failed=failed,

@@ -25,6 +25,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medforge.config.base import ConfigError
+from medforge.ray_compat import gcs_cluster_config
+
 logger = logging.getLogger(__name__)
 
 # Ray's label resource for a GPU model ("accelerator_type:A100"); a request holds a sliver of it.
@@ -147,7 +150,7 @@ def _bootstrap_config_path() -> Path | None:
 def discover_node_types() -> tuple[str, list[NodeType]]:
     """What the joined cluster can grow to, and where that was read from.
 
-    In order: the autoscaler's cluster config in the GCS (``ray._private.state``; reported by
+    In order: the autoscaler's cluster config in the GCS (:func:`medforge.ray_compat.gcs_cluster_config`; reported by
     autoscaler v2 and KubeRay), the autoscaler config on the head (``~/ray_bootstrap_config.yaml``,
     which ``ray up`` writes and the autoscaler reads; ``MEDFORGE_AUTOSCALER_CONFIG`` overrides the
     path), else the nodes up now (a laptop, or a cluster without an autoscaler).
@@ -155,7 +158,7 @@ def discover_node_types() -> tuple[str, list[NodeType]]:
     import ray
 
     try:
-        proto = ray._private.state.state.get_cluster_config()
+        proto = gcs_cluster_config()
     except Exception as exc:  # noqa: BLE001 - an older GCS without it: fall through to the next source
         logger.debug("no cluster config in the GCS: %s", exc)
         proto = None
@@ -166,8 +169,6 @@ def discover_node_types() -> tuple[str, list[NodeType]]:
         import yaml
 
         if not path.is_file():
-            from medforge.config.base import ConfigError
-
             raise ConfigError("cluster resources", [f"MEDFORGE_AUTOSCALER_CONFIG = {str(path)!r}: no such file; fix: "
                                                     "point it at the autoscaler config or unset it"])
         types = node_types_from_autoscaler_config(yaml.safe_load(path.read_text()) or {})
@@ -258,8 +259,6 @@ def demand_problems(demands: list[Demand], node_types: list[NodeType], source: s
 def check_demands(demands: list[Demand], stage: str,
                   discovered: tuple[str, list[NodeType]] | None = None) -> None:
     """Raise ``ConfigError`` (in seconds, before any actor waits) when the joined cluster can never hold ``demands``."""
-    from medforge.config.base import ConfigError
-
     if not demands:
         return
     source, node_types = discovered or discover_node_types()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from medforge.contexts.config import ContextJobConfig
+from medforge.contexts.pipeline import run_context_generation
 from medforge.jobs import run_job
 
 NOISE_WARNING = (
@@ -13,8 +14,6 @@ NOISE_WARNING = (
 
 
 def _run(cfg: ContextJobConfig) -> dict:
-    from medforge.contexts.pipeline import run_context_generation
-
     return run_context_generation(cfg)
 
 

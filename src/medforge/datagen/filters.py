@@ -9,11 +9,11 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from medforge.config.base import MedforgeModel
 from pydantic import Field
 
+from medforge.config.base import MedforgeModel
 from medforge.datagen.response_task import MC_TYPES, option_letters
-from medforge.datagen.seeds import NO_INPUT
+from medforge.datasets.alpaca import NO_INPUT
 
 # Tasks a text-only model cannot do (Alpaca's list, minus nothing medical text needs).
 DEFAULT_DENYLIST = (

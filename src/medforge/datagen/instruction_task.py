@@ -19,7 +19,8 @@ import re
 from typing import Any
 
 from medforge.datagen.prompts import render
-from medforge.datagen.seeds import NO_INPUT, TASK_TYPES, normalize_type
+from medforge.datagen.seeds import TASK_TYPES, normalize_type
+from medforge.datasets.alpaca import NO_INPUT
 
 TEMPLATE = "instruction_generation.jinja"
 FIELDS = ("type", "topic", "view", "difficulty", "instruction", "input")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from medforge.datagen.config import InstructionJobConfig
+from medforge.datagen.pipeline import run_instruction_synthesis
 from medforge.jobs import run_job
 
 NOISE_WARNING = (
@@ -13,8 +14,6 @@ NOISE_WARNING = (
 
 
 def _run(cfg: InstructionJobConfig) -> dict:
-    from medforge.datagen.pipeline import run_instruction_synthesis
-
     return run_instruction_synthesis(cfg)
 
 

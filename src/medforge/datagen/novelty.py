@@ -33,36 +33,18 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
-logger = logging.getLogger(__name__)
+from medforge.rouge import tokenize
 
-_NON_ALNUM = re.compile(r"[^a-z0-9]+")
+logger = logging.getLogger(__name__)
 
 # Lengths below this use a precomputed L(m, n) table instead of the float scan.
 _TABLE = 256
-
-
-def tokenize(text: str) -> list[str]:
-    """Tokenise exactly like rouge_score 0.1.2's default tokenizer without stemming.
-
-    rouge_score lowercases (Unicode-aware, so e.g. ``"İ"`` becomes ``"i"`` plus a combining dot),
-    replaces every run outside ``[a-z0-9]`` with a space, splits on ``\\s+`` and keeps tokens
-    matching ``^[a-z0-9]+$``. After the substitution only ``[a-z0-9 ]`` remain, so that final
-    regex only drops the empty strings produced at the edges, which ``str.split()`` never makes.
-
-    Args:
-        text: Any string.
-
-    Returns:
-        The token list rouge_score would produce.
-    """
-    return _NON_ALNUM.sub(" ", text.lower()).split()
 
 
 def _lcs(a: Sequence[Any], b: Sequence[Any]) -> int:
@@ -243,6 +225,7 @@ class NoveltyFilter:
         return out
 
     def _filter_batch(self, texts: list[str], ids: list[str]) -> list[NoveltyDecision]:
+        # numba is heavy to import and its kernels compile on first use: only once a filter runs
         from medforge.datagen import _novelty_kernels as nk
 
         b = len(texts)

@@ -58,7 +58,7 @@ from typing import Literal
 from pydantic import Field
 
 from medforge.config.base import MedforgeModel
-from medforge.datagen.novelty import tokenize
+from medforge.rouge import tokenize
 
 GateName = Literal["empty", "refusal", "repetition", "echo", "not_english", "truncated"]
 #: the order in which :func:`check_response` applies the gates (truncated last: a loop that ran

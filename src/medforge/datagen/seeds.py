@@ -16,11 +16,11 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from medforge.datasets.alpaca import NO_INPUT
 from medforge.io import jsonl_text_lines, lone_surrogate_problem
 
 logger = logging.getLogger(__name__)
 
-NO_INPUT = "<noinput>"
 TASK_TYPES = (
     "Text Generation",
     "Open Q&A",

@@ -5,20 +5,18 @@ from __future__ import annotations
 from typing import Any
 
 from medforge.eval.config import EvalConfig, MCEvalConfig
+from medforge.eval.freeform import run_evaluate
+from medforge.eval.mc import run_evaluate_mc
 from medforge.jobs import run_job
 
 
 def _run(cfg: EvalConfig) -> dict[str, Any]:
-    from medforge.eval.freeform import run_evaluate
-
     report = run_evaluate(cfg)
     return {"output_dir": cfg.output.dir, "judge_calls": report["judge_calls"],
             **{ref: {k: r[k] for k in ("win_rate", "ci95", "lc_win_rate", "n_scored")} for ref, r in report["references"].items()}}
 
 
 def _run_mc(cfg: MCEvalConfig) -> dict[str, Any]:
-    from medforge.eval.mc import run_evaluate_mc
-
     report = run_evaluate_mc(cfg)
     return {"output_dir": cfg.output_dir, "results": [{k: r[k] for k in ("model", "dataset", "context", "accuracy", "n_scored")}
                                                        for r in report["results"]], "few_shot": report["few_shot"]}

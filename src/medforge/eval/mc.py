@@ -17,7 +17,9 @@ from typing import Any
 from medforge.config.base import ConfigError
 from medforge.datasets.mcq import iter_mcq_file, quarantine_record
 from medforge.eval.config import MCEvalConfig
+from medforge.eval.report import write_mc_report
 from medforge.io import atomic_write_jsonl
+from medforge.mc.scorer import load_mc_model, score_rows
 from medforge.train.common import mean_std
 
 logger = logging.getLogger(__name__)
@@ -44,8 +46,6 @@ def read_mc_dataset(path: str | Path, fmt: str = "auto", cop_base: int = 1) -> t
 
 def score_dataset(mc: Any, rows: list[dict[str, Any]], context: str, batch_size: int) -> tuple[list[dict[str, Any]], dict[str, Any]]:
     """Predictions and accuracy of one model on one dataset under one context setting."""
-    from medforge.mc.scorer import score_rows
-
     use = {"with": True, "without": False, "as_trained": None}[context]
     preds = score_rows(mc, rows, batch_size=batch_size, use_context=use)
     scored = [p for p in preds if p["correct"] is not None]
@@ -77,9 +77,6 @@ def few_shot_curves(run_dirs: list[str]) -> tuple[dict[str, list[dict[str, Any]]
 
 def run_evaluate_mc(cfg: MCEvalConfig) -> dict[str, Any]:
     """Score every model on every dataset under every context setting; write the report."""
-    from medforge.eval.report import write_mc_report
-    from medforge.mc.scorer import load_mc_model
-
     problems = [f"datasets: {d.path!r}: file not found; fix: point it at a JSONL file" for d in cfg.datasets if not Path(d.path).is_file()]
     problems += [f"models.{k} = {p!r}: not a medforge multiple-choice export (no medforge_mc.json); fix: point at the 'model' "
                  "folder that medforge finetune-slm writes into its output_dir" for k, p in cfg.models.items()

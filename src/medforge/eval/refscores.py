@@ -5,7 +5,7 @@ depend on the judge, for runs whose judge is too weak to trust (a laptop's 135M 
 compare the model's answer with the reference answer item by item; the mean over items gets a
 percentile bootstrap CI (:func:`medforge.eval.stats.bootstrap_ci`).
 
-* ROUGE-L F1: the novelty filter's exact kernel (:func:`medforge.datagen.novelty.tokenize` and
+* ROUGE-L F1: the novelty filter's exact kernel (:func:`medforge.rouge.tokenize` and
   :func:`~medforge.datagen.novelty.rouge_l_f1`, bit-identical to ``rouge_score`` 0.1.2 without
   stemming).
 * Embedding similarity: cosine of mean-pooled, L2-normalised token embeddings (how
@@ -24,13 +24,15 @@ from typing import Any
 
 import numpy as np
 
+from medforge.datagen.novelty import rouge_l_f1
+from medforge.eval.stats import bootstrap_ci
+from medforge.rouge import tokenize
+
 NOTE = "reference-based scores beside the judge; not AlpaCare's protocol (which is the pairwise judge)"
 
 
 def rouge_l(answer: str, reference: str) -> float:
     """ROUGE-L F1 of ``answer`` against ``reference`` with the novelty filter's kernel (0 when either is empty)."""
-    from medforge.datagen.novelty import rouge_l_f1, tokenize
-
     return float(rouge_l_f1(tokenize(reference), tokenize(answer)))
 
 
@@ -77,8 +79,6 @@ def cosine_pairs(a: np.ndarray, b: np.ndarray) -> list[float]:
 
 def score_summary(values: Sequence[float], n_boot: int, seed: int) -> dict[str, Any]:
     """``{n, mean, ci95}`` of per-item scores (bootstrap over items)."""
-    from medforge.eval.stats import bootstrap_ci
-
     return {"n": len(values), "mean": float(np.mean(values)) if len(values) else math.nan,
             "ci95": bootstrap_ci(values, n_boot, seed)}
 

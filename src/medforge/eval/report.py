@@ -13,6 +13,8 @@ import math
 from pathlib import Path
 from typing import Any
 
+from medforge.eval.refscores import NOTE
+from medforge.eval.stats import reliability_line
 from medforge.io import atomic_write_text
 
 
@@ -97,8 +99,6 @@ def plot_win_rates(report: dict[str, Any], out: Path) -> list[str]:
 
 def judge_warning(report: dict[str, Any]) -> list[str]:
     """Lines that go above every win rate: the judge's reliability verdict per reference."""
-    from medforge.eval.stats import reliability_line
-
     rels = {n: r.get("judge_reliability") for n, r in report["references"].items() if r.get("judge_reliability")}
     if not rels:
         return []
@@ -122,7 +122,6 @@ def reference_score_lines(report: dict[str, Any]) -> list[str]:
     rows = {n: r["reference_scores"] for n, r in report["references"].items() if r.get("reference_scores")}
     if not rows:
         return []
-    from medforge.eval.refscores import NOTE
 
     lines = ["", "## Reference-based scores", "", f"Deterministic, judge-free: {NOTE}. Mean over items with a 95% bootstrap CI; "
              "ROUGE-L F1 uses the novelty filter's exact kernel, embedding similarity is the cosine of mean-pooled "

@@ -22,11 +22,11 @@ from typing import Any
 
 import numpy as np
 
+from medforge.eval.judge import ORDERS, OUTCOME_SCORE
+
 
 def item_score(outcomes: Sequence[str | None]) -> float | None:
     """Mean score over an item's parsed outcomes (``win``/``tie``/``loss``); ``None`` if none parsed."""
-    from medforge.eval.judge import OUTCOME_SCORE
-
     vals = [OUTCOME_SCORE[o] for o in outcomes if o is not None]
     return sum(vals) / len(vals) if vals else None
 
@@ -113,8 +113,6 @@ def judge_reliability(records: list[dict[str, Any]], min_consistency: float = MI
 
     A judge that always answers "Output (a)" has consistency 0 and position bias 1: not usable.
     """
-    from medforge.eval.judge import ORDERS
-
     calls = unparsed = pairs = agree = same_slot = 0
     for r in records:
         called = {o: r["verdicts"].get(o) for o in ORDERS
@@ -165,8 +163,6 @@ def summarize(records: list[dict[str, Any]], n_boot: int = 2000, seed: int = 0, 
 
     Returns the report block documented in docs/evaluation.md.
     """
-    from medforge.eval.judge import ORDERS
-
     per_order = {o: {"judged": 0, "wins": 0, "ties": 0, "losses": 0, "unparsed": 0} for o in ORDERS}
     scores, deltas, scored = [], [], []
     first = decided = 0

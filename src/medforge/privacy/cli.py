@@ -27,6 +27,8 @@ from pathlib import Path
 
 from medforge.datasets.mcq import FORMATS, MAX_QUESTION_CHARS, iter_mcq_file, quarantine_record
 from medforge.io import jsonl_line
+from medforge.privacy.keywords import KeywordConfig, extract_keywords
+from medforge.privacy.vocab import load_vocabulary
 
 logger = logging.getLogger(__name__)
 
@@ -39,9 +41,6 @@ def side_paths(output: Path) -> tuple[Path, Path]:
 def run_keywords(input_path: str | Path, output_path: str | Path, fmt: str = "auto", cop_base: int = 1,
                  cfg=None) -> dict[str, float | int]:
     """Extract and guard every row of ``input_path``; returns a summary."""
-    from medforge.privacy.keywords import KeywordConfig, extract_keywords
-    from medforge.privacy.vocab import load_vocabulary
-
     cfg = cfg or KeywordConfig()
     vocab = load_vocabulary(tuple(cfg.sources), cfg.cache_dir)
     out = Path(output_path)
@@ -95,7 +94,6 @@ def cli_main(argv: list[str]) -> int:
     if not Path(args.input).is_file():
         print(f"medforge keywords: --input {args.input} does not exist", file=sys.stderr)
         return 2
-    from medforge.privacy.keywords import KeywordConfig
 
     kw = {"max_keywords": args.max_keywords}
     if args.sources:

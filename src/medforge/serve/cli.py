@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from medforge.config.base import ConfigError, _deep_merge, format_validation_error, parse_overrides
+from medforge.runtime import init_ray
 
 logger = logging.getLogger(__name__)
 
@@ -120,8 +121,6 @@ def run_serve_file(data: dict[str, Any], address: str | None, num_cpus: int | No
     import importlib
 
     from ray import serve
-
-    from medforge.runtime import init_ray
 
     # ray.serve.llm needs logical CPUs for the ingress, the LLMServer actor and the engine's
     # bundle; on a 2-core laptop exact accounting never schedules the ingress (STACK.md).

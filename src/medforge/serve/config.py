@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 
 from pydantic import Field, field_validator, model_validator
 
-from medforge.config.base import MedforgeModel
+from medforge.config.base import ConfigError, MedforgeModel, format_validation_error
 from medforge.engines.config import VLLMTeacherConfig
 
 M = TypeVar("M", bound=MedforgeModel)
@@ -90,8 +90,6 @@ class ServedAppConfig(MedforgeModel):
 def validated_args(model: type[M], args: dict[str, Any], what: str) -> M:
     """An app builder's ``args`` validated, every problem in one :class:`ConfigError`."""
     from pydantic import ValidationError
-
-    from medforge.config.base import ConfigError, format_validation_error
 
     try:
         return model.model_validate(args)

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import Field, field_validator
 
 from medforge.engines.config import OpenAITeacherConfig
+from medforge.ray_compat import chat_completion_types
 
 
 class ServedContextLLM(OpenAITeacherConfig):
@@ -56,8 +57,7 @@ class ServeHandleTransport:
         self.handle = serve.get_deployment_handle(cfg.deployment_name, app_name=cfg.app_name).options(stream=True)
 
     async def post(self, body: dict[str, Any]) -> dict[str, Any]:
-        from ray.llm._internal.serve.core.configs.openai_api_models import ChatCompletionRequest, ErrorResponse
-
+        ChatCompletionRequest, ErrorResponse = chat_completion_types()
         request = ChatCompletionRequest.model_validate({**body, "stream": False})
         async for reply in self.handle.chat.remote(request, None):
             if isinstance(reply, ErrorResponse):

@@ -23,7 +23,10 @@ import logging
 from typing import Any
 
 from medforge.engines.chat import vllm_engine_settings, vllm_uses_gpu
-from medforge.serve.config import LLMServeConfig
+from medforge.ray_compat import adapter_ingress_class, init_ingress_app, to_model_metadata
+from medforge.serve.config import LLMServeConfig, validated_args
+from medforge.serve.faults import EngineRestartMiddleware
+from medforge.serve.security import secure_app
 
 logger = logging.getLogger(__name__)
 
@@ -59,65 +62,18 @@ def build_llm_config(cfg: LLMServeConfig, use_gpu: bool):
     )
 
 
-def _ingress_class():
-    from ray.llm._internal.serve.core.configs.openai_api_models import ModelCard, ModelList
-    from ray.serve.llm.ingress import OpenAiIngress
-
-    class MedforgeIngress(OpenAiIngress):
-        """``OpenAiIngress`` that also knows the static adapters: ``model=<adapter>`` goes to the
-        base model's replicas (each has every adapter loaded), and ``/v1/models`` lists them."""
-
-        def __init__(self, llm_deployments, model_cards, *, adapters: dict[str, str], **kwargs):
-            super().__init__(llm_deployments, model_cards, **kwargs)
-            self._adapters = dict(adapters)  # adapter name -> base model id
-
-        async def _get_model_id(self, model: str | None) -> str:
-            if model in self._adapters:
-                return model
-            return await super()._get_model_id(model)
-
-        def _get_configured_serve_handle(self, model_id: str):
-            base = self._adapters.get(model_id)
-            if base is None:
-                return super()._get_configured_serve_handle(model_id)
-            if model_id not in self._configured_serve_handles:
-                self._configured_serve_handles[model_id] = self._default_serve_handles[base].options(stream=True)
-            return self._configured_serve_handles[model_id]
-
-        def _adapter_card(self, name: str) -> ModelCard:
-            base = self._model_cards[self._adapters[name]]
-            return ModelCard(id=name, object="model", owned_by=base.owned_by, permission=list(base.permission),
-                             metadata={**base.metadata, "base_model_id": base.id, "lora_adapter": True})
-
-        async def model(self, model_id: str) -> ModelCard | None:
-            if model_id in self._adapters:
-                return self._adapter_card(model_id)
-            return await super().model(model_id)
-
-        async def models(self) -> ModelList:
-            listed = await super().models()
-            return ModelList(data=[*listed.data, *(self._adapter_card(n) for n in self._adapters)])
-
-    return MedforgeIngress
-
-
 def build_llm_app(cfg: LLMServeConfig, use_gpu: bool | None = None):
     """The Serve application (ingress -> LLMServer) for ``cfg``. Ray must be initialised
     when ``use_gpu`` is None (placement ``auto`` asks the cluster whether it has GPUs)."""
     from fastapi import FastAPI
     from ray import serve
-    from ray.llm._internal.serve.core.configs.openai_api_models import to_model_metadata
-    from ray.llm._internal.serve.core.ingress.ingress import init as init_ingress_app
     from ray.serve.llm import build_llm_deployment
     from ray.serve.llm.ingress import make_fastapi_ingress
-
-    from medforge.serve.faults import EngineRestartMiddleware
-    from medforge.serve.security import secure_app
 
     use_gpu = vllm_uses_gpu(cfg.engine) if use_gpu is None else use_gpu
     llm_config = build_llm_config(cfg, use_gpu)
     deployment = build_llm_deployment(llm_config)
-    ingress_cls = _ingress_class()
+    ingress_cls = adapter_ingress_class()
     app: FastAPI = init_ingress_app()
     _drop_open_cors(app)
     # inside the guard: a refused request never reaches it; outside Ray's error middleware,
@@ -147,6 +103,4 @@ def _drop_open_cors(app: Any) -> None:
 
 def app_builder(args: dict[str, Any]):
     """Ray Serve application builder: ``import_path: medforge.serve.llm:app_builder`` in serving/*.yaml."""
-    from medforge.serve.config import validated_args
-
     return build_llm_app(validated_args(LLMServeConfig, args, "LLM app args"))

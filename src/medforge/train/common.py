@@ -10,6 +10,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
+from medforge.cluster.preflight import module_problems, preflight, train_demand, train_worker_bundle
+from medforge.config.base import ConfigError
 from medforge.train.config import LoggerSection, ScalingSection
 
 logger = logging.getLogger(__name__)
@@ -140,9 +142,6 @@ def cluster_capacity_problems(scaling: ScalingSection, storage: dict[str, str | 
     not what is up now: an 8-GPU job on an autoscaled cluster at rest is fine. ``runs``: Ray Train
     runs whose workers must be held at once.
     """
-    from medforge.cluster.preflight import module_problems, preflight, train_demand
-    from medforge.config.base import ConfigError
-
     problems = module_problems({m: "pip install -e '.[train]' (deepspeed==0.19.8, peft==0.21.2) in the cluster image "
                                    "(cluster.yaml setup_commands, deploy/Dockerfile)" for m in ("deepspeed", "peft")})
     try:
@@ -155,8 +154,6 @@ def cluster_capacity_problems(scaling: ScalingSection, storage: dict[str, str | 
 def ray_scaling_config(scaling: ScalingSection):
     """Ray Train's ``ScalingConfig`` asking for exactly the declared worker (CPUs, GPU, accelerator, memory)."""
     from ray.train import ScalingConfig
-
-    from medforge.cluster.preflight import train_worker_bundle
 
     per_worker = {k: v for k, v in train_worker_bundle(scaling).items() if not k.startswith("accelerator_type:")}
     return ScalingConfig(num_workers=scaling.num_workers, use_gpu=scaling.use_gpu,

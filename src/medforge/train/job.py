@@ -6,17 +6,15 @@ from typing import Any
 
 from medforge.jobs import run_job
 from medforge.train.config import LLMFinetuneConfig, SLMFinetuneConfig
+from medforge.train.llm import run_llm_finetune
+from medforge.train.slm import run_slm_finetune
 
 
 def _run_llm(cfg: LLMFinetuneConfig) -> dict[str, Any]:
-    from medforge.train.llm import run_llm_finetune
-
     return run_llm_finetune(cfg)
 
 
 def _run_slm(cfg: SLMFinetuneConfig) -> dict[str, Any]:
-    from medforge.train.slm import run_slm_finetune
-
     return run_slm_finetune(cfg)
 
 

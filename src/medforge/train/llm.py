@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medforge.cards.model import ModelCardInputs, find_dataset_card, write_model_card
 from medforge.config.base import ConfigError
 from medforge.train.common import (
     MetricsLogger,
@@ -35,7 +36,7 @@ from medforge.train.common import (
 from medforge.train.config import LLMFinetuneConfig
 from medforge.train.deepspeed_config import resolve_deepspeed_config
 from medforge.train.packing import collate_packed, collate_padded, iter_packed_rows, pack_greedy
-from medforge.train.prompts import tokenize_example
+from medforge.train.prompts import alpaca_chat_template, tokenize_example
 
 logger = logging.getLogger(__name__)
 
@@ -363,8 +364,6 @@ def export_model(cfg: LLMFinetuneConfig, state_dict: dict[str, Any], tokenizer: 
     Alpaca training prompt (:func:`medforge.train.prompts.alpaca_chat_template`).
     """
     if cfg.data.format == "alpaca":
-        from medforge.train.prompts import alpaca_chat_template
-
         tokenizer.chat_template = alpaca_chat_template()
     from transformers import AutoModelForCausalLM
 
@@ -525,8 +524,6 @@ def train_loop(config: dict[str, Any]) -> None:
 
 def _write_model_card(cfg: LLMFinetuneConfig, out: Path, state: dict[str, Any]) -> None:
     """README.md (a Hugging Face model card) into the export; a failure here never loses the model."""
-    from medforge.cards.model import ModelCardInputs, find_dataset_card, write_model_card
-
     try:
         write_model_card(out, ModelCardInputs(
             kind="llm", base_model=cfg.model, data=cfg.data.path, config=cfg.model_dump(mode="json"),

@@ -27,9 +27,11 @@ import time
 from pathlib import Path
 from typing import Any
 
+from medforge.cards.model import ModelCardInputs, find_dataset_card, write_model_card
 from medforge.config.base import ConfigError
 from medforge.io import read_jsonl
 from medforge.mc.encoding import MCFormat, collate_mc, encode_rows, normalize_row
+from medforge.mc.scorer import save_mc_export
 from medforge.train.common import (
     MetricsLogger,
     cluster_capacity_problems,
@@ -161,8 +163,6 @@ def _export_best(engine: Any, model: Any, tok: Any, cfg: SLMFinetuneConfig, run_
     """Save the current weights as ``<output_dir>/<run_name>/model`` (collective; rank 0 writes)."""
     import ray.train
 
-    from medforge.mc.scorer import save_mc_export
-
     sd = full_state_dict(engine)
     if ray.train.get_context().get_world_rank() == 0:
         save_mc_export(Path(cfg.output_dir) / run_name / "model", model, tok, mc_format(cfg, num_options, labels), state_dict=sd)
@@ -285,8 +285,6 @@ def _fit_seed(cfg: SLMFinetuneConfig, seed: int, train_rows: list[Any], ds_confi
 def _write_model_card(cfg: SLMFinetuneConfig, export_dir: Path, best: dict[str, Any], mean: float, std: float,
                       per_seed: list[dict[str, Any]]) -> None:
     """README.md (a Hugging Face model card) into the export; a failure here never loses the model."""
-    from medforge.cards.model import ModelCardInputs, find_dataset_card, write_model_card
-
     try:
         hist_path = Path(best["export_dir"]).parent / "history.json"
         history = json.loads(hist_path.read_text()) if hist_path.is_file() else []

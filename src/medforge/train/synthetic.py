@@ -19,6 +19,8 @@ import string
 from pathlib import Path
 from typing import Any
 
+from medforge.io import atomic_write_jsonl
+
 WORDS = (
     "fever cough pain dose insulin asthma heart blood pressure patient symptom treatment infection "
     "kidney liver lung skin bone nerve brain therapy drug tablet chronic acute diagnosis clinical"
@@ -67,8 +69,6 @@ MC_SPLITS = {"train": (160, 0), "dev": (40, 1), "test": (80, 2)}  # rows, seed
 
 def write_mc_splits(out_dir: str | Path) -> dict[str, Path]:
     """``train/dev/test.jsonl`` of :func:`mc_rows` (sizes and seeds in ``MC_SPLITS``) in ``out_dir``."""
-    from medforge.io import atomic_write_jsonl
-
     paths = {}
     for name, (n, seed) in MC_SPLITS.items():
         paths[name] = Path(out_dir) / f"{name}.jsonl"

@@ -9,13 +9,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from medforge.cluster.definition import (
-    PLACEHOLDER,
-    check_cluster_file,
-    cross_check_problems,
-    job_demands,
-    shipped_job_configs,
-)
+from medforge.check_cluster import check_cluster_file, cross_check_problems, job_demands, shipped_job_configs
+from medforge.cluster.definition import PLACEHOLDER
 
 REPO = Path(__file__).resolve().parents[3]
 CLUSTER = REPO / "cluster.yaml"

@@ -185,7 +185,7 @@ def test_missing_autoscaler_config_file_is_a_config_error(monkeypatch, tmp_path)
     from medforge.config.base import ConfigError
 
     monkeypatch.setenv("MEDFORGE_AUTOSCALER_CONFIG", str(tmp_path / "nope.yaml"))
-    monkeypatch.setattr("ray._private.state.state.get_cluster_config", lambda: None)
+    monkeypatch.setattr("medforge.cluster.resources.gcs_cluster_config", lambda: None)
     with pytest.raises(ConfigError, match="MEDFORGE_AUTOSCALER_CONFIG = .*nope.yaml': no such file"):
         discover_node_types()
 

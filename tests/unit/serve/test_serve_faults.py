@@ -114,14 +114,14 @@ def test_through_ray_llm_ingress_app_and_the_guard(monkeypatch):
     pytest.importorskip("vllm")
     from fastapi import HTTPException
     from fastapi.testclient import TestClient
-    from ray.llm._internal.serve.core.ingress.ingress import init
     from vllm.v1.engine.exceptions import EngineDeadError
 
+    from medforge.ray_compat import init_ingress_app
     from medforge.serve.config import SecurityConfig
     from medforge.serve.security import secure_app
 
     monkeypatch.setenv("MEDFORGE_API_KEYS", "k")
-    app = init()
+    app = init_ingress_app()
 
     @app.post("/dead")
     async def dead() -> dict:
