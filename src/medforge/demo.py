@@ -214,7 +214,7 @@ def cli_main(argv: list[str]) -> int:
     # /v1/medqa's scorer lives at a known path, so the plan can name it before it is trained
     cfg = load_config(PipelineConfig, config, [*overrides, f"serve.medqa.mc_model={(mc_out / 'model').resolve()}", *MEDQA])
     run = PipelineRun(make_plan(cfg), list(STAGES))
-    run.ensure_key()  # before Ray starts, so the endpoint's replicas see it
+    run.ensure_key()  # a missing or unreadable key is refused before anything starts
     run.estimates, run.t_start = ESTIMATES, t0
     beside = None
     if mc_model_ready(mc_out):

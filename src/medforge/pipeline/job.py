@@ -8,13 +8,16 @@ import logging
 import sys
 
 from medforge.config.base import ConfigError, dump_config, load_config
+from medforge.engines.breaker import EXIT_INCOMPLETE, circuit_message
+from medforge.pipeline.config import STAGES, PipelineConfig
+from medforge.pipeline.plan import make_plan, wiring_problems
+from medforge.pipeline.runner import PipelineIncomplete, PipelineRefused, PipelineRun, open_run_dir, select_stages
+from medforge.serve.cli import serve_until_interrupted
 
 logger = logging.getLogger(__name__)
 
 
 def parse_args(argv: list[str], prog: str) -> tuple[argparse.Namespace, list[str]]:
-    from medforge.pipeline.config import STAGES
-
     parser = argparse.ArgumentParser(
         prog=prog, description="Seed tasks -> tasks and responses -> fine-tune -> evaluate tuned vs base -> serve, in one "
         "Ray cluster. Finished stages are skipped; a changed config reruns that stage and those after it. Extra "
@@ -35,11 +38,6 @@ def parse_args(argv: list[str], prog: str) -> tuple[argparse.Namespace, list[str
 
 def main(argv: list[str], prog: str = "medforge pipeline") -> int:
     """0 done, 2 refused before any stage ran (bad config, stages that do not fit), 3 a stage left work to do."""
-    from medforge.engines.breaker import EXIT_INCOMPLETE, circuit_message
-    from medforge.pipeline.config import PipelineConfig
-    from medforge.pipeline.plan import make_plan, wiring_problems
-    from medforge.pipeline.runner import PipelineIncomplete, PipelineRefused, PipelineRun, open_run_dir, select_stages
-
     args, overrides = parse_args(argv, prog)
     try:
         cfg = load_config(PipelineConfig, args.config, overrides)
@@ -71,29 +69,27 @@ def main(argv: list[str], prog: str = "medforge pipeline") -> int:
     return 0
 
 
-def print_how_to_query(run, prog: str) -> None:
+def print_how_to_query(run: PipelineRun, prog: str) -> None:
     serve = (run.records.get("serve") or {}).get("outputs")
     if not serve:
         return
     print(f"\nthe tuned model is served as {serve['smoke']['model']!r} at {serve['base_url']} (OpenAI-compatible):")
     print(f"  {serve['how_to_query']}")
-    if run.generated_key and run.serving:  # the endpoint stays up: its user needs the key this run made
-        import os
-
-        print(f"  {run.key_env}={os.environ[run.key_env]}  (made by this run; set it before the run to choose it)")
+    key = run.key
+    if key is not None and key.generated and run.serving:  # the endpoint stays up: its user needs the key this run made
+        print(f"  export {key.env}=$(cat {key.file})  (a key made by this run; set ${key.env} or "
+              "serve.llm.security.auth.api_keys_file before the run to choose it)")
     if not run.serving:
         print(f"  the endpoint was shut down at the end of this run (serve.keep_serving=false); to keep it up:\n"
               f"  {prog} --config ... --only serve serve.keep_serving=true")
 
 
-def wait_while_serving(run) -> None:
+def wait_while_serving(run: PipelineRun) -> None:
     """Keep a local cluster (and so the endpoint) alive until Ctrl-C; on a cluster the app stays deployed."""
-    from medforge.serve.cli import serve_until_interrupted
-
     if not run.started_ray:
         print(f"the endpoint stays deployed on the cluster at {run.cfg.serve.base_url}; `serve shutdown` stops it")
         return
-    print(f"serving at {run.cfg.serve.base_url} until Ctrl-C (key in ${run.key_env})", flush=True)
+    print(f"serving at {run.cfg.serve.base_url} until Ctrl-C (key in {run.ensure_key().where})", flush=True)
     serve_until_interrupted()
     run.serving = False
 

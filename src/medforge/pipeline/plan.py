@@ -14,8 +14,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from medforge.config.base import _deep_merge
+from medforge.datagen.pipeline import InstructionRun
+from medforge.eval.config import EvalConfig
 from medforge.pipeline.config import MANAGED, RUNTIME_ONLY, SERVED_URL, STAGES, PipelineConfig
 from medforge.pipeline.records import config_for_fingerprint, file_sha256, fingerprint, stage_folder
+from medforge.secrets import KeySource
+from medforge.train.llm import ADAPTER_DIR
 
 DATASET = "dataset/medinstruct.jsonl"
 CHECKPOINT_NAME = "sft"
@@ -40,8 +44,6 @@ class Plan:
 
     @property
     def adapter_dir(self) -> Path:
-        from medforge.train.llm import ADAPTER_DIR
-
         return Path(self.finetune.output.export_dir) / ADAPTER_DIR
 
     @property
@@ -52,9 +54,15 @@ class Plan:
             ids["base"] = self.cfg.serve.llm.model_id
         return ids
 
-    def serve_args(self) -> dict[str, Any]:
-        """The LLM app's args: the base model plus the tuned adapter, or the merged full fine-tune."""
+    def serve_args(self, key: KeySource) -> dict[str, Any]:
+        """The LLM app's args: the base model plus the tuned adapter, or the merged full fine-tune.
+
+        Its replicas accept the key of ``key``: its file's path (never the key) goes into their config."""
         args = self.cfg.serve.llm.model_dump(mode="json")
+        auth = args["security"]["auth"]
+        auth["api_keys_file"] = key.file
+        if not key.file:
+            auth["api_keys_env"] = key.env
         if self.lora:
             args["engine"]["model"] = self.finetune.model
             args["adapters"] = {self.cfg.serve.tuned_id: str(self.adapter_dir)}
@@ -64,35 +72,30 @@ class Plan:
             args["adapters"] = {}
         return args
 
-    @property
-    def key_file(self) -> str | None:
-        """The endpoint's key file (on a cluster: shared storage), read by each client where it runs."""
-        return self.cfg.serve.llm.security.auth.api_keys_file
-
-    def serve_apps(self, key_env: str) -> list[dict[str, Any]]:
+    def serve_apps(self, key: KeySource) -> list[dict[str, Any]]:
         """The applications of the Serve config: the LLM app, and /v1/medqa when configured."""
         apps = [{"name": "llm", "route_prefix": "/", "import_path": "medforge.serve.llm:app_builder",
-                 "args": self.serve_args()}]
+                 "args": self.serve_args(key)}]
         medqa = self.cfg.serve.medqa
         if medqa is not None:
             args = medqa.model_dump(mode="json")
             ctx = args.get("context_llm")
             if ctx and ctx.get("base_url") == SERVED_URL:
                 args["context_llm"] = {**ctx, "base_url": self.cfg.serve.base_url, "model": self.cfg.serve.tuned_id,
-                                       "api_key_env": key_env, "api_key_file": self.key_file}
+                                       "api_key_env": key.env, "api_key_file": key.file}
             apps.append({"name": "medqa", "route_prefix": "/v1/medqa", "import_path": "medforge.serve.qa:app_builder",
                          "args": args})
         return apps
 
-    def eval_config(self, which: str, key_env: str) -> Any:
-        """The evaluate job's config for ``which`` (tuned or base): same judge, references and decoding."""
-        from medforge.eval.config import EvalConfig
+    def eval_config(self, which: str, key: KeySource) -> EvalConfig:
+        """The evaluate job's config for ``which`` (tuned or base): same judge, references and decoding.
 
+        Requests to the endpoint carry the key of ``key``: each client actor reads it from its source where it runs."""
         cfg = self.cfg
         data = cfg.evaluate.model_dump(mode="json")
         # one Ray Data actor: the requests all go to one endpoint, which batches them; a second actor only
         # costs a start-up on a small machine
-        served = {"kind": "openai", "base_url": cfg.serve.base_url, "api_key_env": key_env, "api_key_file": self.key_file,
+        served = {"kind": "openai", "base_url": cfg.serve.base_url, "api_key_env": key.env, "api_key_file": key.file,
                   "concurrency": 1,
                   "max_concurrent_requests": 16, "timeout_s": 600}
         if which == "tuned" or self.lora:
@@ -129,8 +132,6 @@ def _copy(model: BaseModel, updates: dict[str, Any]) -> Any:
 
 def make_plan(cfg: PipelineConfig) -> Plan:
     """Fingerprints, folders and resolved configs of the four stages."""
-    from medforge.datagen.pipeline import InstructionRun
-
     run_dir = Path(cfg.run_dir)
     ray = {"ray_address": cfg.ray_address, "ray_num_cpus": cfg.ray_num_cpus}
     stages: dict[str, StagePlan] = {}

@@ -11,30 +11,30 @@ from __future__ import annotations
 import json
 import logging
 import os
-import secrets
 import shutil
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from medforge.cards.model import update_with_lineage
 from medforge.io import atomic_write_text
+from medforge.pipeline import stages as S
 from medforge.pipeline.config import STAGES, PipelineConfig
+from medforge.pipeline.errors import PipelineIncomplete, PipelineRefused
 from medforge.pipeline.plan import Plan
 from medforge.pipeline.records import SHORT, code_version, now, read_record, write_record
-from medforge.secrets import resolve_key
+from medforge.runtime import init_ray
+from medforge.secrets import KeySource, read_key_file, write_new_key_file
+from medforge.serve.cli import run_serve_file
 
 logger = logging.getLogger(__name__)
 
 PIPELINE_RECORD = "pipeline.json"
+DEFAULT_KEY_ENV = "MEDFORGE_API_KEYS"
+GENERATED_KEY_FILE = "secrets/endpoint_key"  # under run_dir: the key a local run makes when it is given none
 
-
-class PipelineRefused(RuntimeError):
-    """Refused before any stage ran (exit 2): the message names the problem and the fix."""
-
-
-class PipelineIncomplete(RuntimeError):
-    """A stage finished with work left (exit 3): rerun the same command to go on."""
+__all__ = ["PipelineIncomplete", "PipelineRefused", "PipelineRun", "endpoint_key", "open_run_dir", "select_stages"]
 
 
 def select_stages(from_stage: str | None, only: str | None) -> list[str]:
@@ -70,6 +70,42 @@ def open_run_dir(cfg: PipelineConfig, force_new: bool) -> None:
         atomic_write_text(rec_path, json.dumps({"name": cfg.name, "created": now()}, indent=2))
 
 
+def endpoint_key(cfg: PipelineConfig, environ: Mapping[str, str], on_cluster: bool) -> KeySource:
+    """The endpoint's key source, checked before anything starts; nothing is written to ``environ``.
+
+    ``serve.llm.security.auth.api_keys_file`` when set (on a cluster: a file on the shared storage,
+    read by every Serve replica and client actor on its own node, so the key never travels in the
+    job's runtime_env), else ``$<api_keys_env>`` when it holds one key, else (a local run only) a
+    new key in ``<run_dir>/secrets/endpoint_key`` (mode 600), whose path the replicas and clients
+    are given instead."""
+    auth = cfg.serve.llm.security.auth
+    env = auth.api_keys_env or DEFAULT_KEY_ENV
+    if auth.api_keys_file:
+        try:
+            keys = read_key_file(auth.api_keys_file)
+        except FileNotFoundError as exc:
+            raise PipelineRefused(f"serve.llm.security.auth.api_keys_file: {exc}") from None
+        if not keys:
+            raise PipelineRefused(f"serve.llm.security.auth.api_keys_file = {auth.api_keys_file!r} holds no key; fix: "
+                                  "put one key in it (openssl rand -hex 24 > FILE)")
+        return KeySource(env=env, file=auth.api_keys_file)
+    value = environ.get(env, "")
+    if "," in value:
+        raise PipelineRefused(f"${env} holds several keys; the pipeline's own requests use it as one bearer key; "
+                              "fix: set it to one key (clients can be given others later)")
+    if value:
+        return KeySource(env=env)
+    if on_cluster:
+        raise PipelineRefused(
+            f"no key for the endpoint: ${env} is not set and serve.llm.security.auth.api_keys_file names "
+            "no key; fix: put one key in a file on the storage every node mounts and name it, e.g. "
+            "`openssl rand -hex 24 > /mnt/shared/secrets/medforge_api_keys && chmod 600 "
+            "/mnt/shared/secrets/medforge_api_keys` and serve.llm.security.auth.api_keys_file="
+            "/mnt/shared/secrets/medforge_api_keys (never in the job's runtime_env: Ray shows it in `ray job list`)")
+    path = write_new_key_file(Path(cfg.run_dir).resolve() / GENERATED_KEY_FILE)
+    return KeySource(env=env, file=str(path), generated=True)
+
+
 class PipelineRun:
     def __init__(self, plan: Plan, selected: list[str], rerun: bool = False):
         self.plan = plan
@@ -81,9 +117,7 @@ class PipelineRun:
         self.status: dict[str, str] = {}
         self.serving = False
         self.started_ray = False
-        self.generated_key = False
-        auth = self.cfg.serve.llm.security.auth
-        self.key_env = auth.api_keys_env or "MEDFORGE_API_KEYS"
+        self.key: KeySource | None = None  # the endpoint's key source, once ensure_key has resolved it
         # Called once before the endpoint is deployed (e.g. to wait for a model trained beside the first stages).
         self.before_serving: Callable[[], None] | None = None
         # Typical seconds per stage, for the progress lines' estimate (the demo knows its own; none: no estimate).
@@ -112,41 +146,15 @@ class PipelineRun:
                         f"or with --from {up}")
 
     # ------------------------------------------------------------------ shared resources
-    def ensure_key(self) -> None:
-        """The key the pipeline's own requests to its endpoint carry.
-
-        ``$<api_keys_env>`` when set, else the first key of ``serve.llm.security.auth.api_keys_file``
-        (on a cluster: a file on the shared storage, read by every Serve replica and every client
-        actor on its own node, so the key never travels in the job's runtime_env); a local run with
-        neither makes one."""
-        keys = os.environ.get(self.key_env, "")
-        on_cluster = bool(self.cfg.ray_address or os.environ.get("RAY_ADDRESS"))
-        path = self.cfg.serve.llm.security.auth.api_keys_file
-        if not keys and path and (on_cluster or Path(path).expanduser().is_file()):
-            try:
-                keys = resolve_key(None, path) or ""
-            except FileNotFoundError as exc:
-                raise PipelineRefused(f"serve.llm.security.auth.api_keys_file: {exc}") from None
-        if "," in keys:
-            raise PipelineRefused(f"${self.key_env} holds several keys; the pipeline's own requests use it as one "
-                                  "bearer key; fix: set it to one key (clients can be given others later)")
-        if keys:
-            os.environ[self.key_env] = keys
-            return
-        if on_cluster:
-            raise PipelineRefused(
-                f"no key for the endpoint: ${self.key_env} is not set and serve.llm.security.auth.api_keys_file names "
-                "no key; fix: put one key in a file on the storage every node mounts and name it, e.g. "
-                "`openssl rand -hex 24 > /mnt/shared/secrets/medforge_api_keys && chmod 600 "
-                "/mnt/shared/secrets/medforge_api_keys` and serve.llm.security.auth.api_keys_file="
-                "/mnt/shared/secrets/medforge_api_keys (never in the job's runtime_env: Ray shows it in `ray job list`)")
-        os.environ[self.key_env] = secrets.token_hex(24)  # before Ray starts: its workers inherit it
-        self.generated_key = True
+    def ensure_key(self) -> KeySource:
+        """Where the key the endpoint accepts and the pipeline's own requests carry is (see :func:`endpoint_key`)."""
+        if self.key is None:
+            on_cluster = bool(self.cfg.ray_address or os.environ.get("RAY_ADDRESS"))
+            self.key = endpoint_key(self.cfg, os.environ, on_cluster)
+        return self.key
 
     def ensure_ray(self) -> None:
         import ray
-
-        from medforge.runtime import init_ray
 
         if not ray.is_initialized():
             self.started_ray = not (self.cfg.ray_address or os.environ.get("RAY_ADDRESS"))
@@ -156,20 +164,19 @@ class PipelineRun:
         """Deploy the LLM app (base + tuned adapter, or the merged model) once, and wait until it answers."""
         if self.serving:
             return
-        from medforge.serve.cli import run_serve_file
-
+        key = self.ensure_key()
         self.ensure_ray()
         if self.before_serving is not None:
             hook, self.before_serving = self.before_serving, None
             hook()
         sv = self.cfg.serve
         data = {"proxy_location": "HeadOnly", "http_options": {"host": sv.host, "port": sv.port},
-                "applications": self.plan.serve_apps(self.key_env)}
+                "applications": self.plan.serve_apps(key)}
         t0 = time.perf_counter()
         _progress(f"starting the endpoint at {sv.base_url} (models {', '.join(self.plan.served_ids.values())})")
         run_serve_file(data, self.cfg.ray_address, self.cfg.ray_num_cpus, blocking=False)
         self.serving = True
-        wait_for_models(sv.base_url, os.environ[self.key_env], list(self.plan.served_ids.values()))
+        wait_for_models(sv.base_url, key.read(), list(self.plan.served_ids.values()))
         _progress(f"endpoint up in {time.perf_counter() - t0:.0f} s")
 
     def stop_serving(self) -> None:
@@ -181,8 +188,6 @@ class PipelineRun:
 
     # ------------------------------------------------------------------ run
     def run(self) -> dict[str, Any]:
-        from medforge.pipeline import stages as S
-
         todo = self.to_run()
         self.check_upstream(todo)
         if any(s in todo for s in ("evaluate", "serve")):
@@ -297,8 +302,6 @@ def write_lineage(run: PipelineRun) -> dict[str, Any]:
 
 def update_model_card(run: PipelineRun, lineage: dict[str, Any]) -> str | None:
     """Add the evaluation results (tuned vs base win rates) to the fine-tune export's model card."""
-    from medforge.cards.model import update_with_lineage
-
     export = (lineage.get("model") or {}).get("export_dir")
     scores = lineage.get("scores") or {}
     if not export or "://" in str(export) or not Path(export).is_dir():

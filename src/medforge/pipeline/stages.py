@@ -8,24 +8,41 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from medforge.datagen.pipeline import InstructionRun, run_instruction_synthesis
+from medforge.eval.freeform import run_evaluate as evaluate
+from medforge.eval.refscores import NOTE as REFSCORES_NOTE
+from medforge.eval.stats import reliability_line
 from medforge.io import atomic_write_text, read_jsonl
+from medforge.pipeline.config import PipelineConfig
+from medforge.pipeline.errors import PipelineIncomplete
+from medforge.pipeline.plan import Plan
 from medforge.pipeline.records import SHORT, file_sha256
-
-if TYPE_CHECKING:
-    from medforge.pipeline.runner import PipelineRun
+from medforge.secrets import KeySource
+from medforge.train.llm import run_llm_finetune
 
 logger = logging.getLogger(__name__)
 
 
-def run_generate(run: PipelineRun) -> dict[str, Any]:
-    """Tasks, novelty filter and responses (``medforge generate-instructions``), resumed in its folder."""
-    from medforge.datagen.pipeline import InstructionRun, run_instruction_synthesis
-    from medforge.pipeline.runner import PipelineIncomplete
+class StageHost(Protocol):
+    """What a stage needs of the run that calls it (``runner.PipelineRun`` is the one there is)."""
 
+    plan: Plan
+    cfg: PipelineConfig
+    records: dict[str, dict[str, Any] | None]
+
+    def ensure_ray(self) -> None: ...
+
+    def ensure_serving(self) -> None: ...
+
+    def ensure_key(self) -> KeySource: ...
+
+
+def run_generate(run: StageHost) -> dict[str, Any]:
+    """Tasks, novelty filter and responses (``medforge generate-instructions``), resumed in its folder."""
     cfg = run.plan.generate
     run.ensure_ray()
     summary = run_instruction_synthesis(cfg)
@@ -44,10 +61,8 @@ def run_generate(run: PipelineRun) -> dict[str, Any]:
             "seeds_sha256": InstructionRun(cfg).fingerprint()["seeds_sha256"]}
 
 
-def run_finetune(run: PipelineRun) -> dict[str, Any]:
+def run_finetune(run: StageHost) -> dict[str, Any]:
     """LoRA or full fine-tune (``medforge finetune-llm``); a killed run resumes from its latest checkpoint."""
-    from medforge.train.llm import run_llm_finetune
-
     cfg = run.plan.finetune
     run.ensure_ray()
     summary = run_llm_finetune(cfg)
@@ -60,24 +75,21 @@ def run_finetune(run: PipelineRun) -> dict[str, Any]:
             "eval_loss": summary.get("eval_loss"), "steps": summary.get("step"), "resumed_from_checkpoint": resumed}
 
 
-def run_evaluate(run: PipelineRun) -> dict[str, Any]:
+def run_evaluate(run: StageHost) -> dict[str, Any]:
     """The tuned model and its base model, same references, same judge (``medforge evaluate``), via the endpoint.
 
     The two evaluations run at the same time, each in its own thread: their Ray Data passes
     (answers, then verdicts) overlap, so the endpoint batches both models' requests together and
     the client actors start side by side instead of one after another.
     """
-    from concurrent.futures import ThreadPoolExecutor
-
     run.ensure_serving()
+    key = run.ensure_key()
     ft = run.records["finetune"]["outputs"]
     data_fp = run.records["generate"]["outputs"]["data_sha256"] if run.records.get("generate") else ft.get("data_sha256")
     ft_fp = run.records["finetune"]["fingerprint"]
 
     def one(which: str) -> dict[str, Any]:
-        from medforge.eval.freeform import run_evaluate as evaluate
-
-        cfg = run.plan.eval_config(which, run.key_env)
+        cfg = run.plan.eval_config(which, key)
         label = f"{which} model {cfg.model.engine.model} (finetune {ft_fp[:SHORT]}, data {str(data_fp)[:SHORT]})"
         cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"name": label})})
         report = evaluate(cfg)
@@ -140,8 +152,6 @@ def _apart(a: list[float], b: list[float]) -> bool:
 def comparison_markdown(models: dict[str, Any], same: dict[str, int] | None = None) -> str:
     """Tuned vs base, per reference: the judge's reliability first, then the win rates; a winner is
     named only when the judge is usable on both and the CIs do not overlap. Reference-based scores after."""
-    from medforge.eval.stats import reliability_line
-
     refs = sorted({ref for m in models.values() for ref in m["win_rates"]})
     usable = judge_usable(models)
     lines = ["# Tuned vs base", "",
@@ -182,21 +192,20 @@ def comparison_markdown(models: dict[str, Any], same: dict[str, int] | None = No
                     _ci_text(r[key]["mean"], r[key]["ci95"], 1.0, ".3f") if key in r else "n/a" for r in rs.values()) + " |")
         lines.append("")
     if any((m.get("reference_scores") or {}) for m in models.values()):
-        from medforge.eval.refscores import NOTE
-
-        lines.append(f"Reference-based scores: {NOTE}. They need no judge, so they are the signal to read when the "
+        lines.append(f"Reference-based scores: {REFSCORES_NOTE}. They need no judge, so they are the signal to read when the "
                      "judge is not usable; a higher score means closer to the reference's words (ROUGE-L) or meaning "
                      "(embedding), not a better answer.")
     return "\n".join(lines) + "\n"
 
 
-def run_serve(run: PipelineRun) -> dict[str, Any]:
+def run_serve(run: StageHost) -> dict[str, Any]:
     """Serve the tuned model (Ray Serve LLM) and ask it one question through the official ``openai`` client."""
     from openai import OpenAI
 
     run.ensure_serving()
     sv = run.cfg.serve
-    key = os.environ[run.key_env]
+    source = run.ensure_key()
+    key = source.read()
     client = OpenAI(base_url=sv.base_url, api_key=key, max_retries=2, timeout=300)
     reply = client.chat.completions.create(model=sv.tuned_id, temperature=0.0, max_tokens=96,
                                            messages=[{"role": "user", "content": sv.smoke_question}])
@@ -215,7 +224,7 @@ def run_serve(run: PipelineRun) -> dict[str, Any]:
                  "slm_only": {"status": alone.status_code, "reply": alone.json()}}
     return {"base_url": sv.base_url, "models": run.plan.served_ids, "keep_serving": sv.keep_serving,
             "smoke": {"model": sv.tuned_id, "question": sv.smoke_question, "answer": answer}, "medqa": medqa,
-            "api_key_env": run.key_env, "how_to_query": how_to_query(sv.base_url, sv.tuned_id, run.key_env)}
+            "api_key_env": source.env, "how_to_query": how_to_query(sv.base_url, sv.tuned_id, source.env)}
 
 
 def how_to_query(base_url: str, model: str, key_env: str) -> str:

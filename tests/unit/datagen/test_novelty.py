@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +19,7 @@ rouge_scorer = pytest.importorskip("rouge_score.rouge_scorer")
 rouge_tokenize = pytest.importorskip("rouge_score.tokenize")
 
 DATA = Path(__file__).resolve().parents[3] / ".." / "shared" / "data" / "alpacare"
+OWN = Path(__file__).resolve().parents[3] / "src" / "medforge"
 _SCORER = rouge_scorer.RougeScorer(["rougeL"], use_stemmer=False)
 
 
@@ -237,13 +239,35 @@ def _perturb(text: str, rng: random.Random) -> str:
     return " ".join(w)
 
 
+def _jsonl(path: Path) -> list[dict]:
+    return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+
+
+def own_texts() -> tuple[list[str], list[str]]:
+    """The project's own medical texts, for a clone without AlpaCare's: the built-in seed instructions as
+    the pool, and as candidates the demo's questions and the sentences of its reference answers and of
+    the seeds' case vignettes (about 110 candidates after the perturbations, a third of them rejected)."""
+    seed_rows = _jsonl(OWN / "datagen" / "data" / "default_seeds.jsonl")
+    demo = _jsonl(OWN / "pipeline" / "data" / "demo_questions.jsonl")
+
+    def sentences(text: str) -> list[str]:
+        return [s.strip() for s in re.split(r"(?<=[.?!])\s+", text) if len(s.split()) >= 4]
+
+    tests = [r["instruction"] for r in demo] + [s for r in demo for s in sentences(r["reference"])]
+    tests += [s for r in seed_rows if r["input"] != "<noinput>" for s in sentences(r["input"])]
+    return [r["instruction"] for r in seed_rows], tests
+
+
 @pytest.fixture(scope="module")
 def alpacare():
+    """Seeds, candidates and the reference decisions: AlpaCare's seed tasks and MedInstruct-test when
+    ../shared holds them (167 seeds, 216 questions), else the project's own texts."""
     seed_path, test_path = DATA / "med_seed.json", DATA / "MedInstruct-test.jsonl"
-    if not seed_path.exists() or not test_path.exists():
-        pytest.skip(f"AlpaCare data not found under {DATA.resolve()} (expected ../shared beside the repo)")
-    seeds = [d["instruction"] for d in json.loads(seed_path.read_text(encoding="utf-8"))]
-    tests = [json.loads(line)["instruction"] for line in test_path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    if seed_path.exists() and test_path.exists():
+        seeds = [d["instruction"] for d in json.loads(seed_path.read_text(encoding="utf-8"))]
+        tests = [r["instruction"] for r in _jsonl(test_path)]
+    else:
+        seeds, tests = own_texts()
     rng = random.Random(3)
     cands: list[str] = []
     for text in tests + seeds[::3]:

@@ -235,15 +235,21 @@ def test_config_rejects_unknown_gate():
 
 # ----------------------------------------------------------------------------- real teacher answers
 DATA = Path(__file__).resolve().parents[4] / "shared" / "data" / "alpacare" / "MedInstruct-test.jsonl"
+DEMO = Path(__file__).resolve().parents[3] / "src" / "medforge" / "pipeline" / "data" / "demo_questions.jsonl"
 
 
-@pytest.mark.skipif(not DATA.is_file(), reason="AlpaCare's MedInstruct-test is not in ../shared/data")
 def test_reference_answers_of_strong_teachers_pass_the_content_gates():
-    """GPT-4, Claude 2, GPT-3.5 and text-davinci-003 answers: loops, echoes, foreign language and empties are
-    (nearly) absent there, so the gates must (nearly) never fire on them. Refusals are real there (GPT-3.5's
-    "As an AI language model") and are not counted."""
-    rows = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
+    """Good answers: loops, echoes, foreign language and empties are (nearly) absent there, so the gates
+    must (nearly) never fire on them. The demo's own reference answers always; with AlpaCare's
+    MedInstruct-test in ../shared, also GPT-4, Claude 2, GPT-3.5 and text-davinci-003 answers (refusals
+    are real there, GPT-3.5's "As an AI language model", and are not counted)."""
     content = ResponseCheckConfig(gates=["empty", "repetition", "echo", "not_english"])
-    for key, allowed in (("gpt-4-answer", 0), ("claude-2", 0), ("gpt-3.5-turbo-answer", 0), ("text-davinci-003-answer", 3)):
+    sets = [(DEMO, "reference", 0)]
+    if DATA.is_file():
+        sets += [(DATA, "gpt-4-answer", 0), (DATA, "claude-2", 0), (DATA, "gpt-3.5-turbo-answer", 0),
+                 (DATA, "text-davinci-003-answer", 3)]
+    for path, key, allowed in sets:
+        rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+        assert sum(bool(r.get(key)) for r in rows) >= 6, (path, key)
         failed = [r["id"] for r in rows if r.get(key) and not check_response(r[key], content, instruction=r["instruction"]).ok]
         assert len(failed) <= allowed, (key, failed)

@@ -11,6 +11,7 @@ from medforge.config.base import ConfigError, load_config
 from medforge.pipeline.config import PipelineConfig
 from medforge.pipeline.plan import make_plan, wiring_problems
 from medforge.pipeline.runner import PipelineRefused, open_run_dir, select_stages
+from medforge.secrets import KeySource
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "pipeline"
 
@@ -96,10 +97,10 @@ def test_plan_wires_each_output_into_the_next_stage(tmp_path, test_set):
     assert plan.generate.output.dir == str(gen) and plan.generate.output.overwrite is False
     assert plan.finetune.data.path == str(gen / "dataset" / "medinstruct.jsonl")
     assert plan.finetune.checkpoint.storage_path == str(ft / "checkpoints")
-    args = plan.serve_args()
+    args = plan.serve_args(KeySource(env="K"))
     assert args["engine"]["model"] == plan.finetune.model
     assert args["adapters"] == {"tiny-llama-tuned": str(ft / "model" / "lora_adapter")}
-    tuned, base = plan.eval_config("tuned", "K"), plan.eval_config("base", "K")
+    tuned, base = plan.eval_config("tuned", KeySource(env="K")), plan.eval_config("base", KeySource(env="K"))
     assert (tuned.model.engine.model, base.model.engine.model) == ("tiny-llama-tuned", "tiny-llama")
     assert tuned.judge.engine == base.judge.engine and tuned.judge.engine.model == "tiny-llama"
     assert tuned.data == base.data and tuned.output.dir != base.output.dir
