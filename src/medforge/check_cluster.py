@@ -108,5 +108,7 @@ def cli_main(argv: list[str]) -> int:
         for p in problems:
             print(f"  - {p}", file=sys.stderr)
         return 2
-    print(f"{args.cluster_yaml}: ok (Ray's schema, no placeholders, every cluster job's demand fits a node type)")
+    placeholders = "placeholders not checked" if args.allow_placeholders else "no placeholders"
+    print(f"{args.cluster_yaml}: ok (Ray's schema, {placeholders}, the nodes' environment, "
+          "every cluster job's demand fits a node type)")
     return 0
