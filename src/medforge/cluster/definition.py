@@ -83,7 +83,8 @@ def job_demands(path: Path) -> list:
 
     Only the resource sections are validated: the rest names cluster paths that do not exist here.
     """
-    from medforge.cluster.preflight import train_demand, vllm_demand
+    from medforge.cluster.preflight import train_demand
+    from medforge.engines.placement import vllm_demand
     from medforge.engines.config import VLLMTeacherConfig
     from medforge.train.config import ScalingSection
 
