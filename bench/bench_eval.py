@@ -11,7 +11,7 @@ a fixed ``{"verdict": ...}``), so that what is measured is the evaluator, not a 
    parsing the replies -- no Ray, no cache, no files. The ceiling for this judge on this machine.
 2. **medforge, cold**: ``run_evaluate`` on ``--items`` synthetic items with given answers
    (``model.answers_path``, so only judge calls are made), 2 orders each, through Ray Data
-   actors (``generate_chat``), cache and reports included. Pairs/s over the judge phase
+   actors (``Engine.chat``), cache and reports included. Pairs/s over the judge phase
    (``report.seconds.judge``) and over the whole run.
 3. **medforge, repeated**: the same config again: judge calls made (should be 0), cache hits,
    wall time.

@@ -2,7 +2,7 @@
 
 Measures generated tokens/s of
   * ``bare``: ``vllm.LLM.chat`` in one process (the reference);
-  * ``medforge``: :func:`medforge.engines.chat.generate_chat` with batches of 64 rows, 4 in flight
+  * ``medforge``: :meth:`medforge.engines.engine.Engine.chat` (vLLM) with batches of 64 rows, 4 in flight
     (Ray Data: chat-template stage, vLLM engine actor, no separate (de)tokenize stages);
   * ``ray-defaults``: the same with Ray Data LLM's default stages (separate tokenize/detokenize);
     on a 4-logical-CPU local cluster this stalls (4 actor stages hold every CPU), see docs;
@@ -71,7 +71,7 @@ def worker_bare(model: str, n: int, max_tokens: int) -> dict:
 def worker_ray(model: str, n: int, max_tokens: int, variant: str) -> dict:
     import ray
 
-    from medforge.engines.chat import generate_chat
+    from medforge.engines.engine import engine_for
     from medforge.engines.config import SamplingConfig, VLLMTeacherConfig
 
     ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
@@ -83,7 +83,7 @@ def worker_ray(model: str, n: int, max_tokens: int, variant: str) -> dict:
     teacher = VLLMTeacherConfig(model=model, dtype=DTYPE, **extra)
     sampling = SamplingConfig(**SAMPLING, presence_penalty=0.0, max_tokens=max_tokens, ignore_eos=True)
     rows = [{"messages": m, "request_seed": i} for i, m in enumerate(prompts(n))]
-    ds = generate_chat(ray.data.from_items(rows), teacher, sampling)
+    ds = engine_for(teacher).chat(ray.data.from_items(rows), sampling)
     tokens = sum(int(r["num_generated_tokens"]) for r in ds.iter_rows())
     ray.shutdown()
     return {"tokens": tokens}

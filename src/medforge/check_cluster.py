@@ -26,7 +26,8 @@ from medforge.cluster.definition import (
     placeholder_problems,
     ray_schema_problems,
 )
-from medforge.cluster.preflight import train_demand, vllm_demand
+from medforge.cluster.preflight import train_demand
+from medforge.engines.placement import vllm_demand
 from medforge.cluster.resources import demand_problems, node_types_from_autoscaler_config
 from medforge.engines.config import VLLMTeacherConfig
 from medforge.train.config import ScalingSection

@@ -19,12 +19,9 @@ WINDOW_S, RPW, TPW = 2.0, 8, 16_000
 
 
 @pytest.fixture(scope="module")
-def ray_local():
-    import ray
-
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
+def ray_local(shared_ray):
+    """The session's shared local Ray (tests/integration/conftest.py)."""
     yield
-    ray.shutdown()
 
 
 def _input(tmp_path: Path, copies: int) -> Path:

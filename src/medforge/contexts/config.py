@@ -9,7 +9,8 @@ from pydantic import Field, model_validator
 from medforge.config.base import MedforgeModel
 from medforge.datagen.response_checks import ResponseCheckConfig
 from medforge.datasets.mcq import MAX_QUESTION_CHARS
-from medforge.engines.config import OpenAITeacherConfig, SamplingConfig, TeacherConfig
+from medforge.engines.config import SamplingConfig, TeacherConfig
+from medforge.engines.engine import engine_for
 from medforge.privacy.keywords import KeywordConfig
 
 
@@ -61,7 +62,8 @@ class ContextOutputConfig(MedforgeModel):
 class ContextJobConfig(MedforgeModel):
     """Privacy-preserving contextual prompting at scale."""
 
-    teacher: TeacherConfig = Field(description="vLLM actors (kind: vllm) or an OpenAI-compatible API (kind: openai).")
+    teacher: TeacherConfig = Field(description="vLLM actors (kind: vllm), an OpenAI-compatible API (kind: openai), or "
+                                               "replies by rule without a model (kind: scripted: tests, dry runs).")
     input: ContextInputConfig = Field(description="Input questions.")
     keywords: KeywordConfig = Field(default_factory=KeywordConfig, description="Local keyword extraction and guard.")
     keyword_concurrency: tuple[int, int] = Field(
@@ -89,11 +91,10 @@ class ContextJobConfig(MedforgeModel):
 
     @model_validator(mode="after")
     def _checks(self) -> ContextJobConfig:
-        from medforge.cluster.preflight import auto_placement_problem
-
-        problem = auto_placement_problem(self.teacher, {"output.dir": self.output.dir})
-        if problem:
-            raise ValueError(problem)
+        engine = engine_for(self.teacher)
+        problems = engine.config_problems({"output.dir": self.output.dir})
+        if problems:
+            raise ValueError("; ".join(problems))
         if self.object_store_budget_mib and self.ray_object_store_mib and self.object_store_budget_mib > self.ray_object_store_mib:
             raise ValueError(f"object_store_budget_mib={self.object_store_budget_mib} exceeds ray_object_store_mib="
                              f"{self.ray_object_store_mib}; lower the budget or enlarge the store")
@@ -103,6 +104,6 @@ class ContextJobConfig(MedforgeModel):
         lo, hi = self.keyword_concurrency
         if lo < 1 or hi < lo:
             raise ValueError(f"keyword_concurrency={self.keyword_concurrency}: need 1 <= min <= max")
-        if isinstance(self.teacher, OpenAITeacherConfig) and self.generation.structured_output and not self.teacher.structured_output:
+        if self.generation.structured_output and not engine.structured(True):
             raise ValueError("generation.structured_output=true but teacher.structured_output=false; disable one")
         return self

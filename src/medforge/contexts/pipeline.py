@@ -18,7 +18,7 @@ How it stays flat in memory and resumable:
 2. **Generate** (Ray Data, streaming, every stage in long-lived actors): one block per chunk
    that has no output shard yet -> ``map_batches`` keyword actors (read the chunk, apply the
    guard; the question text is dropped here and never reaches the teacher stage) ->
-   :func:`medforge.engines.chat.generate_chat` -> ``map_batches`` parse actor. The driver
+   the teacher engine (:meth:`medforge.engines.engine.Engine.chat`) -> ``map_batches`` parse actor. The driver
    consumes the stream with ``iter_batches`` and buffers rows per chunk; a complete chunk is written atomically (quarantine part first, output
    shard last -- the shard is the "done" marker) and dropped from memory.
 3. **Resume**: a restart skips chunks whose shard exists. A kill loses at most the chunks in
@@ -36,14 +36,16 @@ import time
 from pathlib import Path
 from typing import Any
 
+from medforge.cards.contexts import stats_from_folder, write_contexts_card
 from medforge.contexts import task
 from medforge.contexts.config import ContextJobConfig
 from medforge.contexts.request import build_context_request, structured_output_wanted
 from medforge.datagen.response_checks import ResponseCheckConfig, check_response
 from medforge.datasets.mcq import iter_mcq_file, quarantine_record
-from medforge.engines.breaker import FailureBreaker, classify
-from medforge.engines.config import OpenAITeacherConfig
+from medforge.engines.breaker import classify
+from medforge.engines.engine import engine_for
 from medforge.io import atomic_write_jsonl, atomic_write_text, open_run_folder
+from medforge.privacy.vocab import load_vocabulary
 from medforge.progress import progress, progress_line
 from medforge.run_folder import RunFolder
 
@@ -147,8 +149,6 @@ class KeywordStage:
     """
 
     def __init__(self, cfg: ContextJobConfig):
-        from medforge.privacy.vocab import load_vocabulary
-
         self.cfg = cfg
         self.vocab = load_vocabulary(tuple(cfg.keywords.sources), cfg.keywords.cache_dir)
         self.structured = structured_output_wanted(cfg.generation, cfg.teacher)
@@ -250,8 +250,6 @@ class ChunkWriter:
         self.sampling_json = json.dumps(cfg.generation.sampling.model_dump())
         self.pending_chunks: set[int] = set()  # chunks left undone because a request failed (retried on resume)
         self.pending_errors: dict[str, int] = {}
-        from medforge.cards.contexts import stats_from_folder
-
         # the card's numbers: the chunks already written (a resumed run), then each chunk as it is written
         self.card_stats = stats_from_folder(self.root)
         self.total_rows = sum(expected.values())
@@ -331,8 +329,6 @@ class ChunkWriter:
 
     def write_card(self, summary: dict[str, Any] | None = None) -> None:
         """Rewrite the dataset card: at most every ``CARD_INTERVAL_S`` s mid-run, always with the summary."""
-        from medforge.cards.contexts import write_contexts_card
-
         t0 = time.perf_counter()
         if summary is None and t0 - self.card_written_at < max(CARD_INTERVAL_S, 50 * self.card_last_s):
             return  # at most every CARD_INTERVAL_S, and never more than ~2% of the time
@@ -377,8 +373,6 @@ def build_dataset(cfg: ContextJobConfig, paths: list[str]):
     """The lazy Ray Data pipeline over staged chunk files (nothing runs until consumed)."""
     import ray
 
-    from medforge.engines.chat import generate_chat
-
     # Parse batches never span more than a chunk's worth of rows, so small chunks still stream
     # (a larger batch would bundle several chunks and finish them all at once).
     batch = min(256, cfg.output.chunk_rows)
@@ -397,7 +391,7 @@ def build_dataset(cfg: ContextJobConfig, paths: list[str]):
     # set -- and so the memory -- the same from the first chunk to the millionth row.
     ds = ds.map_batches(KeywordStage, fn_constructor_kwargs={"cfg": cfg}, concurrency=tuple(cfg.keyword_concurrency),
                         batch_size=1, batch_format="pyarrow", num_cpus=0.5)
-    ds = generate_chat(ds, cfg.teacher, cfg.generation.sampling)
+    ds = engine_for(cfg.teacher).chat(ds, cfg.generation.sampling)
     return ds.map_batches(ParseStage, fn_constructor_kwargs={"checks": cfg.checks}, batch_format="numpy",
                           batch_size=batch, num_cpus=0.25, concurrency=1)
 
@@ -405,24 +399,14 @@ def build_dataset(cfg: ContextJobConfig, paths: list[str]):
 def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
     """Run (or resume) the job. Ray must already be initialised."""
     t0 = time.perf_counter()
-    from medforge.cluster.preflight import teacher_preflight
-
+    engine = engine_for(cfg.teacher)
     # Staged chunks are read back by keyword actors on any node: output.dir must be shared storage there
     # (a URI, or a shared mount); a URI is pulled into the driver's staging copy first.
-    teacher_preflight("generate-contexts", cfg.teacher, {"output.dir": cfg.output.dir})
+    engine.preflight("generate-contexts", {"output.dir": cfg.output.dir})
     folder = RunFolder(cfg.output.dir, cfg.output.staging_dir)
     folder.pull()  # the preflight above has already probed a URI with a real write
     root = prepare_folder(cfg, folder)
-    if isinstance(cfg.teacher, OpenAITeacherConfig):
-        if cfg.teacher.check_endpoint:
-            from medforge.engines.chat import check_openai_endpoint
-
-            check_openai_endpoint(cfg.teacher)
-        if cfg.teacher.rate_limit is not None:
-            from medforge.engines.ratelimit import get_limiter
-
-            # Created by the driver so that it lives as long as the job, not as one actor.
-            limiter = get_limiter(cfg.teacher.rate_limit)  # noqa: F841 - the handle keeps it alive
+    engine.start()  # the endpoint check, and the cluster-wide limiter this job holds
     counts = stage_input(cfg, root)
     # the staged chunks reach the URI before any worker reads them, the manifest (staging done) last
     folder.push(last=(root / "staged" / "manifest.json",))
@@ -434,7 +418,7 @@ def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
         keep = ("id", "chunk", "row_index", "answer", "keywords_json", "sent_options_json", "privacy_budget", "n_words",
                 "redactions_json", "request_seed", "generated_text", "num_input_tokens", "num_generated_tokens", "overall_context",
                 "option_contexts_json", "preliminary_answer", "response_truncated", "finish_reason", "error")
-        breaker = FailureBreaker(cfg.teacher.breaker)
+        breaker = engine.breaker()
         # batch_size=None: take blocks as they arrive, so finished chunks are written at once
         for batch in ds.iter_batches(batch_size=None, batch_format="numpy"):
             cols = {k: batch[k] for k in keep if k in batch}

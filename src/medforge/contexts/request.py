@@ -13,7 +13,7 @@ from typing import Any
 
 from medforge.contexts import task
 from medforge.contexts.config import ContextGenerationConfig
-from medforge.engines.config import OpenAITeacherConfig, VLLMTeacherConfig
+from medforge.engines.engine import engine_for
 from medforge.privacy.keywords import GuardedQuery, KeywordConfig, extract_keywords
 from medforge.privacy.vocab import Vocabulary
 
@@ -32,12 +32,9 @@ class ContextRequest:
         return self.guarded.payload()
 
 
-def structured_output_wanted(generation: ContextGenerationConfig,
-                             teacher: VLLMTeacherConfig | OpenAITeacherConfig) -> bool:
-    """Whether replies are constrained by the per-question JSON schema."""
-    if generation.output_format != "json" or not generation.structured_output:
-        return False
-    return not isinstance(teacher, OpenAITeacherConfig) or teacher.structured_output
+def structured_output_wanted(generation: ContextGenerationConfig, teacher: Any) -> bool:
+    """Whether replies are constrained by the per-question JSON schema (``teacher``: any engine config)."""
+    return engine_for(teacher).structured(generation.output_format == "json" and generation.structured_output)
 
 
 def build_context_request(question: str, options: dict[str, str], keywords: KeywordConfig, vocab: Vocabulary,

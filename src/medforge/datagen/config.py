@@ -10,6 +10,7 @@ from medforge.config.base import MedforgeModel
 from medforge.datagen.filters import TaskFilterConfig
 from medforge.datagen.response_checks import ResponseCheckConfig
 from medforge.engines.config import OpenAITeacherConfig, SamplingConfig, TeacherConfig, VLLMTeacherConfig
+from medforge.engines.engine import engine_for
 
 
 class SeedsConfig(MedforgeModel):
@@ -74,7 +75,8 @@ class OutputConfig(MedforgeModel):
 class InstructionJobConfig(MedforgeModel):
     """AlpaCare-style instruction synthesis: seeds -> tasks -> filters -> responses -> dataset."""
 
-    teacher: TeacherConfig = Field(description="Teacher engine: kind vllm (Ray Data LLM) or kind openai (endpoint).")
+    teacher: TeacherConfig = Field(description="Teacher engine: kind vllm (Ray Data LLM), openai (endpoint) or scripted "
+                                               "(replies by rule, no model: tests and dry runs).")
     seeds: SeedsConfig = Field(default_factory=SeedsConfig, description="Seed tasks.")
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Task generation.")
     filters: TaskFilterConfig = Field(default_factory=TaskFilterConfig, description="Length, denylist, novelty.")
@@ -91,11 +93,9 @@ class InstructionJobConfig(MedforgeModel):
 
     @model_validator(mode="after")
     def _check(self) -> "InstructionJobConfig":
-        from medforge.cluster.preflight import auto_placement_problem
-
-        problem = auto_placement_problem(self.teacher, {"output.dir": self.output.dir})
-        if problem:
-            raise ValueError(problem)
+        problems = engine_for(self.teacher).config_problems({"output.dir": self.output.dir})
+        if problems:
+            raise ValueError("; ".join(problems))
         if self.seeds.path is not None and not Path(self.seeds.path).is_file():
             raise ValueError(
                 f"seeds.path {self.seeds.path!r} does not exist; point it at AlpaCare's med_seed.json "

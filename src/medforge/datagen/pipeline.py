@@ -31,15 +31,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from medforge.cards.instructions import write_instruction_card
 from medforge.datagen import instruction_task, response_task
 from medforge.datagen.config import InstructionJobConfig
 from medforge.datagen.filters import TaskFilters
-from medforge.datagen.novelty import NoveltyFilter
+from medforge.datagen.novelty import NoveltyFilter, make_novelty_actor
 from medforge.datagen.prompts import template_hash
 from medforge.datagen.response_checks import check_response
 from medforge.datagen.seeds import NO_INPUT, load_seeds
-from medforge.engines.breaker import FailureBreaker, classify
-from medforge.engines.config import OpenAITeacherConfig, VLLMTeacherConfig
+from medforge.engines.breaker import classify
+from medforge.engines.engine import Engine, engine_for
 from medforge.io import (
     atomic_write_jsonl,
     atomic_write_parquet_shards,
@@ -95,12 +96,6 @@ def _request_seed(base: int, round_idx: int, index: int, salt: str) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def _structured(cfg: InstructionJobConfig) -> bool:
-    if isinstance(cfg.teacher, OpenAITeacherConfig):
-        return cfg.generation.structured_output and cfg.teacher.structured_output
-    return cfg.generation.structured_output
-
-
 def build_request(cfg: InstructionJobConfig, seeds: list[dict[str, Any]], round_idx: int, index: int,
                   structured: bool) -> dict[str, Any]:
     """Request ``index`` of round ``round_idx``: a pure function of (config, seeds, round, index)."""
@@ -122,6 +117,7 @@ class InstructionRun:
 
     def __init__(self, cfg: InstructionJobConfig):
         self.cfg = cfg
+        self.engine: Engine = engine_for(cfg.teacher)
         self.folder = RunFolder(cfg.output.dir, cfg.output.staging_dir)  # staging copy + URI home, if any
         self.root = self.folder.local
         self.raw_dir = self.root / "raw"
@@ -135,7 +131,7 @@ class InstructionRun:
                 "add seeds or lower seeds.per_prompt"
             )
         self.filters = TaskFilters(cfg.filters)
-        self.structured = _structured(cfg)
+        self.structured = self.engine.structured(cfg.generation.structured_output)
         self.seeded = False  # set once Ray is up: do per-request seeds reach the engine?
         self.gate_seconds = 0.0  # CPU time spent in the reply gates (bench/bench_response_checks.py)
         self.card_seconds = 0.0  # time spent writing the dataset card after rounds and chunks
@@ -247,8 +243,6 @@ class InstructionRun:
 
     def use_novelty_actor(self) -> None:
         """Move the novelty pool into a Ray actor (``filters.novelty_actor``); decisions are unchanged."""
-        from medforge.datagen.novelty import make_novelty_actor
-
         seeds = self.seedset.seeds
         texts = [s["instruction"] for s in seeds] + [t for _, t in self.kept_pool]
         ids = [s["id"] for s in seeds] + [i for i, _ in self.kept_pool]
@@ -286,8 +280,6 @@ class InstructionRun:
     def write_card(self, responses: dict[str, dict[str, Any]] | None = None, force: bool = False) -> Path | None:
         """(Re)write ``card.md`` / ``card.html`` with plots from the run's state; at most every
         :data:`CARD_INTERVAL_S` seconds unless ``force`` (the end of the run)."""
-        from medforge.cards.instructions import write_instruction_card
-
         t0 = time.perf_counter()
         # at most every CARD_INTERVAL_S, and never more than ~2% of the time (a 52k run's card takes seconds)
         if not force and t0 - self._card_written_at < max(CARD_INTERVAL_S, 50 * self._card_last_s):
@@ -311,11 +303,9 @@ def _plain(v: Any) -> Any:
     return v.tolist() if hasattr(v, "tolist") else v
 
 
-def _stream_replies(ds, cfg: InstructionJobConfig, sampling, json_schema: dict | None) -> Iterator[dict[str, Any]]:
+def _stream_replies(ds, run: InstructionRun, sampling, json_schema: dict | None) -> Iterator[dict[str, Any]]:
     """Stream teacher replies for ``ds`` (one engine start for the whole stream)."""
-    from medforge.engines.chat import generate_chat
-
-    for r in generate_chat(ds, cfg.teacher, sampling, json_schema=json_schema).iter_rows():
+    for r in run.engine.chat(ds, sampling, json_schema).iter_rows():
         yield {k: _plain(r[k]) for k in _KEEP if k in r}
 
 
@@ -360,7 +350,7 @@ def generate_tasks(run: InstructionRun) -> None:
     logger.info(run.progress_line())
     t_gen, accepted_before = time.perf_counter(), len(run.accepted)
     seeds, structured = run.seedset.seeds, run.structured
-    breaker = FailureBreaker(cfg.teacher.breaker)
+    breaker = run.engine.breaker()
     failed_rounds = 0
     while (stop := run.budget_left()) is None:
         first, n_rounds = run.rounds_done, _rounds_for_next_stream(run)
@@ -374,8 +364,8 @@ def generate_tasks(run: InstructionRun) -> None:
         ds = ray.data.range(n_rounds * rpr, override_num_blocks=n_rounds).map(to_request)
         buffers: dict[int, list[dict[str, Any]]] = {}
         t_start, stream_tokens = time.perf_counter(), 0  # tok/s since the stream started (incl. engine start)
-        replies = _stream_replies(ds, cfg, cfg.generation.sampling, schema)
-        round_failed = False
+        replies = _stream_replies(ds, run, cfg.generation.sampling, schema)
+        round_failed, last_error = False, ""
         try:
             for reply in replies:
                 breaker.record(reply.get("engine_error"), "task-generation requests")
@@ -386,7 +376,7 @@ def generate_tasks(run: InstructionRun) -> None:
                     if all(r.get("engine_error") for r in rows):
                         # A round in which every request failed is no progress: not saved, not counted
                         # (rounds must stay contiguous on disk), and requested again.
-                        round_failed = True
+                        round_failed, last_error = True, str(rows[-1].get("engine_error") or "")
                         break
                     atomic_write_jsonl(run.raw_path(idx), rows)
                     run.folder.push()
@@ -405,13 +395,12 @@ def generate_tasks(run: InstructionRun) -> None:
             replies.close()  # stops the Ray Data execution (and its engine actors)
         if round_failed:
             failed_rounds += 1
-            last = next((b for rows in buffers.values() for b in rows if b.get("engine_error")), {})
+            # the failed round's own rows were popped from the buffers: its last error is kept
             logger.warning("round %d: every request failed (%s); not saved, requested again",
-                           run.rounds_done, str(last.get("engine_error") or "see above")[:200])
+                           run.rounds_done, (last_error or "see above")[:200])
             if failed_rounds >= MAX_FAILED_ROUNDS:
-                breaker.trip(f"{failed_rounds} rounds in a row had every request fail",
-                              str(last.get("engine_error") or ""), classify(str(last.get("engine_error") or "")),
-                              "teacher.breaker")
+                breaker.trip(f"{failed_rounds} rounds in a row had every request fail", last_error,
+                             classify(last_error), "teacher.breaker")
             continue
         if run.rounds_done == first:
             raise RuntimeError("the teacher stream ended without completing a round; see the engine errors above")
@@ -496,7 +485,7 @@ def _answer_tasks(run: InstructionRun, pending: list[dict[str, Any]], done: dict
     cfg = run.cfg
     if not pending:
         return next_part
-    use_schema = run.structured or isinstance(cfg.teacher, VLLMTeacherConfig)
+    use_schema = run.engine.structured(cfg.responses.structured_multiple_choice)
     cs = cfg.responses.chunk_size
     salt = "response" if attempt == 0 else f"response-retry{attempt}"
     rows = []
@@ -512,16 +501,15 @@ def _answer_tasks(run: InstructionRun, pending: list[dict[str, Any]], done: dict
         })
     tasks = {t["id"]: t for t in pending}
     structured_ids = {r["task_id"] for r in rows if r["json_schema"]}
-    # vLLM rows carry their JSON schema inside a sampling_params struct, and Ray Data 2.60 cannot
-    # concatenate blocks whose structs differ (rows with and without a schema: "'pyarrow.lib.DataType'
-    # object is not iterable" in _backfill_missing_fields). So on vLLM the two kinds go through two
-    # streams, each homogeneous (one more engine start), and each streams chunk by chunk: one
-    # block per chunk, a chunk saved as soon as its rows are back. A kill loses the chunks in flight.
-    if isinstance(cfg.teacher, VLLMTeacherConfig) and structured_ids and len(structured_ids) < len(rows):
+    # An engine that cannot mix rows with and without a schema in one stream (vLLM, see
+    # VLLMEngine) gets two homogeneous streams (one more engine start). Each streams chunk by
+    # chunk: one block per chunk, a chunk saved as soon as its rows are back. A kill loses the
+    # chunks in flight.
+    if run.engine.one_schema_per_stream and structured_ids and len(structured_ids) < len(rows):
         groups = [[r for r in rows if r["json_schema"]], [r for r in rows if not r["json_schema"]]]
     else:
         groups = [rows]
-    breaker = FailureBreaker(cfg.teacher.breaker)
+    breaker = run.engine.breaker()
     t0, stream_tokens, pending_failed = time.perf_counter(), 0, 0
     n_answered = 0
     first_chunk = 0
@@ -532,7 +520,7 @@ def _answer_tasks(run: InstructionRun, pending: list[dict[str, Any]], done: dict
         first_chunk += n_chunks
         chunks: dict[int, list[dict[str, Any]]] = {}
         ds = ray.data.from_items(group, override_num_blocks=n_chunks)
-        for rep in _stream_replies(ds, cfg, cfg.responses.sampling, None):
+        for rep in _stream_replies(ds, run, cfg.responses.sampling, None):
             breaker.record(rep.get("engine_error"), "response requests")
             c = chunk_of[rep["task_id"]]
             chunks.setdefault(c, []).append(rep)
@@ -658,22 +646,15 @@ def write_outputs(run: InstructionRun, responses: dict[str, dict[str, Any]] | No
 def run_instruction_synthesis(cfg: InstructionJobConfig) -> dict[str, Any]:
     """Run (or resume) the whole pipeline. Ray must already be initialised."""
     t0 = time.perf_counter()
-    from medforge.engines.chat import seeds_applied
-
-    from medforge.cluster.preflight import teacher_preflight
-
     run = InstructionRun(cfg)
     pull_run_folder(run.folder, "output.dir")
     # A run folder of another config is refused first (that needs no cluster), then the preflight
     # runs before anything is written.
     check_run_folder(run.root, run.fingerprint(), cfg.output.overwrite)
-    teacher_preflight("generate-instructions", cfg.teacher, {"output.dir": cfg.output.dir})
+    run.engine.preflight("generate-instructions", {"output.dir": cfg.output.dir})
     run.prepare_folder()
-    run.seeded = seeds_applied(cfg.teacher)
-    if isinstance(cfg.teacher, OpenAITeacherConfig) and cfg.teacher.check_endpoint:
-        from medforge.engines.chat import check_openai_endpoint
-
-        check_openai_endpoint(cfg.teacher)
+    run.seeded = run.engine.seeds_applied()
+    run.engine.start()
     run.replay()
     if cfg.filters.novelty_actor:
         run.use_novelty_actor()

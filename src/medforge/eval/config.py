@@ -5,19 +5,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, field_validator, model_validator
+from pydantic import Field, model_validator
 
 from medforge.config.base import MedforgeModel
-from medforge.engines.config import OpenAITeacherConfig, SamplingConfig, TeacherConfig, VLLMTeacherConfig
+from medforge.engines.config import SamplingConfig, TeacherConfig
+from medforge.engines.engine import engine_for
 
 
 def _greedy(max_tokens: int) -> SamplingConfig:
     return SamplingConfig(temperature=0.0, top_p=1.0, presence_penalty=0.0, max_tokens=max_tokens)
-
-
-def engine_id(engine: VLLMTeacherConfig | OpenAITeacherConfig) -> str:
-    """What identifies an engine's replies in the cache: kind, model and endpoint."""
-    return f"{engine.kind}:{engine.model}" + (f"@{engine.base_url}" if isinstance(engine, OpenAITeacherConfig) else "")
 
 
 class EvalModelSection(MedforgeModel):
@@ -40,8 +36,9 @@ class EvalModelSection(MedforgeModel):
     def _one_source(self) -> EvalModelSection:
         if (self.engine is None) == (self.answers_path is None):
             raise ValueError("set exactly one of model.engine (generate answers) or model.answers_path (judge given answers)")
-        if self.prompt_format == "alpaca" and isinstance(self.engine, OpenAITeacherConfig):
-            raise ValueError("prompt_format=alpaca needs engine.kind=vllm: an OpenAI-compatible endpoint takes chat messages; "
+        if self.prompt_format == "alpaca" and self.engine is not None and not engine_for(self.engine).takes_raw_prompt:
+            raise ValueError(f"prompt_format=alpaca needs engine.kind=vllm (or scripted), not {self.engine.kind}: "
+                             "an OpenAI-compatible endpoint takes chat messages; "
                              "serve the model with a chat template that renders its training prompt, or use prompt_format=chat")
         return self
 

@@ -1,7 +1,7 @@
 """Free-form evaluation: answers from the model under test, pairwise verdicts, statistics, report.
 
-Flow (each step streams through the project's engines, :func:`medforge.engines.chat.generate_chat`,
-over Ray Data; vLLM actors or an OpenAI-compatible endpoint for either side):
+Flow (each step streams through the engine seam, :meth:`medforge.engines.engine.Engine.chat`,
+over Ray Data; vLLM actors, an OpenAI-compatible endpoint or the scripted engine for either side):
 
 1. load and check the test set and references (all problems at once, before any engine starts);
 2. answers: cached ones are reused, the rest generated (greedy by default) and cached as they arrive;
@@ -19,18 +19,22 @@ from __future__ import annotations
 
 import logging
 import time
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 from medforge.config.base import ConfigError
-from medforge.engines.config import OpenAITeacherConfig, VLLMTeacherConfig
+from medforge.engines.engine import Engine, engine_for
 from medforge.eval import judge as J
 from medforge.eval.cache import CallCache, cache_key, messages_hash
-from medforge.eval.config import EvalConfig, engine_id
+from medforge.eval.config import EvalConfig
 from medforge.eval.data import load_items, reference_names
+from medforge.eval.refscores import embed_texts, reference_scores
+from medforge.eval.report import write_freeform_report
 from medforge.eval.stats import summarize
 from medforge.io import atomic_write_jsonl, read_jsonl
 from medforge.run_folder import RunFolder, pull_run_folder
+from medforge.runtime import init_ray
 from medforge.train.prompts import alpaca_prompt, chat_messages
 
 logger = logging.getLogger(__name__)
@@ -45,7 +49,7 @@ def answer_request(item: dict[str, Any], prompt_format: str, system_prompt: str 
     return req
 
 
-def _run_engine(cfg: EvalConfig, rows: list[dict[str, Any]], engine: Any, sampling: Any, json_schema: dict | None, on_row) -> None:
+def _run_engine(cfg: EvalConfig, rows: list[dict[str, Any]], engine: Engine, sampling: Any, json_schema: dict | None, on_row) -> None:
     """Send ``rows`` (with ``messages``, ``request_seed``) through the engine; ``on_row`` per result, as it streams.
 
     Ray is joined (or started) here, when there is a call to make: a run whose calls are all
@@ -55,25 +59,20 @@ def _run_engine(cfg: EvalConfig, rows: list[dict[str, Any]], engine: Any, sampli
         return
     import ray.data
 
-    from medforge.engines.chat import generate_chat
-    from medforge.runtime import init_ray
-
     init_ray(cfg.ray_address, cfg.ray_num_cpus)
     ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // 16, 64)))
-    for out in generate_chat(ds, engine, sampling, json_schema).iter_rows():
+    for out in engine.chat(ds, sampling, json_schema).iter_rows():
         on_row(out)
 
 
-def _engine_for_prompt(engine: Any, prompt_format: str) -> Any:
-    if prompt_format == "alpaca" and isinstance(engine, VLLMTeacherConfig):
-        # The Alpaca prompt is the whole input: no chat template on top of it.
-        return engine.model_copy(update={"chat_template_stage": False})
-    return engine
+def _model_engine(cfg: EvalConfig) -> Engine:
+    engine = engine_for(cfg.model.engine)
+    # The Alpaca prompt is the whole input: no chat template on top of it.
+    return engine.for_raw_prompt() if cfg.model.prompt_format == "alpaca" else engine
 
 
 def _structured(cfg: EvalConfig) -> bool:
-    e = cfg.judge.engine
-    return cfg.judge.structured_output and (isinstance(e, VLLMTeacherConfig) or e.structured_output)
+    return engine_for(cfg.judge.engine).structured(cfg.judge.structured_output)
 
 
 def get_answers(cfg: EvalConfig, items: list[dict[str, Any]], cache: CallCache) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
@@ -91,7 +90,7 @@ def get_answers(cfg: EvalConfig, items: list[dict[str, Any]], cache: CallCache) 
     keys, todo = {}, []
     for i, it in enumerate(items):
         req = answer_request(it, m.prompt_format, m.system_prompt)
-        key = cache_key("answer", it["id"], engine_id(m.engine), m.prompt_format, sampling_id, messages_hash(req["messages"]), req.get("prompt"))
+        key = cache_key("answer", it["id"], engine_for(m.engine).identity, m.prompt_format, sampling_id, messages_hash(req["messages"]), req.get("prompt"))
         keys[it["id"]] = key
         if key not in cache:
             todo.append({"id": it["id"], "key": key, "request_seed": m.sampling.seed + i, **req})
@@ -108,7 +107,7 @@ def get_answers(cfg: EvalConfig, items: list[dict[str, Any]], cache: CallCache) 
         counts["generated"] += 1
 
     failed: dict[str, dict[str, Any]] = {}
-    _run_engine(cfg, todo, _engine_for_prompt(m.engine, m.prompt_format), m.sampling, None, keep)
+    _run_engine(cfg, todo, _model_engine(cfg), m.sampling, None, keep)
     fresh = {r["id"] for r in todo}
     answers = {}
     for it in items:
@@ -125,7 +124,7 @@ def plan_judgements(cfg: EvalConfig, items: list[dict[str, Any]], answers: dict[
     gets its outcome (loss) here, without a judge request.
     """
     structured = _structured(cfg)
-    judge_id = engine_id(cfg.judge.engine) + ":" + J.prompt_hash()
+    judge_id = engine_for(cfg.judge.engine).identity + ":" + J.prompt_hash()
     max_tokens = cfg.model.sampling.max_tokens
     quarantine: dict[str, Any] = {"missing_answer": [], "answer_error": [], "empty_answer": [], "truncated_answer": [],
                                   "missing_reference": {}}
@@ -193,7 +192,7 @@ def judge_all(cfg: EvalConfig, plan: list[dict[str, Any]], cache: CallCache) -> 
         for rec in by_key[row["key"]]:
             _apply(rec, row["generated_text"], row["engine_error"], cached=False, finish_reason=row.get("finish_reason", ""))
 
-    _run_engine(cfg, todo, cfg.judge.engine, cfg.judge.sampling, J.VERDICT_SCHEMA if _structured(cfg) else None, keep)
+    _run_engine(cfg, todo, engine_for(cfg.judge.engine), cfg.judge.sampling, J.VERDICT_SCHEMA if _structured(cfg) else None, keep)
     for rec in plan:
         rec.pop("messages", None)
         if "outcome" not in rec:  # a request the engine never answered
@@ -225,8 +224,6 @@ def item_records(plan: list[dict[str, Any]], ref: str) -> list[dict[str, Any]]:
 
 def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:
     """Run the whole evaluation; returns the report (also written to ``output.dir``)."""
-    from medforge.eval.report import write_freeform_report
-
     t0 = time.perf_counter()
     items = load_items(cfg.data.test_path, cfg.data.format, cfg.data.reference_fields, cfg.data.reference_files, cfg.data.max_items)
     if cfg.model.answers_path is not None and not Path(cfg.model.answers_path).is_file():
@@ -290,10 +287,6 @@ def run_evaluate(cfg: EvalConfig) -> dict[str, Any]:
 def reference_based_scores(cfg: EvalConfig, items: list[dict[str, Any]], answers: dict[str, dict[str, Any]],
                            plan: list[dict[str, Any]], ref: str) -> dict[str, Any]:
     """ROUGE-L and embedding similarity against ``ref``, over the items the judge saw for it (same ids)."""
-    from functools import partial
-
-    from medforge.eval.refscores import embed_texts, reference_scores
-
     judged = {r["id"] for r in plan if r["reference"] == ref}
     kept = [it for it in items if it["id"] in judged]
     rs = cfg.reference_scores
@@ -307,11 +300,10 @@ def reference_based_scores(cfg: EvalConfig, items: list[dict[str, Any]], answers
 
 
 def _check_endpoints(cfg: EvalConfig) -> None:
-    from medforge.engines.chat import check_openai_endpoint
-
     for engine in (cfg.model.engine, cfg.judge.engine):
-        if isinstance(engine, OpenAITeacherConfig) and engine.check_endpoint:
-            try:
-                check_openai_endpoint(engine)
-            except (ConnectionError, PermissionError) as exc:
-                raise ConfigError("endpoints", [str(exc)]) from None
+        if engine is None:  # model.answers_path: nothing to reach
+            continue
+        try:
+            engine_for(engine).check_endpoint()
+        except (ConnectionError, PermissionError) as exc:
+            raise ConfigError("endpoints", [str(exc)]) from None

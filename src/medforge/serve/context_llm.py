@@ -14,7 +14,8 @@ from typing import Any, Literal
 
 from pydantic import Field, field_validator
 
-from medforge.engines.config import OpenAITeacherConfig
+from medforge.engines.config import OpenAITeacherConfig, SamplingConfig
+from medforge.engines.engine import APIEngine, register_engine
 from medforge.ray_compat import chat_completion_types
 
 
@@ -79,3 +80,22 @@ class ServeHandleTransport:
         # a replica that died or is being replaced, a full queue, a slow reply: worth another try
         return isinstance(exc, (rex.RayActorError, rex.ActorUnavailableError, BackPressureError, asyncio.TimeoutError,
                                 TimeoutError))
+
+
+class ServeHandleEngine(APIEngine):
+    """The engine of ``kind: serve``: the API engine's client (body, retries, limiter, parsing) over
+    a Serve handle. It answers single requests in a Serve replica (``client``); batch jobs reach the
+    same app over HTTP with ``kind: openai``."""
+
+    def check_endpoint(self) -> None:
+        """Nothing to dial: the handle is resolved in the replica."""
+
+    def transport(self) -> ServeHandleTransport:
+        return ServeHandleTransport(self.cfg)
+
+    def chat(self, ds, sampling: SamplingConfig, schema: dict[str, Any] | None = None):
+        raise TypeError("a Serve-handle engine (kind: serve) answers requests inside Serve only; a batch job reaches "
+                        "the same LLM app with kind: openai and the app's URL")
+
+
+register_engine(ServedContextLLM, ServeHandleEngine)

@@ -35,6 +35,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from medforge.contexts.config import ContextGenerationConfig
 from medforge.engines.config import OpenAITeacherConfig
+from medforge.engines.engine import engine_for
 from medforge.engines.openai_client import FAILED_PREFIX, error_status
 from medforge.privacy.keywords import KeywordConfig
 from medforge.serve.config import ServedAppConfig, validated_args
@@ -149,15 +150,8 @@ class QAService:
         self._client = None
 
     def _llm(self):
-        from medforge.engines.openai_client import OpenAIChatClient
-
         if self._client is None:  # created in the replica's event loop, which it then belongs to
-            transport = None
-            if isinstance(self.cfg.context_llm, ServedContextLLM):
-                from medforge.serve.context_llm import ServeHandleTransport
-
-                transport = ServeHandleTransport(self.cfg.context_llm)
-            self._client = OpenAIChatClient(self.cfg.context_llm, self.cfg.generation.sampling, transport=transport)
+            self._client = engine_for(self.cfg.context_llm).client(self.cfg.generation.sampling)
         return self._client
 
     def check(self, req: QARequest) -> str | None:

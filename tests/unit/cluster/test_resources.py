@@ -4,16 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medforge.cluster.preflight import (
-    VLLM_FIX,
-    api_demand,
-    auto_placement_problem,
-    module_problems,
-    storage_problems,
-    train_demand,
-    vllm_demand,
-    vllm_rank_bundles,
-)
+from medforge.cluster.preflight import module_problems, storage_problems, train_demand
 from medforge.cluster.resources import (
     Demand,
     NodeType,
@@ -22,6 +13,7 @@ from medforge.cluster.resources import (
     node_types_from_live_nodes,
 )
 from medforge.engines.config import OpenAITeacherConfig, VLLMTeacherConfig
+from medforge.engines.placement import VLLM_FIX, api_demand, auto_placement_problem, vllm_demand, vllm_rank_bundles
 from medforge.train.config import ScalingSection
 
 AUTOSCALER = {
