@@ -26,11 +26,14 @@ from medforge.cluster.definition import (
     placeholder_problems,
     ray_schema_problems,
 )
-from medforge.cluster.preflight import train_demand
-from medforge.engines.placement import vllm_demand
-from medforge.cluster.resources import demand_problems, node_types_from_autoscaler_config
+from medforge.cluster.resources import (
+    demand_problems,
+    node_types_from_autoscaler_config,
+)
 from medforge.engines.config import VLLMTeacherConfig
+from medforge.engines.placement import vllm_demand
 from medforge.train.config import ScalingSection
+from medforge.train.placement import train_demand
 
 CLUSTER_JOB_CONFIGS = ("configs/*/cluster_*.yaml", "configs/*/*_cluster_*.yaml", "configs/*/cluster.yaml")
 

@@ -11,37 +11,18 @@ from __future__ import annotations
 
 import importlib.util
 import logging
-from typing import TYPE_CHECKING
 
-from medforge.cluster.resources import UNBOUNDED, Demand, NodeType, check_demands, discover_node_types, rank_bundle
+from medforge.cluster.resources import (
+    UNBOUNDED,
+    Demand,
+    NodeType,
+    check_demands,
+    discover_node_types,
+)
 from medforge.config.base import ConfigError
 from medforge.io import is_uri, local_path_problem, storage_write_problem
 
-if TYPE_CHECKING:
-    from medforge.train.config import ScalingSection
-
 logger = logging.getLogger(__name__)
-
-
-def train_worker_bundle(scaling: ScalingSection) -> dict[str, float]:
-    memory = int(scaling.memory_gib_per_worker * 2**30) if scaling.memory_gib_per_worker else None
-    return rank_bundle(gpu=scaling.use_gpu, cpus=scaling.cpus_per_worker, accelerator_type=scaling.accelerator_type,
-                       memory_bytes=memory, custom=scaling.custom_resources)
-
-
-def train_demand(scaling: ScalingSection, runs: int = 1) -> Demand:
-    """``scaling.num_workers`` workers for each of ``runs`` Ray Train runs held at once (concurrent seeds)."""
-    return Demand(
-        field=f"scaling (num_workers={scaling.num_workers}, use_gpu={scaling.use_gpu}, "
-              f"accelerator_type={scaling.accelerator_type}"
-              + (f", custom_resources={scaling.custom_resources}" if scaling.custom_resources else "")
-              + (f"; x {runs} concurrent runs)" if runs > 1 else ")"),
-        bundles=[train_worker_bundle(scaling)],
-        replicas=scaling.num_workers * runs,
-        fix="lower scaling.num_workers / cpus_per_worker / memory_gib_per_worker"
-            + (" / concurrent_seeds" if runs > 1 else "") + ", change scaling.accelerator_type "
-            "or scaling.custom_resources, or add a node type that offers it to cluster.yaml",
-    )
 
 
 def max_node_count(node_types: list[NodeType]) -> int:

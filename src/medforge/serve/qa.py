@@ -33,13 +33,18 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from medforge.contexts import task
 from medforge.contexts.config import ContextGenerationConfig
+from medforge.contexts.request import build_context_request, structured_output_wanted
 from medforge.engines.config import OpenAITeacherConfig
 from medforge.engines.engine import engine_for
 from medforge.engines.openai_client import FAILED_PREFIX, error_status
+from medforge.mc import scorer
 from medforge.privacy.keywords import KeywordConfig
+from medforge.privacy.vocab import load_vocabulary
 from medforge.serve.config import ServedAppConfig, validated_args
 from medforge.serve.context_llm import ServedContextLLM
+from medforge.serve.security import secure_app
 
 logger = logging.getLogger(__name__)
 
@@ -136,12 +141,9 @@ class QAService:
     """The QA logic, Ray-free apart from ``@serve.batch`` (applied by :func:`build_qa_app`)."""
 
     def __init__(self, cfg: QAServeConfig):
-        from medforge.contexts.request import structured_output_wanted
-        from medforge.mc.scorer import load_mc_model
-        from medforge.privacy.vocab import load_vocabulary
 
         self.cfg = cfg
-        self.mc = load_mc_model(cfg.mc_model, device="cpu")
+        self.mc = scorer.load_mc_model(cfg.mc_model, device="cpu")
         if self.mc.format.use_context and cfg.context_llm is None:
             raise ValueError(f"{cfg.mc_model} was trained with context (use_context: true) but no context_llm "
                              "is configured; set context_llm, or serve a model trained without context")
@@ -164,13 +166,12 @@ class QAService:
 
     def score_batch(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Score a batch; rows with ``use_context: False`` (SLM-only requests) are scored without context."""
-        from medforge.mc.scorer import score_rows
 
         out: list[dict[str, Any] | None] = [None] * len(rows)
         for flag in (True, False):
             idx = [i for i, r in enumerate(rows) if r.get("use_context", True) is flag]
             if idx:
-                scored = score_rows(self.mc, [rows[i] for i in idx], batch_size=len(idx),
+                scored = scorer.score_rows(self.mc, [rows[i] for i in idx], batch_size=len(idx),
                                     use_context=None if flag else False)
                 for i, res in zip(idx, scored, strict=True):
                     out[i] = res
@@ -178,8 +179,6 @@ class QAService:
 
     async def answer(self, req: QARequest, score) -> tuple[int, dict[str, Any]]:
         """``(status, body)``; ``score`` is the batched scorer (one row in, one result out)."""
-        from medforge.contexts import task
-        from medforge.contexts.request import build_context_request
 
         options: dict[str, str] = req.options  # validated into a dict
         timings: dict[str, float] = {}
@@ -245,7 +244,6 @@ def build_qa_app(cfg: QAServeConfig):
     from fastapi.responses import JSONResponse
     from ray import serve
 
-    from medforge.serve.security import secure_app
 
     app = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
 

@@ -10,9 +10,10 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from medforge.cluster.preflight import module_problems, preflight, train_demand, train_worker_bundle
+from medforge.cluster.preflight import module_problems, preflight
 from medforge.config.base import ConfigError
 from medforge.train.config import LoggerSection, ScalingSection
+from medforge.train.placement import train_demand, train_worker_bundle
 
 logger = logging.getLogger(__name__)
 

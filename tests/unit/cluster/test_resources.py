@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from medforge.cluster.preflight import module_problems, storage_problems, train_demand
+from medforge.cluster.preflight import module_problems, storage_problems
+from medforge.train.placement import train_demand
 from medforge.cluster.resources import (
     Demand,
     NodeType,
