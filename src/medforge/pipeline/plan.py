@@ -59,10 +59,7 @@ class Plan:
 
         Its replicas accept the key of ``key``: its file's path (never the key) goes into their config."""
         args = self.cfg.serve.llm.model_dump(mode="json")
-        auth = args["security"]["auth"]
-        auth["api_keys_file"] = key.file
-        if not key.file:
-            auth["api_keys_env"] = key.env
+        _accept(args["security"]["auth"], key)
         if self.lora:
             args["engine"]["model"] = self.finetune.model
             args["adapters"] = {self.cfg.serve.tuned_id: str(self.adapter_dir)}
@@ -83,6 +80,7 @@ class Plan:
             if ctx and ctx.get("base_url") == SERVED_URL:
                 args["context_llm"] = {**ctx, "base_url": self.cfg.serve.base_url, "model": self.cfg.serve.tuned_id,
                                        "api_key_env": key.env, "api_key_file": key.file}
+            _accept(args["security"]["auth"], key)  # one endpoint, one key: /v1/medqa takes the LLM app's
             apps.append({"name": "medqa", "route_prefix": "/v1/medqa", "import_path": "medforge.serve.qa:app_builder",
                          "args": args})
         return apps
@@ -115,6 +113,13 @@ class Plan:
         data["output"] = {"dir": str(folder / which), "cache_dir": str(folder / which / "cache")}
         data["ray_address"], data["ray_num_cpus"] = cfg.ray_address, cfg.ray_num_cpus
         return EvalConfig.model_validate(data)
+
+
+def _accept(auth: dict[str, Any], key: KeySource) -> None:
+    """An app's ``security.auth`` set to accept the key of ``key``: its file's path, else its variable."""
+    auth["api_keys_file"] = key.file
+    if not key.file:
+        auth["api_keys_env"] = key.env
 
 
 def _managed(section: str) -> list[str]:

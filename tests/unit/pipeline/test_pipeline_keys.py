@@ -148,6 +148,8 @@ def test_stage_configs_carry_the_key_file_path_never_the_key(tmp_path, test_set)
     apps = {a["name"]: a["args"] for a in plan.serve_apps(made)}
     assert apps["llm"]["security"]["auth"] == {"api_keys_env": "MEDFORGE_API_KEYS", "api_keys_file": made.file}
     assert apps["medqa"]["context_llm"]["api_key_file"] == made.file
+    # /v1/medqa is behind the same key (its replicas build their auth from this config, not the driver's env)
+    assert apps["medqa"]["security"]["auth"] == apps["llm"]["security"]["auth"]
     tuned, base = plan.eval_config("tuned", made), plan.eval_config("base", made)
     for engine in (tuned.model.engine, tuned.judge.engine, base.model.engine):
         assert (engine.api_key_env, engine.api_key_file) == ("MEDFORGE_API_KEYS", made.file)
@@ -157,6 +159,7 @@ def test_stage_configs_carry_the_key_file_path_never_the_key(tmp_path, test_set)
     # a key in a variable: the replicas are told that variable, and no file
     env_only = plan.serve_args(KeySource(env="MY_KEY"))["security"]["auth"]
     assert env_only == {"api_keys_env": "MY_KEY", "api_keys_file": None}
+    assert {a["name"]: a["args"] for a in plan.serve_apps(KeySource(env="MY_KEY"))}["medqa"]["security"]["auth"] == env_only
 
 
 # ---------------------------------------------------------------- a run of the stages under a recording environ
