@@ -22,6 +22,7 @@ from typing import Any
 
 from medforge.engines.config import OpenAITeacherConfig, SamplingConfig
 from medforge.engines.ratelimit import estimate_tokens, get_limiter
+from medforge.engines.reply import Reply, failed_reply
 from medforge.io import replace_lone_surrogates
 from medforge.secrets import resolve_key
 
@@ -108,9 +109,8 @@ def retry_after_s(exc: Exception) -> float | None:
 FAILED_PREFIX = "openai teacher failed after retries: "
 
 
-def failure_record(reason: str) -> dict[str, Any]:
-    return {"generated_text": "", "num_input_tokens": 0, "num_generated_tokens": 0, "finish_reason": "",
-            "engine_error": f"{FAILED_PREFIX}{reason}"}
+def failure_record(reason: str) -> Reply:
+    return failed_reply(f"{FAILED_PREFIX}{reason}")
 
 
 _STATUS = re.compile(r"^(?:\w+: )?(?:Error code: )?([1-5]\d\d)\b")

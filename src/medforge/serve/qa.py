@@ -141,7 +141,6 @@ class QAService:
     """The QA logic, Ray-free apart from ``@serve.batch`` (applied by :func:`build_qa_app`)."""
 
     def __init__(self, cfg: QAServeConfig):
-
         self.cfg = cfg
         self.mc = scorer.load_mc_model(cfg.mc_model, device="cpu")
         if self.mc.format.use_context and cfg.context_llm is None:
@@ -166,13 +165,12 @@ class QAService:
 
     def score_batch(self, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Score a batch; rows with ``use_context: False`` (SLM-only requests) are scored without context."""
-
         out: list[dict[str, Any] | None] = [None] * len(rows)
         for flag in (True, False):
             idx = [i for i, r in enumerate(rows) if r.get("use_context", True) is flag]
             if idx:
                 scored = scorer.score_rows(self.mc, [rows[i] for i in idx], batch_size=len(idx),
-                                    use_context=None if flag else False)
+                                           use_context=None if flag else False)
                 for i, res in zip(idx, scored, strict=True):
                     out[i] = res
         return [r for r in out if r is not None]
