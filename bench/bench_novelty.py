@@ -55,7 +55,7 @@ def _maxrss_mb() -> float:
 
 
 def run_filter(n: int, conn) -> None:
-    from medforge.datagen.novelty import NoveltyFilter
+    from medforge.generate.novelty import NoveltyFilter
 
     texts = generate(n)
     ids = [str(k) for k in range(n)]

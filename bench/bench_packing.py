@@ -30,7 +30,7 @@ def main() -> None:
     import torch
     from transformers import AutoModelForCausalLM
 
-    from medforge.train.packing import collate_packed, collate_padded, pack_greedy
+    from medforge.finetune.packing import collate_packed, collate_padded, pack_greedy
 
     model_dir = args.model
     if model_dir is None:

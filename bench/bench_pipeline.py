@@ -6,8 +6,8 @@
 One run, in this order, each stage's settings identical (the pipeline's own resolved stage configs,
 written out as the separate jobs' YAML):
 
-1. **chained by hand** (the reference: what a user did before the pipeline): ``generate_instructions.py``,
-   ``finetune_llm.py``, ``evaluate.py`` for the tuned model (vLLM actors on the merged export) and
+1. **chained by hand** (the reference: what a user did before the pipeline): ``generate.py``,
+   ``finetune.py``, ``evaluate.py`` for the tuned model (vLLM actors on the merged export) and
    again for the base model (the judge is the base model on vLLM actors too), then ``serve.py``
    until the tuned adapter answers one chat request through the ``openai`` client. Each is its own
    process with its own Ray cluster, as separate commands are.
@@ -74,9 +74,9 @@ def chained(cfg: PipelineConfig, work: Path) -> dict[str, float]:
     """The four stages as separate jobs with the same settings."""
     plan = make_plan(cfg)
     times = {}
-    times["generate"] = timed(["ray_jobs/generate_instructions.py", "--config", str(dump(plan.generate, work / "gen.yaml"))],
+    times["generate"] = timed(["ray_jobs/generate.py", "--config", str(dump(plan.generate, work / "gen.yaml"))],
                               work / "gen.log")
-    times["finetune"] = timed(["ray_jobs/finetune_llm.py", "--config", str(dump(plan.finetune, work / "ft.yaml"))],
+    times["finetune"] = timed(["ray_jobs/finetune.py", "--config", str(dump(plan.finetune, work / "ft.yaml"))],
                               work / "ft.log")
     judge = {**cfg.serve.llm.engine.model_dump(mode="json"), "kind": "vllm", "model": cfg.finetune.model}
     times["evaluate"] = 0.0

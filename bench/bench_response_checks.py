@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "src"))
 
 def run_job(out: Path, extra: list[str]) -> float:
     small = os.environ.get("MEDFORGE_SMALL_MODELS", str(REPO / ".small_models"))
-    cmd = [sys.executable, str(REPO / "ray_jobs" / "generate_instructions.py"), "--config",
+    cmd = [sys.executable, str(REPO / "ray_jobs" / "generate.py"), "--config",
            str(REPO / "configs" / "generate" / "local_small.yaml"), f"output.dir={out}",
            f"teacher.model={small}/smollm2-135m-instruct", "output.overwrite=true", *extra]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "PYTHONUNBUFFERED": "1"}
@@ -52,10 +52,10 @@ def main() -> None:
     ap.add_argument("overrides", nargs="*", help="extra dotted config overrides for the job")
     args = ap.parse_args()
 
-    from medforge.datagen.response_checks import check_response
-    from medforge.datagen.seeds import NO_INPUT
+    from medforge.generate.response_checks import check_response
+    from medforge.generate.seeds import NO_INPUT
     from medforge.io import read_jsonl
-    from medforge.datagen.config import ResponseConfig
+    from medforge.generate.config import ResponseConfig
 
     job_s = None if args.reuse else run_job(args.out, args.overrides)
     root = args.out

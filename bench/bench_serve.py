@@ -109,7 +109,7 @@ def bench_medforge(a: argparse.Namespace) -> dict[str, Any]:
     import ray
     from ray import serve
 
-    from medforge.serve.cli import run_serve_file
+    from medforge.serve.cli import run_serve
 
     os.environ["MEDFORGE_API_KEYS"] = KEY
     port = _free_port()
@@ -120,7 +120,7 @@ def bench_medforge(a: argparse.Namespace) -> dict[str, Any]:
                  "max_ongoing_requests": max(64, a.max_concurrency * 2)}}]}
     ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
     try:
-        run_serve_file(data, None, None, blocking=False)
+        run_serve(data, None, None, blocking=False)
         url = f"http://127.0.0.1:{port}"
         _wait_ready(url, a.start_timeout_s, {"Authorization": f"Bearer {KEY}"})
         return run_load(url, "bench", a.model, a, "medforge")

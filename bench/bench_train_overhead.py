@@ -23,8 +23,8 @@ def bare_loop(model_dir: Path, data: Path, steps: int, micro_batch: int, max_len
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     from medforge.io import read_jsonl
-    from medforge.train.packing import collate_padded
-    from medforge.train.prompts import tokenize_example
+    from medforge.finetune.packing import collate_padded
+    from medforge.finetune.prompts import tokenize_example
 
     torch.set_num_threads(os.cpu_count() or 1)
     tok = AutoTokenizer.from_pretrained(model_dir)
@@ -58,9 +58,9 @@ def main() -> None:
 
     from medforge.engines.tiny import make_tiny_models
     from medforge.io import atomic_write_jsonl
-    from medforge.train.config import LLMFinetuneConfig
-    from medforge.train.llm import run_llm_finetune
-    from medforge.train.synthetic import instruction_rows
+    from medforge.finetune.config import FinetuneConfig
+    from medforge.finetune.llm import run_finetune
+    from medforge.finetune.synthetic import instruction_rows
 
     work = Path(tempfile.mkdtemp(prefix="bench-overhead-"))
     model_dir = make_tiny_models(work / "models")["llama"]
@@ -72,7 +72,7 @@ def main() -> None:
 
     ray.init(address="local", num_cpus=max(4, args.workers + 2), include_dashboard=False, log_to_driver=False)
     try:
-        cfg = LLMFinetuneConfig.model_validate(
+        cfg = FinetuneConfig.model_validate(
             {
                 "model": str(model_dir),
                 "data": {"path": str(data), "max_length": args.max_length, "eval_fraction": 0.0},
@@ -85,7 +85,7 @@ def main() -> None:
             }
         )
         t0 = time.perf_counter()
-        summary = run_llm_finetune(cfg)
+        summary = run_finetune(cfg)
         wall = time.perf_counter() - t0
     finally:
         ray.shutdown()

@@ -13,7 +13,7 @@ PNG plots and verdicts.jsonl to output.dir; prints the win rates.
 
 import sys
 
-from medforge.eval.job import main
+from medforge.evaluate.job import main
 from medforge.runtime import setup_logging
 
 if __name__ == "__main__":

@@ -335,7 +335,7 @@ def _docstring_lines(path: Path) -> list[tuple[int, str]]:
 
 def doc_commands(repo: Path) -> list[DocCommand]:
     """Every command of README.md and docs/*.md (fenced bash/sh/shell/console blocks), of the header
-    comments of the YAML files under configs/, serving/, deploy/ (and cluster.yaml), and of the module
+    comments of the YAML files under configs/ (configs/serve/ included), deploy/ (and cluster.yaml), and of the module
     docstrings of ray_jobs/*.py, in file order."""
     repo = Path(repo)
     out: list[DocCommand] = []
@@ -343,7 +343,7 @@ def doc_commands(repo: Path) -> list[DocCommand]:
         if md.is_file():
             out += _markdown_commands(md, md.relative_to(repo).as_posix())
     yamls = [repo / "cluster.yaml"] if (repo / "cluster.yaml").is_file() else []
-    for folder in ("configs", "serving", "deploy"):
+    for folder in ("configs", "deploy"):
         yamls += sorted((repo / folder).rglob("*.yaml"))
     for y in yamls:
         out += _comment_commands(_yaml_header_lines(y), y.relative_to(repo).as_posix())

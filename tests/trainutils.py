@@ -7,10 +7,10 @@ import json
 from pathlib import Path
 from typing import Any
 
-from medforge.train.config import LLMFinetuneConfig
+from medforge.finetune.config import FinetuneConfig
 
 
-def llm_cfg(tmp_path: Path, model: Path, data: Path, **over: Any) -> LLMFinetuneConfig:
+def llm_cfg(tmp_path: Path, model: Path, data: Path, **over: Any) -> FinetuneConfig:
     """A small SFT config (5 steps, ZeRO-3, 2 workers); ``over`` takes dotted keys."""
     base: dict[str, Any] = {
         "model": str(model),
@@ -28,7 +28,7 @@ def llm_cfg(tmp_path: Path, model: Path, data: Path, **over: Any) -> LLMFinetune
         for p in parents:
             node = node.setdefault(p, {})
         node[leaf] = value
-    return LLMFinetuneConfig.model_validate(base)
+    return FinetuneConfig.model_validate(base)
 
 
 def history(export: Path | str) -> list[dict[str, Any]]:

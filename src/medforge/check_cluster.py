@@ -32,8 +32,8 @@ from medforge.cluster.resources import (
 )
 from medforge.engines.config import VLLMTeacherConfig
 from medforge.engines.placement import vllm_demand
-from medforge.train.config import ScalingSection
-from medforge.train.placement import train_demand
+from medforge.finetune.config import ScalingSection
+from medforge.finetune.placement import train_demand
 
 CLUSTER_JOB_CONFIGS = ("configs/*/cluster_*.yaml", "configs/*/*_cluster_*.yaml", "configs/*/cluster.yaml")
 
@@ -81,7 +81,8 @@ def cross_check_problems(config: dict[str, Any], job_configs: list[Path]) -> lis
 
 
 def shipped_job_configs(repo: Path = REPO) -> list[Path]:
-    return sorted({p for pattern in CLUSTER_JOB_CONFIGS for p in repo.glob(pattern)})
+    # configs/serve/ holds Ray Serve files (applications, not a job's config): not a job demand
+    return sorted({p for pattern in CLUSTER_JOB_CONFIGS for p in repo.glob(pattern) if p.parent.name != "serve"})
 
 
 def check_cluster_file(path: str | Path, job_configs: list[Path] | None = None,

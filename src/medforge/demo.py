@@ -30,16 +30,16 @@ from typing import Any
 from medforge.config.base import ConfigError, load_config
 from medforge.engines.small import SmallModelError, make_small_models
 from medforge.engines.tiny import make_tiny_models
-from medforge.eval.stats import reliability_line
+from medforge.evaluate.stats import reliability_line
 from medforge.io import atomic_write_text, read_jsonl
 from medforge.mc.scorer import load_mc_model, score_rows
 from medforge.pipeline.config import STAGES, PipelineConfig
 from medforge.pipeline.plan import make_plan, wiring_problems
 from medforge.pipeline.runner import PipelineRun, open_run_dir
 from medforge.pipeline.stages import dataset_preview
-from medforge.train.config import SLMFinetuneConfig
-from medforge.train.slm import run_slm_finetune
-from medforge.train.synthetic import write_mc_splits
+from medforge.finetune.config import FinetuneMCConfig
+from medforge.finetune.slm import run_finetune_mc
+from medforge.finetune.synthetic import write_mc_splits
 
 logger = logging.getLogger(__name__)
 
@@ -103,9 +103,9 @@ ESTIMATES = {"generate": 200.0, "finetune": 80.0, "evaluate": 110.0, "serve": 30
 
 
 def mc_config(out: Path, encoder: str | Path, splits: dict[str, Path]):
-    """The demo scorer's training config: configs/finetune/slm_local_small.yaml with the settings the suite's
+    """The demo scorer's training config: configs/finetune_mc/local_small.yaml with the settings the suite's
     3-seed MiniLM test learns with (lr 2e-4, one worker), one seed, one epoch over the 160 synthetic rows."""
-    return load_config(SLMFinetuneConfig, REPO / "configs" / "finetune" / "slm_local_small.yaml", [
+    return load_config(FinetuneMCConfig, REPO / "configs" / "finetune_mc" / "local_small.yaml", [
         f"model={encoder}", f"data.train_path={splits['train']}", f"data.dev_path={splits['dev']}",
         f"data.test_path={splits['test']}", "data.max_length=128", "seeds=[0]", "optim.epochs=1", "optim.lr=2.0e-4",
         "scaling.num_workers=1", f"output_dir={out}", f"checkpoint.storage_path={(out / 'checkpoints').resolve()}",
@@ -121,7 +121,7 @@ def train_mc_model(out: Path, encoder: str | Path) -> dict[str, Any]:
     then score the synthetic test split with and without context: ``{"with", "without", "seconds"}``."""
     t0 = time.perf_counter()
     splits = write_mc_splits(out / "data")
-    run_slm_finetune(mc_config(out, encoder, splits))
+    run_finetune_mc(mc_config(out, encoder, splits))
     mc = load_mc_model(out / "model", device="cpu")
     rows = list(read_jsonl(splits["test"]))
     gap = {"n": len(rows), "seconds": round(time.perf_counter() - t0, 1)}

@@ -6,7 +6,7 @@ model -- this command makes the rows whose quarantine reason contains one of ``-
 pending again; running the job's same command then redoes them::
 
     medforge retry-quarantine --run runs/contexts_api --reason "context length" --reason "no context for option"
-    python ray_jobs/generate_contexts.py --config configs/contexts/openai_api.yaml
+    python ray_jobs/contexts.py --config configs/contexts/openai_api.yaml
 
 * Context generation (``staged/manifest.json`` in the run folder): a chunk holding such a row
   loses its shard and quarantine part (both rewritten when it is redone; its good rows are

@@ -1,8 +1,8 @@
 """ROUGE's tokenizer, exactly as ``rouge_score`` 0.1.2 tokenizes (default tokenizer, no stemming).
 
 One definition for everything that compares texts by ROUGE-L: the novelty filter
-(:mod:`medforge.datagen.novelty`), the reply checks (:mod:`medforge.datagen.response_checks`),
-the reference-based scores of the evaluation (:mod:`medforge.eval.refscores`) and the dataset
+(:mod:`medforge.generate.novelty`), the reply checks (:mod:`medforge.generate.response_checks`),
+the reference-based scores of the evaluation (:mod:`medforge.evaluate.refscores`) and the dataset
 card's novelty profile (:mod:`medforge.cards.instructions`).
 """
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from medforge.io import atomic_write_jsonl
-from medforge.train.config import SLMFinetuneConfig
-from medforge.train.synthetic import instruction_rows, write_mc_splits
+from medforge.finetune.config import FinetuneMCConfig
+from medforge.finetune.synthetic import instruction_rows, write_mc_splits
 from trainutils import history, llm_cfg
 
 
@@ -32,17 +32,17 @@ def _gpu_cfg(tmp_path, tiny_models, sft_data, workers, **over):
 def test_gpu_sft_bf16_loss_down_params_changed_bf16_export(tmp_path, tiny_models, gpu_ray_cluster, sft_data, stage):
     from safetensors.torch import load_file
 
-    from medforge.train.llm import run_llm_finetune
+    from medforge.finetune.llm import run_finetune
 
     workers = min(2, gpu_ray_cluster)
     cfg = _gpu_cfg(tmp_path, tiny_models, sft_data, workers, **{"deepspeed.zero_stage": stage, "optim.max_steps": 8})
-    summary = run_llm_finetune(cfg)
+    summary = run_finetune(cfg)
     hist = history(cfg.output.export_dir)
     losses = [h["train_loss"] for h in hist if "train_loss" in h]
     assert summary["step"] == 8 and losses[-1] < losses[0] - 0.1, losses
     import torch
 
-    from medforge.train.common import peak_flops
+    from medforge.finetune.common import peak_flops
 
     if peak_flops(torch.cuda.get_device_name()) is not None:  # MFU needs the card's known peak
         assert all(h.get("mfu", 0) > 0 for h in hist if "train_loss" in h)
@@ -58,8 +58,8 @@ def test_gpu_packed_loss_equals_padded_loss_bf16(tiny_models, attn):
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from medforge.train.packing import collate_packed, collate_padded, pack_greedy
-    from medforge.train.prompts import tokenize_example
+    from medforge.finetune.packing import collate_packed, collate_padded, pack_greedy
+    from medforge.finetune.prompts import tokenize_example
 
     if attn == "flash_attention_2":
         pytest.importorskip("flash_attn", reason="flash-attn is not installed")
@@ -78,25 +78,25 @@ def test_gpu_packed_loss_equals_padded_loss_bf16(tiny_models, attn):
 
 
 def test_gpu_packed_lora_zero2_then_resume(tmp_path, tiny_models, gpu_ray_cluster, sft_data):
-    from medforge.train.llm import run_llm_finetune
+    from medforge.finetune.llm import run_finetune
 
     over = {"deepspeed.zero_stage": 2, "data.packing": True, "lora.enabled": True, "lora.r": 4, "lora.alpha": 8,
             "lora.target_modules": ["q_proj", "v_proj"], "optim.max_steps": 2, "checkpoint.every_steps": 2,
             "data.eval_fraction": 0.0}
     workers = min(2, gpu_ray_cluster)
-    assert run_llm_finetune(_gpu_cfg(tmp_path, tiny_models, sft_data, workers, **over))["step"] == 2
+    assert run_finetune(_gpu_cfg(tmp_path, tiny_models, sft_data, workers, **over))["step"] == 2
     cfg2 = _gpu_cfg(tmp_path, tiny_models, sft_data, workers, **{**over, "optim.max_steps": 4, "output.overwrite": True})
-    assert run_llm_finetune(cfg2)["step"] == 4
+    assert run_finetune(cfg2)["step"] == 4
     hist = history(cfg2.output.export_dir)
     assert [h["step"] for h in hist if "train_loss" in h] == [1, 2, 3, 4]
     assert [h["step"] for h in hist if h.get("resumed_from_checkpoint")] == [2]
 
 
 def test_gpu_slm_context_beats_chance(tmp_path, tiny_models, gpu_ray_cluster):
-    from medforge.train.slm import run_slm_finetune
+    from medforge.finetune.slm import run_finetune_mc
 
     write_mc_splits(tmp_path)
-    cfg = SLMFinetuneConfig.model_validate({
+    cfg = FinetuneMCConfig.model_validate({
         "model": str(tiny_models["bert"]),
         "data": {"train_path": str(tmp_path / "train.jsonl"), "dev_path": str(tmp_path / "dev.jsonl"),
                  "test_path": str(tmp_path / "test.jsonl"), "use_context": True, "max_length": 48},
@@ -106,7 +106,7 @@ def test_gpu_slm_context_beats_chance(tmp_path, tiny_models, gpu_ray_cluster):
         "checkpoint": {"storage_path": str(tmp_path / "ckpt"), "name": "mc-gpu", "max_failures": 0},
         "output_dir": str(tmp_path / "out"),
     })
-    result = run_slm_finetune(cfg)
+    result = run_finetune_mc(cfg)
     assert result["mean_accuracy"] >= 0.8, result
     assert json.loads((tmp_path / "out" / "summary.json").read_text())["mean_accuracy"] == result["mean_accuracy"]
 
@@ -118,10 +118,10 @@ def test_gpu_export_loads_in_vllm_and_generates(tmp_path, tiny_models, gpu_ray_c
     import sys
     import textwrap
 
-    from medforge.train.llm import run_llm_finetune
+    from medforge.finetune.llm import run_finetune
 
     cfg = _gpu_cfg(tmp_path, tiny_models, sft_data, 1, **{"deepspeed.zero_stage": 2, "optim.max_steps": 2})
-    run_llm_finetune(cfg)
+    run_finetune(cfg)
     script = tmp_path / "gen.py"
     script.write_text(textwrap.dedent(f"""
         if __name__ == "__main__":

@@ -14,7 +14,7 @@ from pathlib import Path
 import medforge.io
 
 REPO = Path(__file__).resolve().parents[2]
-JOB = REPO / "ray_jobs" / "generate_instructions.py"
+JOB = REPO / "ray_jobs" / "generate.py"
 TINY_CONFIG = REPO / "configs" / "generate" / "local_tiny.yaml"
 
 
@@ -86,7 +86,7 @@ def api_teacher_config(url: str, out: str | Path, workdir: Path, **extra):
     import yaml
 
     from medforge.config.base import load_config
-    from medforge.datagen.config import InstructionJobConfig
+    from medforge.generate.config import GenerateConfig
 
     overrides = ["teacher.kind=openai", f"teacher.base_url={url}", "teacher.model=stub-teacher",
                  "teacher.backoff_base_s=0.01", "teacher.max_retries=4"]
@@ -99,7 +99,7 @@ def api_teacher_config(url: str, out: str | Path, workdir: Path, **extra):
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "cfg.yaml"
     path.write_text(yaml.safe_dump(data))
-    return load_config(InstructionJobConfig, path, overrides)
+    return load_config(GenerateConfig, path, overrides)
 
 
 def dataset_lost_and_duplicated(root: Path, summary: dict) -> tuple[int, int]:

@@ -28,7 +28,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 WORDS = ("anemia asthma sepsis gout migraine stroke eczema lupus angina malaria pneumonia cirrhosis psoriasis "
          "glaucoma hepatitis epilepsy scurvy rickets tetanus measles mumps rubella").split()
-# letters only: the task check (datagen.filters.task_check) rejects "words" with digits
+# letters only: the task check (generate.filters.task_check) rejects "words" with digits
 VOCAB = [w + suffix for w in WORDS for suffix in ("", "s", "ic", "oid")]
 VERBS = ("Explain", "Summarize", "Describe", "Compare", "Outline", "List", "Discuss", "Classify")
 

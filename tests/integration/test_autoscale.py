@@ -227,7 +227,7 @@ def _wait_for_worker_nodes(sampler: Sampler, count: int, deadline_s: float) -> b
 @pytest.fixture(scope="module")
 def burst_run(autoscaling_cluster):
     """The uninterrupted run: from no worker node to a burst and back to none."""
-    from medforge.datagen.pipeline import run_instruction_synthesis
+    from medforge.generate.pipeline import run_generate
 
     sampler: Sampler = autoscaling_cluster["sampler"]
     out = autoscaling_cluster["shared"] / "burst"
@@ -235,7 +235,7 @@ def burst_run(autoscaling_cluster):
     with StubOpenAI(keyed=True, delay_s=0.5) as stub:
         sampler.mark("burst job starts")
         started = sampler.now()
-        summary = run_instruction_synthesis(_job(stub.url, out))
+        summary = run_generate(_job(stub.url, out))
         sampler.mark("burst job ends")
     ended = sampler.now()
     scaled_down = _wait_for_worker_nodes(sampler, 0, deadline_s=120)
@@ -276,7 +276,7 @@ def _raylet_pid(monitor_pid: int, node_id: str) -> int:
 def test_node_lost_mid_generation_no_row_lost_or_duplicated(autoscaling_cluster, burst_run):
     import ray
 
-    from medforge.datagen.pipeline import run_instruction_synthesis
+    from medforge.generate.pipeline import run_generate
 
     sampler: Sampler = autoscaling_cluster["sampler"]
     out = autoscaling_cluster["shared"] / "node_loss"
@@ -285,7 +285,7 @@ def test_node_lost_mid_generation_no_row_lost_or_duplicated(autoscaling_cluster,
     with StubOpenAI(keyed=True, delay_s=0.5) as stub:
         def run() -> None:
             try:
-                result["summary"] = run_instruction_synthesis(_job(stub.url, out))
+                result["summary"] = run_generate(_job(stub.url, out))
             except BaseException as exc:  # noqa: BLE001 - re-raised below
                 result["error"] = exc
 

@@ -36,8 +36,8 @@ def _run(args: list[str], env_extra: dict[str, str], timeout: float = 240) -> su
 
 
 @pytest.mark.parametrize("job,config", [
-    ("ray_jobs/generate_instructions.py", "configs/generate/local_tiny.yaml"),
-    ("ray_jobs/generate_contexts.py", "configs/contexts/local_tiny.yaml"),
+    ("ray_jobs/generate.py", "configs/generate/local_tiny.yaml"),
+    ("ray_jobs/contexts.py", "configs/contexts/local_tiny.yaml"),
 ])
 def test_generation_job_refuses_unknown_gpu_and_local_folder(job, config, autoscaler_config, tiny_models, tmp_path):
     out = tmp_path / "run"
@@ -56,7 +56,7 @@ def test_generation_job_refuses_unknown_gpu_and_local_folder(job, config, autosc
 def test_generation_job_declared_l4_demand_passes_preflight_of_cluster_at_rest(autoscaler_config, tiny_models, tmp_path):
     """No GPU is up (this machine has none), yet the L4 demand fits a node type: only the local folder is refused."""
     out = tmp_path / "run"
-    proc = _run(["ray_jobs/generate_instructions.py", "--config", "configs/generate/local_tiny.yaml",
+    proc = _run(["ray_jobs/generate.py", "--config", "configs/generate/local_tiny.yaml",
                  f"teacher.model={tiny_models['llama']}", "teacher.placement=gpu", "teacher.accelerator_type=L4",
                  "teacher.tensor_parallel_size=8", "teacher.concurrency=[1,4]", f"output.dir={out}"],
                 {"MEDFORGE_AUTOSCALER_CONFIG": str(autoscaler_config)})
@@ -84,8 +84,8 @@ def local_ray():
 def test_finetune_preflight_against_autoscaler_vs_live_nodes(local_ray, autoscaler_config, monkeypatch):
     """An 8 x A100 job on a cluster at rest passes (the autoscaler can launch train_a100); the same job
     checked against the nodes up now (no autoscaler) is refused, naming the GPU."""
-    from medforge.train.common import cluster_capacity_problems
-    from medforge.train.config import ScalingSection
+    from medforge.finetune.common import cluster_capacity_problems
+    from medforge.finetune.config import ScalingSection
 
     scaling = ScalingSection(num_workers=8, use_gpu=True, accelerator_type="A100", cpus_per_worker=8,
                              memory_gib_per_worker=100)

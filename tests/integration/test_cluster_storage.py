@@ -9,7 +9,7 @@ import pytest
 
 from medforge.config.base import ConfigError
 from medforge.io import atomic_write_jsonl, storage_filesystem, storage_write_problem
-from medforge.train.synthetic import instruction_rows
+from medforge.finetune.synthetic import instruction_rows
 from trainutils import llm_cfg
 
 pytestmark = pytest.mark.integration
@@ -43,18 +43,18 @@ def test_storage_probe_on_s3(s3_env):
 
 
 def test_finetune_preflight_refuses_missing_bucket(tmp_path, tiny_models, ray_s3):
-    from medforge.train.llm import run_llm_finetune
+    from medforge.finetune.llm import run_finetune
 
     data = tmp_path / "sft.jsonl"
     atomic_write_jsonl(data, instruction_rows(8, seed=0, median_words=8))
     cfg = llm_cfg(tmp_path, tiny_models["llama"], data, **{"checkpoint.storage_path": "s3://no-such-bucket/ckpt"})
     with pytest.raises(ConfigError, match="checkpoint.storage_path = 's3://no-such-bucket/ckpt': cannot be written"):
-        run_llm_finetune(cfg)
+        run_finetune(cfg)
 
 
 def test_finetune_checkpoints_on_s3_and_resume_there(tmp_path, tiny_models, ray_s3):
     """Checkpoints and the export on s3://; a second run with the same storage resumes from the bucket."""
-    from medforge.train.llm import run_llm_finetune
+    from medforge.finetune.llm import run_finetune
 
     data = tmp_path / "sft.jsonl"
     atomic_write_jsonl(data, instruction_rows(32, seed=0, median_words=10))
@@ -62,7 +62,7 @@ def test_finetune_checkpoints_on_s3_and_resume_there(tmp_path, tiny_models, ray_
             "lora.target_modules": ["q_proj", "v_proj"], "optim.max_steps": 2, "optim.micro_batch_size": 2,
             "checkpoint.every_steps": 2, "data.eval_fraction": 0.0,
             "checkpoint.storage_path": "s3://medforge-test/ckpt"}
-    first = run_llm_finetune(llm_cfg(tmp_path, tiny_models["llama"], data, **over))
+    first = run_finetune(llm_cfg(tmp_path, tiny_models["llama"], data, **over))
     assert first["step"] == 2
     fs, root = storage_filesystem("s3://medforge-test/ckpt/sft")
     from pyarrow.fs import FileSelector
@@ -73,7 +73,7 @@ def test_finetune_checkpoints_on_s3_and_resume_there(tmp_path, tiny_models, ray_
 
     cfg2 = llm_cfg(tmp_path, tiny_models["llama"], data,
                    **{**over, "optim.max_steps": 4, "output.export_dir": "s3://medforge-test/export"})
-    second = run_llm_finetune(cfg2)
+    second = run_finetune(cfg2)
     assert second["step"] == 4
     efs, epath = storage_filesystem("s3://medforge-test/export/training_logs/history.json")
     with efs.open_input_stream(epath) as f:
@@ -106,14 +106,14 @@ def test_instruction_run_folder_on_s3_resumes_on_another_driver(tmp_path, ray_s3
     from jobutils import api_teacher_config
     from openai_stub import StubOpenAI
 
-    from medforge.datagen.pipeline import run_instruction_synthesis
+    from medforge.generate.pipeline import run_generate
 
     uri = "s3://medforge-test/runs/gen"
     with StubOpenAI() as stub:
         with pytest.raises(ConfigError, match="output.dir = 's3://no-such-bucket/gen': cannot be written"):
-            run_instruction_synthesis(api_teacher_config(stub.url, "s3://no-such-bucket/gen", tmp_path / "x"))
+            run_generate(api_teacher_config(stub.url, "s3://no-such-bucket/gen", tmp_path / "x"))
         assert not stub.bodies  # refused before any request
-        first = run_instruction_synthesis(api_teacher_config(
+        first = run_generate(api_teacher_config(
             stub.url, uri, tmp_path / "a", **{"budget.max_rounds": 1, "output.staging_dir": tmp_path / "stage_a"}))
         n_first = len(stub.bodies)
         remote = _s3_files(uri)
@@ -125,7 +125,7 @@ def test_instruction_run_folder_on_s3_resumes_on_another_driver(tmp_path, ray_s3
         assert 0 < len(rows_a) == first["accepted_tasks"]
         shutil.rmtree(tmp_path / "stage_a")  # the first driver and its disk are gone
 
-        second = run_instruction_synthesis(api_teacher_config(
+        second = run_generate(api_teacher_config(
             stub.url, uri, tmp_path / "b", **{"budget.target_tasks": 60, "output.staging_dir": tmp_path / "stage_b"}))
         new_bodies = stub.bodies[n_first:]
     rows_b = _jsonl(_s3_files(uri)["dataset/medinstruct.jsonl"])
@@ -151,7 +151,7 @@ def test_context_run_folder_on_s3_workers_read_the_bucket_and_resume_redoes_only
     from contexts_loopback import LoopbackServer
 
     from medforge.contexts import pipeline
-    from medforge.contexts.config import ContextJobConfig
+    from medforge.contexts.config import ContextsConfig
 
     vignettes = Path(__file__).parents[1] / "data" / "phi_vignettes.jsonl"
     rows = [json.loads(x) for x in vignettes.read_text().splitlines() if x.strip()]
@@ -164,7 +164,7 @@ def test_context_run_folder_on_s3_workers_read_the_bucket_and_resume_redoes_only
     monkeypatch.setattr(pipeline, "build_dataset", lambda cfg, paths: worker_paths.extend(paths) or real_build(cfg, paths))
 
     def cfg(url, staging):
-        return ContextJobConfig.model_validate({
+        return ContextsConfig.model_validate({
             "teacher": {"kind": "openai", "base_url": url, "model": "loopback", "concurrency": 1,
                         "max_concurrent_requests": 4, "batch_size": 6, "max_retries": 2, "backoff_base_s": 0.05},
             "input": {"path": str(inp)}, "keyword_concurrency": [1, 1],
@@ -172,7 +172,7 @@ def test_context_run_folder_on_s3_workers_read_the_bucket_and_resume_redoes_only
             "output": {"dir": uri, "chunk_rows": 6, "format": "jsonl", "staging_dir": str(staging)}})
 
     with LoopbackServer() as srv:
-        first = pipeline.run_context_generation(cfg(srv.base_url, tmp_path / "stage_a"))
+        first = pipeline.run_contexts(cfg(srv.base_url, tmp_path / "stage_a"))
         n_first = len(srv.rec.requests)
         chunks = first["chunks"]
         assert chunks >= 3 and first["rows_with_context"] + first["rows_quarantined"] == n_rows
@@ -186,7 +186,7 @@ def test_context_run_folder_on_s3_workers_read_the_bucket_and_resume_redoes_only
         shutil.rmtree(tmp_path / "stage_a")
         worker_paths.clear()
 
-        second = pipeline.run_context_generation(cfg(srv.base_url, tmp_path / "stage_b"))
+        second = pipeline.run_contexts(cfg(srv.base_url, tmp_path / "stage_b"))
         redone = srv.rec.requests[n_first:]
     assert second["chunks_this_run"] == 1 and worker_paths == [f"{uri}/staged/chunk_00001.parquet"]
     assert len(redone) == 6  # chunk 1's rows, nothing else
@@ -205,19 +205,19 @@ def test_eval_run_folder_on_s3_second_driver_makes_no_call(tmp_path, ray_s3):
     import shutil
 
     from openai_stub import StubOpenAI
-    from test_eval_freeform import EXPECTED_WIN_RATE, _write_config, responder
+    from test_evaluate import EXPECTED_WIN_RATE, _write_config, responder
 
     from medforge.config.base import load_config
-    from medforge.eval.config import EvalConfig
-    from medforge.eval.freeform import run_evaluate
+    from medforge.evaluate.config import EvaluateConfig
+    from medforge.evaluate.freeform import run_evaluate
 
     uri = "s3://medforge-test/runs/eval"
     with StubOpenAI(responder=responder) as stub:
-        first = run_evaluate(load_config(EvalConfig, _write_config(tmp_path, stub.url, uri, staging_dir=str(tmp_path / "a"))))
+        first = run_evaluate(load_config(EvaluateConfig, _write_config(tmp_path, stub.url, uri, staging_dir=str(tmp_path / "a"))))
         calls = len(stub.bodies)
         assert calls == 16 and first["judge_calls"]["made"] == 10
         shutil.rmtree(tmp_path / "a")
-        second = run_evaluate(load_config(EvalConfig, _write_config(tmp_path, stub.url, uri, staging_dir=str(tmp_path / "b"))))
+        second = run_evaluate(load_config(EvaluateConfig, _write_config(tmp_path, stub.url, uri, staging_dir=str(tmp_path / "b"))))
         assert len(stub.bodies) == calls  # answers and verdicts came from the cache in the bucket
     assert second["judge_calls"] == {"requested": 10, "cached": 10, "made": 0, "errors": 0}
     stored = _s3_files(uri)

@@ -34,7 +34,7 @@ def _input(tmp_path: Path, copies: int) -> Path:
 
 
 def _cfg(tmp_path, base_url, inp, **extra):
-    from medforge.contexts.config import ContextJobConfig
+    from medforge.contexts.config import ContextsConfig
 
     data = {
         "teacher": {"kind": "openai", "base_url": base_url, "model": "loopback", "concurrency": 2,
@@ -49,7 +49,7 @@ def _cfg(tmp_path, base_url, inp, **extra):
     }
     for k, v in extra.items():
         data[k] = {**data.get(k, {}), **v}
-    return ContextJobConfig.model_validate(data)
+    return ContextsConfig.model_validate(data)
 
 
 def _max_in_window(times_tokens, window):
@@ -64,12 +64,12 @@ def _max_in_window(times_tokens, window):
 
 def test_api_teacher_faults_rate_limit_and_no_phi(tmp_path, ray_local):
     from medforge.contexts import task
-    from medforge.contexts.pipeline import run_context_generation
+    from medforge.contexts.pipeline import run_contexts
 
     inp = _input(tmp_path, copies=3)  # 27 rows
     faults = Faults(period=6, slots={1: "429", 2: "500", 4: "timeout"}, timeout_sleep_s=2.0)
     with LoopbackServer(faults) as srv:
-        summary = run_context_generation(_cfg(tmp_path, srv.base_url, inp))
+        summary = run_contexts(_cfg(tmp_path, srv.base_url, inp))
         log = list(srv.rec.requests)
 
     # every row complete, none twice
@@ -104,13 +104,13 @@ def test_api_teacher_faults_rate_limit_and_no_phi(tmp_path, ray_local):
 
 
 def test_api_teacher_empty_and_garbage_replies_are_quarantined(tmp_path, ray_local):
-    from medforge.contexts.pipeline import run_context_generation
+    from medforge.contexts.pipeline import run_contexts
 
     inp = _input(tmp_path, copies=1)  # 9 rows
     # first attempts 0..8 -> slots 0,1,2,3,0,1,2,3,0: 3 empty, 2 garbage, 2 lone-surrogate, 2 good
     faults = Faults(period=4, slots={0: "empty", 1: "garbage", 2: "surrogate"})
     with LoopbackServer(faults) as srv:
-        summary = run_context_generation(_cfg(tmp_path, srv.base_url, inp, output={"format": "parquet"}))
+        summary = run_contexts(_cfg(tmp_path, srv.base_url, inp, output={"format": "parquet"}))
     assert summary["rows_with_context"] == 2 and summary["rows_quarantined"] == 7
     q = [r for p in (tmp_path / "run" / "quarantine").glob("part-*.jsonl") for r in read_jsonl(p)]
     reasons = {r["reason"] for r in q}

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.integration
 
 ROOT = Path(__file__).parents[2]
 DATA = ROOT / "tests" / "data" / "phi_vignettes.jsonl"
-JOB = ROOT / "ray_jobs" / "generate_contexts.py"
+JOB = ROOT / "ray_jobs" / "contexts.py"
 
 
 def _env():

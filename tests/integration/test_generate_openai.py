@@ -22,10 +22,10 @@ def _cfg(url, out, **extra):
 
 
 def test_api_teacher_with_injected_failures(ray_cluster, tmp_path):
-    from medforge.datagen.pipeline import run_instruction_synthesis
+    from medforge.generate.pipeline import run_generate
 
     with StubOpenAI(fail_every=7) as stub:
-        summary = run_instruction_synthesis(_cfg(stub.url, tmp_path / "run"))
+        summary = run_generate(_cfg(stub.url, tmp_path / "run"))
     rows = read_jsonl(tmp_path / "run" / "dataset" / "medinstruct.jsonl")
     assert summary["accepted_tasks"] == 40 and len(rows) == 40
     assert all(r["output"].startswith("Stub answer") for r in rows)
@@ -38,13 +38,13 @@ def test_api_teacher_with_injected_failures(ray_cluster, tmp_path):
 
 
 def test_endpoint_down_is_a_clear_error(ray_cluster, tmp_path):
-    from medforge.datagen.pipeline import run_instruction_synthesis
+    from medforge.generate.pipeline import run_generate
 
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     with pytest.raises(ConnectionError, match=r"unreachable.*start the server, or fix teacher.base_url"):
-        run_instruction_synthesis(_cfg(f"http://127.0.0.1:{port}/v1", tmp_path / "down"))
+        run_generate(_cfg(f"http://127.0.0.1:{port}/v1", tmp_path / "down"))
 
 
 # ----------------------------------------------------------------------------- reply gates
@@ -62,7 +62,7 @@ def test_reply_gates_quarantine_each_defect_and_keep_every_good_reply(ray_cluste
     import threading
     from collections import Counter
 
-    from medforge.datagen.pipeline import run_instruction_synthesis
+    from medforge.generate.pipeline import run_generate
 
     asked: Counter[str] = Counter()
     kind_of: dict[str, str] = {}  # each task's defect, in turn as tasks are first asked: every kind occurs
@@ -90,7 +90,7 @@ def test_reply_gates_quarantine_each_defect_and_keep_every_good_reply(ray_cluste
                 "truncated": (GOOD_ANSWER, "length")}[kind]
 
     with StubOpenAI(responder=responder) as stub:
-        summary = run_instruction_synthesis(_cfg(stub.url, tmp_path / "run", **{"responses.checks.enabled": "true"}))
+        summary = run_generate(_cfg(stub.url, tmp_path / "run", **{"responses.checks.enabled": "true"}))
     run = tmp_path / "run"
     rows = read_jsonl(run / "dataset" / "medinstruct.jsonl")
     failed = read_jsonl(run / "quarantine" / "responses_failed.jsonl")

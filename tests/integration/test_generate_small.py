@@ -15,8 +15,8 @@ import pytest
 
 from jobutils import JOB, REPO, read_jsonl, run_job
 
-from medforge.datagen.filters import task_check
-from medforge.datagen.seeds import NO_INPUT
+from medforge.generate.filters import task_check
+from medforge.generate.seeds import NO_INPUT
 from medforge.privacy.vocab import load_vocabulary, norm_phrase, tokenize
 
 pytestmark = pytest.mark.integration

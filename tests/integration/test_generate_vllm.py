@@ -13,7 +13,7 @@ import json
 import pytest
 from jobutils import JOB, TINY_CONFIG, read_jsonl, run_job
 
-from medforge.datagen.seeds import load_seeds
+from medforge.generate.seeds import load_seeds
 
 
 def _overrides(tiny_models, out, **extra) -> list[str]:

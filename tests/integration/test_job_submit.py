@@ -86,7 +86,7 @@ def test_ray_job_submit(head_node, tmp_path):
     out = tmp_path / "submitted"
     with StubOpenAI() as stub:
         cmd = [RAY, "job", "submit", "--address", head_node, "--working-dir", ".", "--",
-               "python", "ray_jobs/generate_instructions.py", "--config", "configs/generate/openai_api.yaml",
+               "python", "ray_jobs/generate.py", "--config", "configs/generate/openai_api.yaml",
                f"teacher.base_url={stub.url}", "teacher.model=stub-teacher", "teacher.concurrency=1",
                "teacher.backoff_base_s=0.01", f"output.dir={out}", "budget.target_tasks=10",
                "generation.requests_per_round=4", "responses.enabled=false"]

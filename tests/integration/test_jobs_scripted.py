@@ -21,21 +21,21 @@ import yaml
 from jobutils import JOB, kill_group, read_jsonl, run_job, start_job, wait_for, wait_for_text
 
 from medforge.config.base import load_config
-from medforge.contexts.config import ContextJobConfig
-from medforge.contexts.pipeline import run_context_generation
-from medforge.datagen.config import InstructionJobConfig
-from medforge.datagen.pipeline import InstructionRun, run_instruction_synthesis
-from medforge.datagen.seeds import load_seeds
+from medforge.contexts.config import ContextsConfig
+from medforge.contexts.pipeline import run_contexts
+from medforge.generate.config import GenerateConfig
+from medforge.generate.pipeline import InstructionRun, run_generate
+from medforge.generate.seeds import load_seeds
 from medforge.engines.breaker import CircuitOpen
 from medforge.io import RunConfigMismatch
 
-# The response pass's system prompt (datagen/templates/response_system.jinja): only response requests match.
+# The response pass's system prompt (generate/templates/response_system.jinja): only response requests match.
 RESPONSE_PROMPT = "You are a medical expert with broad clinical knowledge"
 HUGE_MARKER = "The patient reported chest pain. The patient reported chest pain."
 TOO_LONG = "This model's maximum context length is 2048 tokens; the prompt is longer than the maximum model length"
 
 
-def _datagen(out, target=20, rules=(), **over) -> InstructionJobConfig:
+def _generate_config(out, target=20, rules=(), **over) -> GenerateConfig:
     cfg = {
         "teacher": {"kind": "scripted", "model": "scripted-teacher", "batch_size": 4, "rules": list(rules)},
         "generation": {"tasks_per_request": 4, "requests_per_round": 4, "max_instruction_chars": 160,
@@ -50,7 +50,7 @@ def _datagen(out, target=20, rules=(), **over) -> InstructionJobConfig:
         for p in path:
             node = node.setdefault(p, {})
         node[last] = value
-    return InstructionJobConfig(**cfg)
+    return GenerateConfig(**cfg)
 
 
 def _dataset(out) -> list[dict]:
@@ -60,7 +60,7 @@ def _dataset(out) -> list[dict]:
 @pytest.fixture(scope="module")
 def uninterrupted(shared_ray, tmp_path_factory):
     out = tmp_path_factory.mktemp("gen_uninterrupted")
-    summary = run_instruction_synthesis(_datagen(out))
+    summary = run_generate(_generate_config(out))
     return out, summary
 
 
@@ -82,19 +82,19 @@ def test_a_resumed_run_equals_an_uninterrupted_one(uninterrupted, tmp_path):
     then the full target: the same dataset, byte for byte in content, as one uninterrupted run."""
     out_a, _ = uninterrupted
     out = tmp_path / "run"
-    first = run_instruction_synthesis(_datagen(out, target=8))
+    first = run_generate(_generate_config(out, target=8))
     assert first["accepted_tasks"] == 8 and first["rounds"] >= 1
     rounds = sorted((out / "raw").glob("round_*.jsonl"))
     rounds[-1].unlink()  # killed before the round was saved: it is generated again, with the same seeds
     answered = {r["task_id"] for p in (out / "responses").glob("part_*.jsonl") for r in read_jsonl(p)}
-    run_instruction_synthesis(_datagen(out, target=20))
+    run_generate(_generate_config(out, target=20))
     assert _dataset(out) == _dataset(out_a)
     resp_ids = [r["task_id"] for p in sorted((out / "responses").glob("part_*.jsonl")) for r in read_jsonl(p)]
     assert len(resp_ids) == len(set(resp_ids)) == 20 and answered <= set(resp_ids)  # none answered twice
 
 
 def test_the_token_budget_stops_generation(shared_ray, tmp_path):
-    summary = run_instruction_synthesis(_datagen(tmp_path / "run", target=1000, **{"budget.max_generated_tokens": 300,
+    summary = run_generate(_generate_config(tmp_path / "run", target=1000, **{"budget.max_generated_tokens": 300,
                                                                                     "responses.enabled": False}))
     assert summary["generated_tokens_tasks"] >= 300 and summary["accepted_tasks"] < 1000
     per_round = [sum(r["num_generated_tokens"] for r in read_jsonl(p))
@@ -103,9 +103,9 @@ def test_the_token_budget_stops_generation(shared_ray, tmp_path):
 
 
 def test_a_revoked_key_trips_the_breaker_before_anything_is_saved(shared_ray, tmp_path):
-    cfg = _datagen(tmp_path / "run", rules=[{"match": ".", "error": "401 Unauthorized: invalid api key"}])
+    cfg = _generate_config(tmp_path / "run", rules=[{"match": ".", "error": "401 Unauthorized: invalid api key"}])
     with pytest.raises(CircuitOpen, match=r"8 task-generation requests in a row failed .*401 unauthorized"):
-        run_instruction_synthesis(cfg)
+        run_generate(cfg)
     assert list((tmp_path / "run" / "raw").glob("round_*.jsonl")) == []
 
 
@@ -113,10 +113,10 @@ def test_failed_responses_stay_pending_and_a_rerun_completes_them(uninterrupted,
     out_a, _ = uninterrupted
     out = tmp_path / "run"
     down = [{"match": RESPONSE_PROMPT, "error": "503 Service Unavailable"}]
-    summary = run_instruction_synthesis(_datagen(out, rules=down, **{"teacher.breaker": {"max_consecutive_failures": 1000}}))
+    summary = run_generate(_generate_config(out, rules=down, **{"teacher.breaker": {"max_consecutive_failures": 1000}}))
     assert summary["responses_pending"] == 20 and summary["dataset_rows"] == 0 and "incomplete" in summary
     assert read_jsonl(out / "quarantine" / "responses_failed.jsonl") == []  # pending is not quarantined
-    summary = run_instruction_synthesis(_datagen(out))  # the endpoint is back
+    summary = run_generate(_generate_config(out))  # the endpoint is back
     assert summary["responses_pending"] == 0 and _dataset(out) == _dataset(out_a)
 
 
@@ -136,10 +136,10 @@ PATIENT_BREAKER = {"max_consecutive_fatal": 1000, "max_consecutive_failures": 10
 
 
 def test_a_prompt_over_the_context_length_is_quarantined_not_retried(shared_ray, tmp_path):
-    cfg = _datagen(tmp_path / "run", rules=[TOO_LONG_RULE], **{"seeds.path": _seed_file(tmp_path),
+    cfg = _generate_config(tmp_path / "run", rules=[TOO_LONG_RULE], **{"seeds.path": _seed_file(tmp_path),
                                                                 "responses.enabled": False,
                                                                 "teacher.breaker": PATIENT_BREAKER})
-    summary = run_instruction_synthesis(cfg)
+    summary = run_generate(cfg)
     raw = [r for p in sorted((tmp_path / "run" / "raw").glob("round_*.jsonl")) for r in read_jsonl(p)]
     assert any("huge" in r["seed_ids"] for r in raw)
     assert all(bool(r["engine_error"]) == ("huge" in r["seed_ids"]) for r in raw)  # exactly those, none else
@@ -155,8 +155,8 @@ def test_a_prompt_over_the_context_length_is_quarantined_not_retried(shared_ray,
 VIGNETTES = Path(__file__).parents[1] / "data" / "phi_vignettes.jsonl"
 
 
-def _contexts(out, rules=()) -> ContextJobConfig:
-    return ContextJobConfig(
+def _contexts(out, rules=()) -> ContextsConfig:
+    return ContextsConfig(
         teacher={"kind": "scripted", "model": "scripted-context", "batch_size": 2, "rules": list(rules),
                  "breaker": {"max_consecutive_failures": 1000}},
         input={"path": str(VIGNETTES)}, keyword_concurrency=[1, 1],
@@ -174,16 +174,16 @@ def test_contexts_quarantine_pending_chunks_and_resume(shared_ray, tmp_path):
     bad, down = vignettes[1], vignettes[4]
     rules = [{"match": re.escape(bad["options"]["B"]), "error": "400 Bad Request: invalid request"},
              {"match": re.escape(down["options"]["C"]), "error": "503 Service Unavailable"}]
-    clean = run_context_generation(_contexts(tmp_path / "clean"))
+    clean = run_contexts(_contexts(tmp_path / "clean"))
     assert clean["rows_with_context"] == len(vignettes) and clean["rows_quarantined"] == 0
     out = tmp_path / "run"
-    first = run_context_generation(_contexts(out, rules))
+    first = run_contexts(_contexts(out, rules))
     assert first["chunks_pending"] == 1 and "incomplete" in first
     q = [r for p in (out / "quarantine").glob("part-*.jsonl") for r in read_jsonl(p)]
     assert [r["id"] for r in q] == [bad["id"]] and q[0]["reason"].startswith("engine error: 400")
     assert down["id"] not in _context_rows(out)
     written = {p.name: p.read_bytes() for p in (out / "out").glob("part-*.jsonl")}
-    second = run_context_generation(_contexts(out))  # the endpoint is back; the refused request stays quarantined
+    second = run_contexts(_contexts(out))  # the endpoint is back; the refused request stays quarantined
     assert second["chunks_this_run"] == 1 and second["chunks_pending"] == 0
     for name, data in written.items():  # finished chunks were not redone
         assert (out / "out" / name).read_bytes() == data
@@ -211,8 +211,8 @@ def _job_config(tmp_path, out) -> str:
         "ray_num_cpus": 2,
     }
     path = tmp_path / "scripted.yaml"
-    path.write_text("# python ray_jobs/generate_instructions.py --config scripted.yaml\n"
-                    "# ray job submit --working-dir . -- python ray_jobs/generate_instructions.py --config scripted.yaml\n"
+    path.write_text("# python ray_jobs/generate.py --config scripted.yaml\n"
+                    "# ray job submit --working-dir . -- python ray_jobs/generate.py --config scripted.yaml\n"
                     + yaml.safe_dump(cfg))
     return str(path)
 
@@ -256,7 +256,7 @@ def test_job_killed_twice_and_resumed_equals_its_replay(tmp_path):
     for name, data in saved.items():
         assert (out / "raw" / name).read_bytes() == data, name
     # the accepted set equals an uninterrupted replay of the same generations
-    cfg = load_config(InstructionJobConfig, cfg_path)
+    cfg = load_config(GenerateConfig, cfg_path)
     replay = InstructionRun(cfg)
     replay.replay()
     assert sorted([r["id"] for r in rows] + [f["task_id"] for f in failed]) == sorted(t["id"] for t in replay.accepted)
@@ -264,6 +264,6 @@ def test_job_killed_twice_and_resumed_equals_its_replay(tmp_path):
     assert len(resp_ids) == len(set(resp_ids)) == 30 and answered <= set(resp_ids)
     assert "resuming run" in log3 and f"{len(answered)} already answered" in log3
     # a changed config is refused on resume
-    cfg = load_config(InstructionJobConfig, cfg_path, ["generation.tasks_per_request=5"])
+    cfg = load_config(GenerateConfig, cfg_path, ["generation.tasks_per_request=5"])
     with pytest.raises(RunConfigMismatch, match="generation"):
-        run_instruction_synthesis(cfg)
+        run_generate(cfg)

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from medforge.config.base import ConfigError, load_config
-from medforge.contexts.config import ContextJobConfig
+from medforge.contexts.config import ContextsConfig
 from medforge.io import read_jsonl
 
 pytestmark = [pytest.mark.integration, pytest.mark.slow]
@@ -58,8 +58,8 @@ def questions(tmp_path_factory) -> Path:
     return path
 
 
-def _cfg(tiny_models, questions: Path, out: Path) -> ContextJobConfig:
-    return load_config(ContextJobConfig, ROOT / "configs" / "contexts" / "local_tiny.yaml", [
+def _cfg(tiny_models, questions: Path, out: Path) -> ContextsConfig:
+    return load_config(ContextsConfig, ROOT / "configs" / "contexts" / "local_tiny.yaml", [
         f"teacher.model={tiny_models['llama']}", "teacher.placement=cpu", "teacher.concurrency=[2,2]",
         f"teacher.custom_resources={{{POOL}: 1}}", "teacher.batch_size=4", f"input.path={questions}",
         f"output.dir={out}", "output.chunk_rows=6", "generation.sampling.max_tokens=96", "keyword_concurrency=[1,1]",
@@ -92,25 +92,25 @@ def _ids(out: Path) -> Counter:
 
 
 def test_local_run_folder_refused_on_multinode(cluster, tiny_models, questions, tmp_path, monkeypatch):
-    from medforge.contexts.pipeline import run_context_generation
+    from medforge.contexts.pipeline import run_contexts
 
     monkeypatch.setenv("MEDFORGE_SHARED_MOUNTS", "/mnt/shared")
     out = tmp_path / "local_run"
     with pytest.raises(ConfigError, match=r"a local path, but the cluster has 3 nodes"):
-        run_context_generation(_cfg(tiny_models, questions, out))
+        run_contexts(_cfg(tiny_models, questions, out))
     assert not out.exists()
 
 
 @pytest.fixture(scope="module")
 def uninterrupted(cluster, tiny_models, questions, tmp_path_factory):
     """The reference run, and the engine actors it started."""
-    from medforge.contexts.pipeline import run_context_generation
+    from medforge.contexts.pipeline import run_contexts
 
     out = tmp_path_factory.mktemp("mn_shared") / "uninterrupted"
     before = {aid for aid, _, _ in _engine_actors()}
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MEDFORGE_SHARED_MOUNTS", str(out.parent))
-        summary = run_context_generation(_cfg(tiny_models, questions, out))
+        summary = run_contexts(_cfg(tiny_models, questions, out))
     engines = [e for e in _engine_actors() if e[0] not in before]
     return out, summary, engines
 
@@ -125,7 +125,7 @@ def test_engines_spread_over_the_nodes_with_the_declared_resource(cluster, unint
 
 
 def test_node_lost_mid_run_no_row_lost_or_duplicated(cluster, uninterrupted, tiny_models, questions, tmp_path_factory):
-    from medforge.contexts.pipeline import run_context_generation
+    from medforge.contexts.pipeline import run_contexts
 
     c, workers = cluster
     ref_out, _, _ = uninterrupted
@@ -137,7 +137,7 @@ def test_node_lost_mid_run_no_row_lost_or_duplicated(cluster, uninterrupted, tin
         try:
             with pytest.MonkeyPatch.context() as mp:
                 mp.setenv("MEDFORGE_SHARED_MOUNTS", str(out.parent))
-                result["summary"] = run_context_generation(_cfg(tiny_models, questions, out))
+                result["summary"] = run_contexts(_cfg(tiny_models, questions, out))
         except BaseException as exc:  # noqa: BLE001 - re-raised below
             result["error"] = exc
 

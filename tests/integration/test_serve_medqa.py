@@ -51,7 +51,7 @@ def medqa(tiny_models, small_models, tmp_path_factory):
     import ray
     from ray import serve
 
-    from medforge.serve.cli import run_serve_file
+    from medforge.serve.cli import run_serve
 
     tmp = tmp_path_factory.mktemp("medqa")
     ctx_model = _mc_export(tiny_models["bert"], tmp / "mc_ctx", use_context=True)
@@ -76,7 +76,7 @@ def medqa(tiny_models, small_models, tmp_path_factory):
         ]}
         ray.init(address="local", num_cpus=6, include_dashboard=False, log_to_driver=False)
         try:
-            run_serve_file(data, None, None, blocking=False)
+            run_serve(data, None, None, blocking=False)
             logs = Path(ray._private.worker.global_worker.node.get_session_dir_path()) / "logs"
             yield {"url": f"http://127.0.0.1:{port}", "llm": llm, "logs": logs}
         finally:

@@ -82,7 +82,7 @@ def test_job_refuses_a_folder_that_is_not_a_model_before_ray_starts(tmp_path, re
     notmodel = tmp_path / "not_a_model"
     notmodel.mkdir()
     (notmodel / "notes.txt").write_text("x")
-    proc = subprocess.run([sys.executable, str(repo_root / "ray_jobs" / "generate_instructions.py"), "--config",
+    proc = subprocess.run([sys.executable, str(repo_root / "ray_jobs" / "generate.py"), "--config",
                            str(repo_root / "configs" / "generate" / "local_small.yaml"), f"{field}={notmodel}",
                            f"output.dir={tmp_path / 'out'}"], capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2

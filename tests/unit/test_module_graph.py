@@ -20,7 +20,7 @@ NOT_CHECKED: tuple[str, ...] = ()
 
 # (file, imported module) -> why the import stays inside the function
 LAZY = {
-    ("datagen/novelty.py", "medforge.datagen._novelty_kernels"):
+    ("generate/novelty.py", "medforge.generate._novelty_kernels"):
         "numba: imported (and its kernels compiled) only when the filter first runs",
 }
 
@@ -119,7 +119,7 @@ def test_the_graph_is_read():
     """The reader sees imports, inside functions too (else the tests below would pass on anything)."""
     assert len(MODULES) > 50
     assert ("medforge.io", False) in {(t, f) for t, f, _ in GRAPH["medforge.cards.render"]}
-    assert ("medforge.datagen._novelty_kernels", True) in {(t, f) for t, f, _ in GRAPH["medforge.datagen.novelty"]}
+    assert ("medforge.generate._novelty_kernels", True) in {(t, f) for t, f, _ in GRAPH["medforge.generate.novelty"]}
 
 
 def test_no_new_circle_between_modules():

@@ -44,15 +44,15 @@ def test_default_round_budget_is_finite():
     from pathlib import Path
 
     from medforge.config.base import load_config
-    from medforge.datagen.config import InstructionJobConfig
-    from medforge.datagen.pipeline import max_rounds
+    from medforge.generate.config import GenerateConfig
+    from medforge.generate.pipeline import max_rounds
 
     cfg_path = Path(__file__).parents[2] / "configs" / "generate" / "openai_api.yaml"
-    cfg = load_config(InstructionJobConfig, cfg_path, ["budget.max_rounds=null"])
+    cfg = load_config(GenerateConfig, cfg_path, ["budget.max_rounds=null"])
     assert cfg.budget.max_rounds is None
     per_round = cfg.generation.tasks_per_request * cfg.generation.requests_per_round
     bound = max_rounds(cfg)
     assert 20 <= bound < 10 * cfg.budget.target_tasks  # finite, and scales with the target
     assert bound * per_round >= cfg.budget.target_tasks * 10
-    cfg = load_config(InstructionJobConfig, cfg_path, ["budget.max_rounds=7"])
+    cfg = load_config(GenerateConfig, cfg_path, ["budget.max_rounds=7"])
     assert max_rounds(cfg) == 7

@@ -1,4 +1,4 @@
-"""The dataset card of a context-generation run (``generate-contexts``).
+"""The dataset card of a context-generation run (``contexts``).
 
 The numbers are kept in a :class:`ContextStats` accumulator, fed one written chunk at a time
 (the job keeps one, primed from the folder on resume, so the card after each chunk costs no
@@ -24,7 +24,7 @@ from typing import Any
 from medforge.cards import render as R
 from medforge.io import read_jsonl
 
-#: quarantine reasons that are the reply gates (medforge.datagen.response_checks), as "<gate>: why"
+#: quarantine reasons that are the reply gates (medforge.generate.response_checks), as "<gate>: why"
 GATE_REASONS = ("empty", "refusal", "repetition", "echo", "not_english", "truncated")
 _PART = re.compile(r"part-(\d+)")
 SAMPLES = 4
@@ -137,11 +137,11 @@ def contexts_card(st: ContextStats, fingerprint: dict[str, Any], manifest: dict[
         "task_categories": ["question-answering", "multiple-choice"],
         "tags": ["medical", "synthetic", "contexts", "privacy-preserving", "medforge"],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "out/part-*"}]}],
-        "medforge": {"job": "generate-contexts", "final": summary is not None, "teacher": fp.get("teacher_model"),
+        "medforge": {"job": "contexts", "final": summary is not None, "teacher": fp.get("teacher_model"),
                      "prompt_sha256": fp.get("prompt_sha256")},
     }
     state = "final" if summary is not None else "in progress (rewritten after every chunk)"
-    card.notes.append(f"Made by medforge's generate-contexts job; this card is {state}.")
+    card.notes.append(f"Made by medforge's contexts job; this card is {state}.")
     P = R.plotter(card, plots)  # noqa: N806 - P(name, draw): a plot's marker, "" when there are no plots
 
     acc = st.prelim_accuracy()

@@ -1,4 +1,4 @@
-"""The dataset card of an instruction-synthesis run (``generate-instructions``).
+"""The dataset card of an instruction-synthesis run (``generate``).
 
 Pure parts: :func:`inputs_from_folder` reads a finished run folder (``run.json``,
 ``summary.json``, ``dataset/medinstruct.jsonl``, ``quarantine/*.jsonl``) into
@@ -214,11 +214,11 @@ def instruction_card(inp: InstructionCardInputs, plots: bool = True) -> R.Card:
         "tags": ["medical", "synthetic", "instruction-tuning", "medforge"],
         "size_categories": [_size_category(st["rows"])],
         "configs": [{"config_name": "default", "data_files": [{"split": "train", "path": "dataset/medinstruct.jsonl"}]}],
-        "medforge": {"job": "generate-instructions", "final": inp.final, "teacher": fp.get("teacher_model"),
+        "medforge": {"job": "generate", "final": inp.final, "teacher": fp.get("teacher_model"),
                      "templates": fp.get("templates")},
     }
     state = "final" if inp.final else "in progress (rewritten after every round and response chunk)"
-    card.notes.append(f"Made by medforge's generate-instructions job; this card is {state}.")
+    card.notes.append(f"Made by medforge's generate job; this card is {state}.")
     P = R.plotter(card, plots)  # noqa: N806 - P(name, draw): a plot's marker, "" when there are no plots
 
     overview = [R.md_table(["", ""], [
@@ -300,7 +300,7 @@ def _size_category(n: int) -> str:
 
 
 def inputs_from_run(run: Any, responses: dict[str, dict[str, Any]] | None) -> InstructionCardInputs:
-    """Mid-run inputs from an :class:`~medforge.datagen.pipeline.InstructionRun`'s state (tasks accepted
+    """Mid-run inputs from an :class:`~medforge.generate.pipeline.InstructionRun`'s state (tasks accepted
     so far; replies saved so far)."""
     rows, failed = [], []
     for task in run.accepted:

@@ -15,6 +15,8 @@ from typing import Any, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from medforge.config.registry import resolve_config_path
+
 logger = logging.getLogger(__name__)
 
 M = TypeVar("M", bound=BaseModel)
@@ -126,7 +128,7 @@ def load_config(model: type[M], path: str | Path | None, overrides: list[str] | 
     source = str(path) if path else "<defaults>"
     data: dict[str, Any] = {}
     if path is not None:
-        p = Path(path)
+        p = resolve_config_path(path)
         if not p.is_file():
             raise ConfigError(source, [f"config file {p} does not exist; pass --config with a path under configs/"])
         try:

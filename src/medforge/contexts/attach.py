@@ -7,7 +7,7 @@ used) and writes one JSONL row per question that has a context::
 
     {"id", "question", "options", "answer", "overall_context", "option_contexts"}
 
-which is what ``ray_jobs/finetune_slm.py`` reads (``data.train_path`` etc.).
+which is what ``ray_jobs/finetune_mc.py`` reads (``data.train_path`` etc.).
 
     medforge attach-contexts --questions medqa_train.jsonl --contexts runs/contexts/ --output train.jsonl
 """
@@ -34,7 +34,7 @@ def load_contexts(run_dir: str | Path) -> dict[str, tuple[str, dict[str, str]]]:
     parts = sorted(out.glob("part-*.parquet")) + sorted(out.glob("part-*.jsonl"))
     if not parts:
         raise FileNotFoundError(f"no output shards in {out}; point --contexts at the output.dir of a "
-                                "generate-contexts run (it holds out/part-*.parquet or out/part-*.jsonl)")
+                                "contexts run (it holds out/part-*.parquet or out/part-*.jsonl)")
     found: dict[str, tuple[str, dict[str, str]]] = {}
     for part in parts:
         if part.suffix == ".parquet":
@@ -89,7 +89,7 @@ def cli_main(argv: list[str]) -> int:
     ap = argparse.ArgumentParser(prog="medforge attach-contexts", description=__doc__.split("\n")[0])
     ap.add_argument("--questions", required=True, help="the question file the context job read (JSONL)")
     ap.add_argument("--contexts", required=True, help="the context job's output.dir")
-    ap.add_argument("--output", required=True, help="JSONL for finetune_slm (data.train_path / dev_path / test_path)")
+    ap.add_argument("--output", required=True, help="JSONL for finetune_mc (data.train_path / dev_path / test_path)")
     ap.add_argument("--format", default="auto", choices=["auto", *FORMATS], help="as the job's input.format")
     ap.add_argument("--cop-base", type=int, default=1, choices=[0, 1], help="as the job's input.cop_base (MedMCQA)")
     args = ap.parse_args(argv)

@@ -1,4 +1,4 @@
-"""Config of the context-generation job (``ray_jobs/generate_contexts.py``)."""
+"""Config of the context-generation job (``ray_jobs/contexts.py``)."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 
 from medforge.config.base import MedforgeModel
-from medforge.datagen.response_checks import ResponseCheckConfig
+from medforge.generate.response_checks import ResponseCheckConfig
 from medforge.datasets.mcq import MAX_QUESTION_CHARS
 from medforge.engines.config import SamplingConfig, TeacherConfig
 from medforge.engines.engine import engine_for
@@ -59,7 +59,7 @@ class ContextOutputConfig(MedforgeModel):
     overwrite: bool = Field(False, description="Delete an existing run folder instead of resuming it.")
 
 
-class ContextJobConfig(MedforgeModel):
+class ContextsConfig(MedforgeModel):
     """Privacy-preserving contextual prompting at scale."""
 
     teacher: TeacherConfig = Field(description="vLLM actors (kind: vllm), an OpenAI-compatible API (kind: openai), or "
@@ -90,7 +90,7 @@ class ContextJobConfig(MedforgeModel):
                     "the workers touch stay bounded on long runs; null: Ray's default, 30% of RAM.")
 
     @model_validator(mode="after")
-    def _checks(self) -> ContextJobConfig:
+    def _checks(self) -> ContextsConfig:
         engine = engine_for(self.teacher)
         problems = engine.config_problems({"output.dir": self.output.dir})
         if problems:

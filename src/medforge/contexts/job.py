@@ -1,9 +1,9 @@
-"""Entry point shared by ``ray_jobs/generate_contexts.py`` and ``medforge generate-contexts``."""
+"""Entry point shared by ``ray_jobs/contexts.py`` and ``medforge contexts``."""
 
 from __future__ import annotations
 
-from medforge.contexts.config import ContextJobConfig
-from medforge.contexts.pipeline import run_context_generation
+from medforge.contexts.config import ContextsConfig
+from medforge.contexts.pipeline import run_contexts
 from medforge.jobs import run_job
 
 NOISE_WARNING = (
@@ -13,15 +13,15 @@ NOISE_WARNING = (
 )
 
 
-def _run(cfg: ContextJobConfig) -> dict:
-    return run_context_generation(cfg)
+def _run(cfg: ContextsConfig) -> dict:
+    return run_contexts(cfg)
 
 
-def main(argv: list[str], prog: str = "generate_contexts") -> int:
-    return run_job(argv, prog=prog, model=ContextJobConfig, run=_run, tiny_warning=NOISE_WARNING,
+def main(argv: list[str], prog: str = "contexts") -> int:
+    return run_job(argv, prog=prog, model=ContextsConfig, run=_run, tiny_warning=NOISE_WARNING,
                    description="Privacy-preserving contextual prompting (Zhang et al., ICLR 2024).",
                    example="input.max_rows=100 output.chunk_rows=50")
 
 
 def cli_main(argv: list[str]) -> int:
-    return main(argv, prog="medforge generate-contexts")
+    return main(argv, prog="medforge contexts")

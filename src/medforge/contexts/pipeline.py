@@ -38,9 +38,9 @@ from typing import Any
 
 from medforge.cards.contexts import stats_from_folder, write_contexts_card
 from medforge.contexts import task
-from medforge.contexts.config import ContextJobConfig
+from medforge.contexts.config import ContextsConfig
 from medforge.contexts.request import build_context_request, structured_output_wanted
-from medforge.datagen.response_checks import ResponseCheckConfig, check_response
+from medforge.generate.response_checks import ResponseCheckConfig, check_response
 from medforge.datasets.mcq import iter_mcq_file, quarantine_record
 from medforge.engines.breaker import classify
 from medforge.engines.engine import engine_for
@@ -62,7 +62,7 @@ def request_seed(base: int, row_id: str) -> int:
     return int.from_bytes(digest[:4], "little") & 0x7FFFFFFF
 
 
-def fingerprint(cfg: ContextJobConfig) -> dict[str, Any]:
+def fingerprint(cfg: ContextsConfig) -> dict[str, Any]:
     return {
         "input": cfg.input.model_dump(mode="json"),
         "chunk_rows": cfg.output.chunk_rows,
@@ -99,7 +99,7 @@ def _staged_schema():
                       ("question", pa.string()), ("options_json", pa.string()), ("answer", pa.string())])
 
 
-def stage_input(cfg: ContextJobConfig, root: Path) -> dict[int, int]:
+def stage_input(cfg: ContextsConfig, root: Path) -> dict[int, int]:
     """Normalise the input into fixed-size chunks (streaming). Returns chunk -> row count."""
     staged = root / "staged"
     manifest = staged / "manifest.json"
@@ -148,7 +148,7 @@ class KeywordStage:
     ``sent_options_json``, ``privacy_budget``, ``n_words``, ``phi_kinds_json``, ``redactions_json``, ``messages``, ``request_seed``, ``json_schema``, ``letters_json``.
     """
 
-    def __init__(self, cfg: ContextJobConfig):
+    def __init__(self, cfg: ContextsConfig):
         self.cfg = cfg
         self.vocab = load_vocabulary(tuple(cfg.keywords.sources), cfg.keywords.cache_dir)
         self.structured = structured_output_wanted(cfg.generation, cfg.teacher)
@@ -191,7 +191,7 @@ def parse_stage(batch, checks: ResponseCheckConfig | None = None):
     ``preliminary_answer``, ``response_truncated`` and ``error`` (empty when the row is good).
 
     With ``checks``, a parsed reply's overall context goes through the reply gates
-    (:mod:`medforge.datagen.response_checks`): a context that loops, refuses, is not English or
+    (:mod:`medforge.generate.response_checks`): a context that loops, refuses, is not English or
     was cut at the token limit is not a context, and the row is quarantined with ``<gate>: why``.
     The echo gate has nothing to compare with here (the question never reaches the teacher)."""
     n = len(batch["id"])
@@ -238,7 +238,7 @@ def _output_schema():
 class ChunkWriter:
     """Buffers streamed rows per chunk and writes a chunk as soon as all its rows are in."""
 
-    def __init__(self, cfg: ContextJobConfig, folder: RunFolder, expected: dict[int, int]):
+    def __init__(self, cfg: ContextsConfig, folder: RunFolder, expected: dict[int, int]):
         self.cfg, self.folder, self.root, self.expected = cfg, folder, folder.local, expected
         self.buf: dict[int, list[dict[str, Any]]] = {}
         self.written = 0
@@ -342,7 +342,7 @@ class ChunkWriter:
 
 
 # ----------------------------------------------------------------------------- run
-def prepare_folder(cfg: ContextJobConfig, folder: RunFolder) -> Path:
+def prepare_folder(cfg: ContextsConfig, folder: RunFolder) -> Path:
     root = folder.local
     open_run_folder(root, fingerprint(cfg), cfg.output.overwrite)
     (root / "quarantine").mkdir(exist_ok=True)
@@ -369,7 +369,7 @@ class ParseStage:
         return parse_stage(batch, self.checks)
 
 
-def build_dataset(cfg: ContextJobConfig, paths: list[str]):
+def build_dataset(cfg: ContextsConfig, paths: list[str]):
     """The lazy Ray Data pipeline over staged chunk files (nothing runs until consumed)."""
     import ray
 
@@ -396,13 +396,13 @@ def build_dataset(cfg: ContextJobConfig, paths: list[str]):
                           batch_size=batch, num_cpus=0.25, concurrency=1)
 
 
-def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
+def run_contexts(cfg: ContextsConfig) -> dict[str, Any]:
     """Run (or resume) the job. Ray must already be initialised."""
     t0 = time.perf_counter()
     engine = engine_for(cfg.teacher)
     # Staged chunks are read back by keyword actors on any node: output.dir must be shared storage there
     # (a URI, or a shared mount); a URI is pulled into the driver's staging copy first.
-    engine.preflight("generate-contexts", {"output.dir": cfg.output.dir})
+    engine.preflight("contexts", {"output.dir": cfg.output.dir})
     folder = RunFolder(cfg.output.dir, cfg.output.staging_dir)
     folder.pull()  # the preflight above has already probed a URI with a real write
     root = prepare_folder(cfg, folder)
@@ -447,7 +447,7 @@ def run_context_generation(cfg: ContextJobConfig) -> dict[str, Any]:
     return summary
 
 
-def _summarise(cfg: ContextJobConfig, root: Path, counts: dict[int, int], elapsed: float, writer: ChunkWriter) -> dict[str, Any]:
+def _summarise(cfg: ContextsConfig, root: Path, counts: dict[int, int], elapsed: float, writer: ChunkWriter) -> dict[str, Any]:
     manifest = json.loads((root / "staged" / "manifest.json").read_text())
     ok = bad = 0
     for c in counts:

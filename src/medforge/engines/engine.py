@@ -2,7 +2,7 @@
 
 A job holds ``engine = engine_for(cfg.teacher)`` and never asks which kind it holds::
 
-    engine.preflight("generate-contexts", {"output.dir": ...})   # declared resources, modules, storage
+    engine.preflight("contexts", {"output.dir": ...})   # declared resources, modules, storage
     engine.start()                                                # endpoint check, cluster-wide limiter
     breaker = engine.breaker()                                    # stops the job on repeated failures
     structured = engine.structured(cfg.generation.structured_output)

@@ -47,7 +47,7 @@ def parse_chat_reply(data: Any) -> dict[str, Any]:
         "generated_text": content,
         "num_input_tokens": int(usage.get("prompt_tokens") or 0),
         "num_generated_tokens": int(usage.get("completion_tokens") or 0),
-        # "length": cut at max_tokens (the reply gates read it; medforge.datagen.response_checks)
+        # "length": cut at max_tokens (the reply gates read it; medforge.generate.response_checks)
         "finish_reason": finish if isinstance(finish, str) else "",
         "engine_error": "",
     }

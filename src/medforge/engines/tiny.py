@@ -41,11 +41,11 @@ _LLAMA_SPECIALS = ["<pad>", "<s>", "</s>", "<unk>", "<|system|>", "<|user|>", "<
 def _corpus() -> list[str]:
     """Training text for the tokenizers: the seeds and prompt templates this package ships."""
     texts: list[str] = []
-    data = resources.files("medforge.datagen") / "data"
+    data = resources.files("medforge.generate") / "data"
     for entry in sorted(data.iterdir(), key=lambda p: p.name):
         if entry.name.endswith((".jsonl", ".txt")):
             texts.extend(line for line in entry.read_text().splitlines() if line.strip())
-    templates = resources.files("medforge.datagen") / "templates"
+    templates = resources.files("medforge.generate") / "templates"
     for entry in sorted(templates.iterdir(), key=lambda p: p.name):
         if entry.name.endswith(".jinja"):
             texts.append(entry.read_text())

@@ -52,7 +52,7 @@ class MCFormat:
             raise ValueError(f"medforge_mc.json has unknown keys {unknown}; was it written by a newer medforge?")
         missing = sorted(k for k in ("max_length", "use_context", "num_options") if k not in data)
         if missing:
-            raise ValueError(f"medforge_mc.json lacks {missing}; re-export the model with medforge finetune-slm")
+            raise ValueError(f"medforge_mc.json lacks {missing}; re-export the model with medforge finetune-mc")
         return cls(**{**data, "labels": list(data.get("labels") or [])})
 
 

@@ -1,13 +1,13 @@
 """Load an exported multiple-choice model and score rows with it, outside Ray Train.
 
-An export (written by :func:`save_mc_export`, at the end of ``medforge finetune-slm``) is a
+An export (written by :func:`save_mc_export`, at the end of ``medforge finetune-mc``) is a
 Hugging Face folder: ``AutoModelForMultipleChoice`` weights + config, the tokenizer, and
 ``medforge_mc.json`` (:class:`~medforge.mc.encoding.MCFormat`: the input format it was trained
 with). Usage::
 
     from medforge.mc.scorer import load_mc_model, score_rows
 
-    mc = load_mc_model("runs/finetune_slm_tiny/model")
+    mc = load_mc_model("runs/finetune_mc_tiny/model")
     [res] = score_rows(mc, [{"question": "...", "options": {"A": "...", "B": "..."},
                              "overall_context": "...", "option_contexts": {"A": "...", "B": "..."}}])
     res["prediction"], res["probs"]   # "B", {"A": 0.31, "B": 0.69}
@@ -60,7 +60,7 @@ def read_mc_format(path: str | Path) -> MCFormat:
     if not f.is_file():
         raise FileNotFoundError(
             f"{path} has no {FORMAT_FILE}: not a medforge multiple-choice export; "
-            "point at the 'model' folder that medforge finetune-slm writes into its output_dir"
+            "point at the 'model' folder that medforge finetune-mc writes into its output_dir"
         )
     try:
         return MCFormat.from_json(json.loads(f.read_text()))

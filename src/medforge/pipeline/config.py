@@ -1,9 +1,9 @@
 """Config of the pipeline job: the stage jobs' own configs, embedded, plus where the run lives.
 
-``generate`` is an :class:`~medforge.datagen.config.InstructionJobConfig`, ``finetune`` an
-:class:`~medforge.train.config.LLMFinetuneConfig`, ``evaluate`` an
-:class:`~medforge.eval.config.EvalConfig` and ``serve.llm`` the ``args`` of the LLM app of
-``serving/*.yaml`` (:class:`~medforge.serve.config.LLMServeConfig`): a stage section is written
+``generate`` is an :class:`~medforge.generate.config.GenerateConfig`, ``finetune`` an
+:class:`~medforge.finetune.config.FinetuneConfig`, ``evaluate`` an
+:class:`~medforge.evaluate.config.EvaluateConfig` and ``serve.llm`` the ``args`` of the LLM app of
+``configs/serve/*.yaml`` (:class:`~medforge.serve.config.LLMServeConfig`): a stage section is written
 exactly as that job's YAML, minus the fields that wire stages together. Those are set by the
 pipeline (``MANAGED``); writing one is an error that says so, never silently overridden.
 
@@ -18,11 +18,11 @@ from typing import Any
 from pydantic import Field, model_validator
 
 from medforge.config.base import MedforgeModel
-from medforge.datagen.config import InstructionJobConfig
-from medforge.eval.config import EvalConfig
+from medforge.generate.config import GenerateConfig
+from medforge.evaluate.config import EvaluateConfig
 from medforge.serve.config import LLMServeConfig
 from medforge.serve.qa import QAServeConfig
-from medforge.train.config import LLMFinetuneConfig
+from medforge.finetune.config import FinetuneConfig
 
 PLACEHOLDER = "<set by the pipeline>"
 # An OpenAI engine pointed here is resolved to the pipeline's served endpoint at run time.
@@ -66,7 +66,7 @@ class PipelineServeSection(MedforgeModel):
     host: str = Field("127.0.0.1", description="HTTP host of Serve's proxy.")
     port: int = Field(8000, ge=1, le=65535, description="HTTP port of Serve's proxy.")
     llm: LLMServeConfig = Field(
-        description="The LLM app's args, as in serving/*.yaml; engine.model and adapters are set by the pipeline "
+        description="The LLM app's args, as in configs/serve/*.yaml; engine.model and adapters are set by the pipeline "
                     "(the base model with the tuned LoRA adapter, or the merged export after a full fine-tune).")
     tuned_model_id: str | None = Field(
         None, description="Name clients put in `model` for the tuned model; empty: <llm.model_id>-tuned.")
@@ -77,7 +77,7 @@ class PipelineServeSection(MedforgeModel):
         "List three symptoms of type 2 diabetes.", description="Asked of the tuned model through the endpoint.")
     medqa: QAServeConfig | None = Field(
         None, description="Also serve POST /v1/medqa (privacy-preserving multiple-choice QA): the medqa app's args of "
-                          "serving/*.yaml. context_llm: served makes the tuned model write the contexts.")
+                          "configs/serve/*.yaml. context_llm: served makes the tuned model write the contexts.")
     smoke_mc: dict[str, Any] = Field(
         default_factory=lambda: {
             "question": "A 58-year-old man has crushing chest pain radiating to the left arm for 40 minutes, with "
@@ -100,10 +100,10 @@ class PipelineConfig(MedforgeModel):
 
     name: str = Field(description="The experiment's name; a run folder holds one experiment (see --force-new).")
     run_dir: str = Field(description="Run folder: one sub-folder per stage and fingerprint, lineage.json, summary.json.")
-    generate: InstructionJobConfig = Field(description="Stage 1, as configs/generate/*.yaml minus output.dir.")
-    finetune: LLMFinetuneConfig = Field(
-        description="Stage 2, as configs/finetune/llm_*.yaml minus data.path, checkpoint.storage_path and output.")
-    evaluate: EvalConfig = Field(
+    generate: GenerateConfig = Field(description="Stage 1, as configs/generate/*.yaml minus output.dir.")
+    finetune: FinetuneConfig = Field(
+        description="Stage 2, as configs/finetune/*.yaml minus data.path, checkpoint.storage_path and output.")
+    evaluate: EvaluateConfig = Field(
         description="Stage 3, as configs/evaluate/*.yaml minus model.engine and output; run for the tuned model "
                     "and for its base model with the same judge and references.")
     serve: PipelineServeSection = Field(description="Stage 4: serve the tuned model.")

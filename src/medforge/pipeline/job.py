@@ -10,8 +10,7 @@ import sys
 from medforge.config.base import ConfigError, dump_config, load_config
 from medforge.engines.breaker import EXIT_INCOMPLETE, circuit_message
 from medforge.pipeline.config import STAGES, PipelineConfig
-from medforge.pipeline.plan import make_plan, wiring_problems
-from medforge.pipeline.runner import PipelineIncomplete, PipelineRefused, PipelineRun, open_run_dir, select_stages
+from medforge.pipeline.runner import PipelineIncomplete, PipelineRefused, PipelineRun, run_pipeline, select_stages
 from medforge.serve.cli import serve_until_interrupted
 
 logger = logging.getLogger(__name__)
@@ -41,15 +40,9 @@ def main(argv: list[str], prog: str = "medforge pipeline") -> int:
     args, overrides = parse_args(argv, prog)
     try:
         cfg = load_config(PipelineConfig, args.config, overrides)
-        problems = wiring_problems(cfg)
-        if problems:
-            raise ConfigError(args.config, problems)
         selected = select_stages(args.from_stage, args.only)
-        plan = make_plan(cfg)
-        open_run_dir(cfg, args.force_new)
-        run = PipelineRun(plan, selected, rerun=args.rerun)
         logger.info("resolved config:\n%s", dump_config(cfg))
-        summary = run.run()
+        summary, run = run_pipeline(cfg, selected, rerun=args.rerun, force_new=args.force_new, source=args.config)
     except (ConfigError, PipelineRefused) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2

@@ -14,12 +14,12 @@ from typing import Any
 from pydantic import BaseModel
 
 from medforge.config.base import _deep_merge
-from medforge.datagen.pipeline import InstructionRun
-from medforge.eval.config import EvalConfig
+from medforge.generate.pipeline import InstructionRun
+from medforge.evaluate.config import EvaluateConfig
 from medforge.pipeline.config import MANAGED, RUNTIME_ONLY, SERVED_URL, STAGES, PipelineConfig
 from medforge.pipeline.records import config_for_fingerprint, file_sha256, fingerprint, stage_folder
 from medforge.secrets import KeySource
-from medforge.train.llm import ADAPTER_DIR
+from medforge.finetune.llm import ADAPTER_DIR
 
 DATASET = "dataset/medinstruct.jsonl"
 CHECKPOINT_NAME = "sft"
@@ -38,8 +38,8 @@ class StagePlan:
 class Plan:
     cfg: PipelineConfig
     stages: dict[str, StagePlan]
-    generate: Any  # InstructionJobConfig
-    finetune: Any  # LLMFinetuneConfig
+    generate: Any  # GenerateConfig
+    finetune: Any  # FinetuneConfig
     lora: bool
 
     @property
@@ -85,7 +85,7 @@ class Plan:
                          "args": args})
         return apps
 
-    def eval_config(self, which: str, key: KeySource) -> EvalConfig:
+    def eval_config(self, which: str, key: KeySource) -> EvaluateConfig:
         """The evaluate job's config for ``which`` (tuned or base): same judge, references and decoding.
 
         Requests to the endpoint carry the key of ``key``: each client actor reads it from its source where it runs."""
@@ -112,7 +112,7 @@ class Plan:
         folder = self.stages["evaluate"].folder
         data["output"] = {"dir": str(folder / which), "cache_dir": str(folder / which / "cache")}
         data["ray_address"], data["ray_num_cpus"] = cfg.ray_address, cfg.ray_num_cpus
-        return EvalConfig.model_validate(data)
+        return EvaluateConfig.model_validate(data)
 
 
 def _accept(auth: dict[str, Any], key: KeySource) -> None:
@@ -199,7 +199,7 @@ def wiring_problems(cfg: PipelineConfig) -> list[str]:
                  f"refuse the tuned adapter; fix: serve.llm.max_lora_rank={ft.lora.r}")
     if sv.medqa is not None and "://" not in sv.medqa.mc_model and not os.path.isdir(sv.medqa.mc_model):
         p.append(f"serve.medqa.mc_model = {sv.medqa.mc_model!r}: no such folder; fix: point it at a multiple-choice "
-                 "export (medforge finetune-slm writes <output_dir>/model), or set serve.medqa: null")
+                 "export (medforge finetune-mc writes <output_dir>/model), or set serve.medqa: null")
     test = ev.data.test_path
     if "://" not in test and not os.path.isfile(test):
         p.append(f"evaluate.data.test_path = {test!r}: file not found, and evaluation runs after hours of generation "

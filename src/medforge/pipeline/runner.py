@@ -18,15 +18,16 @@ from pathlib import Path
 from typing import Any
 
 from medforge.cards.model import update_with_lineage
+from medforge.config.base import ConfigError
 from medforge.io import atomic_write_text
 from medforge.pipeline import stages as S
 from medforge.pipeline.config import STAGES, PipelineConfig
 from medforge.pipeline.errors import PipelineIncomplete, PipelineRefused
-from medforge.pipeline.plan import Plan
+from medforge.pipeline.plan import Plan, make_plan, wiring_problems
 from medforge.pipeline.records import SHORT, code_version, now, read_record, write_record
 from medforge.runtime import init_ray
 from medforge.secrets import KeySource, read_key_file, write_new_key_file
-from medforge.serve.cli import run_serve_file
+from medforge.serve.cli import run_serve
 
 logger = logging.getLogger(__name__)
 
@@ -174,7 +175,7 @@ class PipelineRun:
                 "applications": self.plan.serve_apps(key)}
         t0 = time.perf_counter()
         _progress(f"starting the endpoint at {sv.base_url} (models {', '.join(self.plan.served_ids.values())})")
-        run_serve_file(data, self.cfg.ray_address, self.cfg.ray_num_cpus, blocking=False)
+        run_serve(data, self.cfg.ray_address, self.cfg.ray_num_cpus, blocking=False)
         self.serving = True
         wait_for_models(sv.base_url, key.read(), list(self.plan.served_ids.values()))
         _progress(f"endpoint up in {time.perf_counter() - t0:.0f} s")
@@ -192,7 +193,7 @@ class PipelineRun:
         self.check_upstream(todo)
         if any(s in todo for s in ("evaluate", "serve")):
             self.ensure_key()
-        runners = {"generate": S.run_generate, "finetune": S.run_finetune, "evaluate": S.run_evaluate, "serve": S.run_serve}
+        runners = {"generate": S.generate_stage, "finetune": S.finetune_stage, "evaluate": S.evaluate_stage, "serve": S.serve_stage}
         t_all = self.t_start if self.t_start is not None else time.perf_counter()
         try:
             for i, name in enumerate(STAGES, 1):
@@ -246,6 +247,24 @@ class PipelineRun:
         return summary
 
 
+def run_pipeline(cfg: PipelineConfig, stages: list[str] | None = None, *, rerun: bool = False,
+                 force_new: bool = False, source: str = "<config>") -> tuple[dict[str, Any], PipelineRun]:
+    """Run ``stages`` (default: all) of the pipeline job; returns its summary and the run.
+
+    Raises:
+        ConfigError: a stage section that the wiring cannot use (nothing has run).
+        PipelineRefused: the run folder holds another pipeline, or the stages asked for do not fit.
+        PipelineIncomplete: a stage left work to do (rerun to go on).
+    """
+    problems = wiring_problems(cfg)
+    if problems:
+        raise ConfigError(source, problems)
+    plan = make_plan(cfg)
+    open_run_dir(cfg, force_new)
+    run = PipelineRun(plan, list(stages or STAGES), rerun=rerun)
+    return run.run(), run
+
+
 def wait_for_models(base_url: str, key: str, model_ids: list[str], timeout_s: float = 600) -> None:
     """Poll ``GET /v1/models`` until every id is listed."""
     import httpx
@@ -282,7 +301,7 @@ def write_lineage(run: PipelineRun) -> dict[str, Any]:
         "code": code_version(),
         "data": {"fingerprint": gen.get("data_sha256"), "path": gen.get("dataset"), "rows": gen.get("rows"),
                  "teacher": {"kind": cfg.generate.teacher.kind, "model": cfg.generate.teacher.model},
-                 "seed_set": {"path": seeds or "built-in (src/medforge/datagen/data)",
+                 "seed_set": {"path": seeds or "built-in (src/medforge/generate/data)",
                               "sha256": gen.get("seeds_sha256")}},
         "model": {"base_model": cfg.finetune.model, "export_dir": ft.get("export_dir"), "adapter_dir": ft.get("adapter_dir"),
                   "trained_on_data": ft.get("data_sha256"), "finetune_fingerprint": (rec.get("finetune") or {}).get("fingerprint"),

@@ -12,17 +12,17 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
-from medforge.datagen.pipeline import InstructionRun, run_instruction_synthesis
-from medforge.eval.freeform import run_evaluate as evaluate
-from medforge.eval.refscores import NOTE as REFSCORES_NOTE
-from medforge.eval.stats import reliability_line
+from medforge.generate.pipeline import InstructionRun, run_generate
+from medforge.evaluate.freeform import run_evaluate as evaluate
+from medforge.evaluate.refscores import NOTE as REFSCORES_NOTE
+from medforge.evaluate.stats import reliability_line
 from medforge.io import atomic_write_text, read_jsonl
 from medforge.pipeline.config import PipelineConfig
 from medforge.pipeline.errors import PipelineIncomplete
 from medforge.pipeline.plan import Plan
 from medforge.pipeline.records import SHORT, file_sha256
 from medforge.secrets import KeySource
-from medforge.train.llm import run_llm_finetune
+from medforge.finetune.llm import run_finetune
 
 logger = logging.getLogger(__name__)
 
@@ -41,11 +41,11 @@ class StageHost(Protocol):
     def ensure_key(self) -> KeySource: ...
 
 
-def run_generate(run: StageHost) -> dict[str, Any]:
-    """Tasks, novelty filter and responses (``medforge generate-instructions``), resumed in its folder."""
+def generate_stage(run: StageHost) -> dict[str, Any]:
+    """Tasks, novelty filter and responses (``medforge generate``), resumed in its folder."""
     cfg = run.plan.generate
     run.ensure_ray()
-    summary = run_instruction_synthesis(cfg)
+    summary = run_generate(cfg)
     if summary.get("incomplete"):
         raise PipelineIncomplete(f"generate: {summary['incomplete']}")
     dataset = Path(summary["paths"]["jsonl"])
@@ -61,11 +61,11 @@ def run_generate(run: StageHost) -> dict[str, Any]:
             "seeds_sha256": InstructionRun(cfg).fingerprint()["seeds_sha256"]}
 
 
-def run_finetune(run: StageHost) -> dict[str, Any]:
-    """LoRA or full fine-tune (``medforge finetune-llm``); a killed run resumes from its latest checkpoint."""
+def finetune_stage(run: StageHost) -> dict[str, Any]:
+    """LoRA or full fine-tune (``medforge finetune``); a killed run resumes from its latest checkpoint."""
     cfg = run.plan.finetune
     run.ensure_ray()
-    summary = run_llm_finetune(cfg)
+    summary = run_finetune(cfg)
     export = Path(cfg.output.export_dir)
     history = export / "training_logs" / "history.json"
     resumed = history.is_file() and any(h.get("resumed_from_checkpoint") for h in json.loads(history.read_text()))
@@ -75,7 +75,7 @@ def run_finetune(run: StageHost) -> dict[str, Any]:
             "eval_loss": summary.get("eval_loss"), "steps": summary.get("step"), "resumed_from_checkpoint": resumed}
 
 
-def run_evaluate(run: StageHost) -> dict[str, Any]:
+def evaluate_stage(run: StageHost) -> dict[str, Any]:
     """The tuned model and its base model, same references, same judge (``medforge evaluate``), via the endpoint.
 
     The two evaluations run at the same time, each in its own thread: their Ray Data passes
@@ -198,7 +198,7 @@ def comparison_markdown(models: dict[str, Any], same: dict[str, int] | None = No
     return "\n".join(lines) + "\n"
 
 
-def run_serve(run: StageHost) -> dict[str, Any]:
+def serve_stage(run: StageHost) -> dict[str, Any]:
     """Serve the tuned model (Ray Serve LLM) and ask it one question through the official ``openai`` client."""
     from openai import OpenAI
 

@@ -1,4 +1,4 @@
-"""``medforge serve --config serving/<setting>.yaml``: start the apps of a Ray Serve config file.
+"""``medforge serve --config configs/serve/<setting>.yaml``: start the apps of a Ray Serve config file.
 
 The file is the one ``serve run`` / ``serve deploy`` read; this command validates every
 application's ``args`` first (all problems at once), joins or starts Ray with enough
@@ -22,6 +22,7 @@ from typing import Any
 import yaml
 
 from medforge.config.base import ConfigError, _deep_merge, format_validation_error, parse_overrides
+from medforge.config.registry import resolve_config_path
 from medforge.runtime import init_ray
 
 logger = logging.getLogger(__name__)
@@ -50,14 +51,14 @@ def load_serve_file(path: str | Path, overrides: list[str] | None = None) -> dic
 
     from pydantic import ValidationError
 
-    p = Path(path)
+    p = resolve_config_path(path)
     if not p.is_file():
-        raise ConfigError(str(p), [f"serve config {p} does not exist; pick one under serving/"])
+        raise ConfigError(str(p), [f"serve config {p} does not exist; pick one under configs/serve/"])
     data = yaml.safe_load(p.read_text()) or {}
     apps = data.get("applications") or []
     problems: list[str] = []
     if not apps:
-        problems.append("no `applications:` list; see serving/local_tiny.yaml")
+        problems.append("no `applications:` list; see configs/serve/local_tiny.yaml")
     by_name = {a.get("name"): a for a in apps}
     for name, value in parse_overrides(overrides).items():
         if name not in by_name:
@@ -111,7 +112,7 @@ def controller_options(data: dict[str, Any], environ: Mapping[str, str] | None =
     return opts
 
 
-def run_serve_file(data: dict[str, Any], address: str | None, num_cpus: int | None, blocking: bool = True) -> None:
+def run_serve(data: dict[str, Any], address: str | None, num_cpus: int | None, blocking: bool = True) -> None:
     """Start Ray (or join ``address``), start Serve with the file's HTTP and controller options
     (throughput mode on by default, see :func:`controller_options`) and run its apps.
 
@@ -155,7 +156,7 @@ def cli_main(argv: list[str]) -> int:
         prog="medforge serve",
         description="Serve the trained models (OpenAI-compatible LLM endpoint, multi-LoRA). "
                     "Extra arguments are `<app>.<key>=value` overrides, e.g. llm.engine.model=/models/export.")
-    parser.add_argument("--config", required=True, help="Ray Serve config file under serving/")
+    parser.add_argument("--config", required=True, help="Ray Serve config file under configs/serve/")
     parser.add_argument("--address", default=None, help="Ray cluster to join (default: RAY_ADDRESS, else a local one)")
     parser.add_argument("--num-cpus", type=int, default=None, help="Logical CPUs of a local cluster (default 8)")
     args, overrides = parser.parse_known_args(argv)
@@ -167,5 +168,5 @@ def cli_main(argv: list[str]) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
-    run_serve_file(data, args.address, args.num_cpus)
+    run_serve(data, args.address, args.num_cpus)
     return 0

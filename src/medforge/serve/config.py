@@ -1,6 +1,6 @@
-"""Config of the serving apps (the ``args`` of each application in ``serving/<setting>.yaml``).
+"""Config of the serving apps (the ``args`` of each application in ``configs/serve/<setting>.yaml``).
 
-A ``serving/*.yaml`` file is a plain Ray Serve config file (``serve run`` / ``serve deploy``
+A ``configs/serve/*.yaml`` file is a plain Ray Serve config file (``serve run`` / ``serve deploy``
 read it). Each application's ``args`` is validated here, with ``extra="forbid"``, before
 any replica is asked for; the engine settings are the batch jobs' own
 (:class:`medforge.engines.config.VLLMTeacherConfig`), so a model is served with the same
@@ -107,7 +107,7 @@ class LLMServeConfig(ServedAppConfig):
     adapters: dict[str, str] = Field(
         default_factory=dict,
         description="LoRA adapters served beside the base model: name (what clients put in `model`) -> peft "
-                    "adapter folder (e.g. <export_dir>/lora_adapter from finetune-llm with lora.enabled).")
+                    "adapter folder (e.g. <export_dir>/lora_adapter from finetune with lora.enabled).")
     max_lora_rank: int = Field(16, ge=1, description="Largest adapter rank the engine accepts (vLLM max_lora_rank).")
 
     @field_validator("model_id")
@@ -128,7 +128,7 @@ class LLMServeConfig(ServedAppConfig):
             p = Path(path).expanduser()
             if "://" not in path and not (p / "adapter_config.json").is_file():
                 problems.append(f"adapter {name!r}: {path!r} holds no adapter_config.json; point it at a peft adapter "
-                                "folder (finetune-llm with lora.enabled writes <export_dir>/lora_adapter)")
+                                "folder (finetune with lora.enabled writes <export_dir>/lora_adapter)")
             out[name] = str(p.resolve()) if "://" not in path else path
         if problems:
             raise ValueError("; ".join(problems))

@@ -14,7 +14,7 @@ It is built from the public pieces of ``ray.serve.llm`` -- ``LLMConfig``,
 * LoRA adapters are vLLM's static ``lora_modules`` (loaded by every replica at start), and
   the ingress routes an adapter's name to its base model's replicas. ``ray.serve.llm``'s
   dynamic LoRA (``lora_config.dynamic_lora_loading_path``) only reads from S3/GCS/Azure, so it
-  cannot serve the adapters that ``finetune-llm`` writes to a local or shared folder.
+  cannot serve the adapters that ``finetune`` writes to a local or shared folder.
 """
 
 from __future__ import annotations
@@ -102,5 +102,5 @@ def _drop_open_cors(app: Any) -> None:
 
 
 def app_builder(args: dict[str, Any]):
-    """Ray Serve application builder: ``import_path: medforge.serve.llm:app_builder`` in serving/*.yaml."""
+    """Ray Serve application builder: ``import_path: medforge.serve.llm:app_builder`` in configs/serve/*.yaml."""
     return build_llm_app(validated_args(LLMServeConfig, args, "LLM app args"))

@@ -55,7 +55,7 @@ LETTERS = "ABCDEFGHIJ"
 class QAServeConfig(ServedAppConfig):
     """The medical QA endpoint."""
 
-    mc_model: str = Field(description="Exported multiple-choice model folder (finetune-slm's <output_dir>/model).")
+    mc_model: str = Field(description="Exported multiple-choice model folder (finetune-mc's <output_dir>/model).")
     context_llm: Annotated[OpenAITeacherConfig | ServedContextLLM, Field(discriminator="kind")] | None = Field(
         None, description="The context LLM: `kind: openai`, an OpenAI-compatible API (external, or any URL); "
                           "`kind: serve`, the LLM app of this Serve instance through a Serve handle "
@@ -236,7 +236,7 @@ class _PrefixIsRoot:
 
 
 def build_qa_app(cfg: QAServeConfig):
-    """The Serve application for ``POST /v1/medqa`` (``route_prefix: /v1/medqa`` in serving/*.yaml)."""
+    """The Serve application for ``POST /v1/medqa`` (``route_prefix: /v1/medqa`` in configs/serve/*.yaml)."""
     from fastapi import FastAPI, Request
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import JSONResponse
@@ -285,5 +285,5 @@ def build_qa_app(cfg: QAServeConfig):
 
 
 def app_builder(args: dict[str, Any]):
-    """Ray Serve application builder: ``import_path: medforge.serve.qa:app_builder`` in serving/*.yaml."""
+    """Ray Serve application builder: ``import_path: medforge.serve.qa:app_builder`` in configs/serve/*.yaml."""
     return build_qa_app(validated_args(QAServeConfig, args, "medqa app args"))

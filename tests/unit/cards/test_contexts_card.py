@@ -10,7 +10,7 @@ import yaml
 from medforge.cards import render as R
 from medforge.cards.contexts import contexts_card, reason_key, stats_from_folder
 from medforge.contexts.pipeline import parse_stage
-from medforge.datagen.response_checks import ResponseCheckConfig
+from medforge.generate.response_checks import ResponseCheckConfig
 from medforge.io import atomic_write_jsonl
 
 
@@ -55,7 +55,7 @@ def test_contexts_card_renders(tmp_path):
                          json.loads((tmp_path / "staged" / "manifest.json").read_text()), {"wall_time_s": 3})
     md = R.write_card(tmp_path, card).read_text()
     meta = yaml.safe_load(md.split("---\n")[1])
-    assert meta["medforge"]["job"] == "generate-contexts" and meta["medforge"]["prompt_sha256"] == "beef12"
+    assert meta["medforge"]["job"] == "contexts" and meta["medforge"]["prompt_sha256"] == "beef12"
     assert "66.7% of 3 questions" in md and "83.3%" in md and "2 / 2" in md
     assert {p.stem for p in (tmp_path / R.PLOTS_DIR).glob("*.png")} >= {"reasons", "lengths", "reasons_by_chunk"}
 

@@ -11,6 +11,7 @@ import yaml
 
 from medforge.check_cluster import check_cluster_file, cross_check_problems, job_demands, shipped_job_configs
 from medforge.cluster.definition import PLACEHOLDER
+from medforge.config.registry import JOBS
 
 REPO = Path(__file__).resolve().parents[3]
 CLUSTER = REPO / "cluster.yaml"
@@ -53,7 +54,7 @@ def test_dashboard_on_all_interfaces_refused(tmp_path):
 
 def test_each_cluster_job_demand_fits_and_a_missing_node_type_is_named(tmp_path):
     jobs = shipped_job_configs()
-    assert {p.name for p in jobs} >= {"cluster_llama3_70b.yaml", "llm_cluster_llama2_7b.yaml", "slm_cluster_biolinkbert.yaml",
+    assert {p.name for p in jobs} >= {"cluster_llama3_70b.yaml", "cluster_llama2_7b.yaml", "cluster_biolinkbert.yaml",
                                       "cluster.yaml"}
     assert all(job_demands(p) for p in jobs)  # every cluster config declares a demand
     config = yaml.safe_load(_filled(tmp_path).read_text())
@@ -125,14 +126,14 @@ def test_kuberay_one_rayjob_per_job():
     # serve.py: on Kubernetes serving is the RayService (rayservice.yaml); evaluate_mc.py has no cluster
     # config. (pipeline.py's RayJob deploys the tuned model with Serve itself, and leaves it up.)
     not_yet = {"ray_jobs/serve.py", "ray_jobs/evaluate_mc.py"}
-    assert scripts == {str(p.relative_to(REPO)) for p in (REPO / "ray_jobs").glob("*.py")} - not_yet
+    assert scripts == {job.script for job in JOBS} - not_yet
 
 
 def test_kuberay_rayservice_serves_the_cluster_serving_file():
     rs = _kuberay("rayservice.yaml")
     assert rs["apiVersion"] == "ray.io/v1" and rs["kind"] == "RayService"
     serve_cfg = yaml.safe_load(rs["spec"]["serveConfigV2"])
-    shipped = yaml.safe_load((REPO / "serving" / "cluster.yaml").read_text())
+    shipped = yaml.safe_load((REPO / "configs" / "serve" / "cluster.yaml").read_text())
     # the two never drift apart, but for where the code comes from: on `ray up` nodes a copy on the
     # shared mount (`local://`, for `serve deploy`); in KubeRay's pods the image itself
     assert all(a.pop("runtime_env") == {"py_modules": ["local:///mnt/shared/medforge/code"]}
@@ -166,7 +167,7 @@ def test_runtime_env_uploads_code_not_envs_runs_or_models(tmp_path):
     assert env["working_dir"] == "." and env["py_modules"] == ["src/medforge"]
     assert all((REPO / m).is_dir() for m in env["py_modules"])
     tree = {
-        "ray_jobs/generate_instructions.py": "x", "configs/generate/local_tiny.yaml": "x", "src/medforge/io.py": "x",
+        "ray_jobs/generate.py": "x", "configs/generate/local_tiny.yaml": "x", "src/medforge/io.py": "x",
         ".venv/lib/python3.11/site-packages/torch/x.py": "x", "runs/demo/out.jsonl": "x",
         ".tiny_models/tiny-llama/model.safetensors": "x", "models/llama/pytorch_model.bin": "x",
         ".small_models/smol/model.safetensors": "x", "shared/data/alpacare/med_seed.json": "x",
@@ -178,7 +179,7 @@ def test_runtime_env_uploads_code_not_envs_runs_or_models(tmp_path):
     # .gitignore not consulted: the excludes must hold on their own (a checkout may have no .gitignore)
     create_package(str(tmp_path), out, include_gitignore=False, excludes=env["excludes"])
     names = {n for n in zipfile.ZipFile(out).namelist() if not n.endswith("/")}
-    assert names == {"ray_jobs/generate_instructions.py", "configs/generate/local_tiny.yaml", "src/medforge/io.py"}
+    assert names == {"ray_jobs/generate.py", "configs/generate/local_tiny.yaml", "src/medforge/io.py"}
 
 
 @pytest.mark.parametrize("doc", ["docs/cluster.md", "cluster.yaml"])

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from medforge.cluster.preflight import module_problems, storage_problems
-from medforge.train.placement import train_demand
+from medforge.finetune.placement import train_demand
 from medforge.cluster.resources import (
     Demand,
     NodeType,
@@ -15,7 +15,7 @@ from medforge.cluster.resources import (
 )
 from medforge.engines.config import OpenAITeacherConfig, VLLMTeacherConfig
 from medforge.engines.placement import VLLM_FIX, api_demand, auto_placement_problem, vllm_demand, vllm_rank_bundles
-from medforge.train.config import ScalingSection
+from medforge.finetune.config import ScalingSection
 
 AUTOSCALER = {
     "max_workers": 10,
@@ -211,7 +211,7 @@ def test_training_workers_pinned_to_a_custom_resource():
     missing = demand_problems([train_demand(ScalingSection(custom_resources={"gpu_pool": 1}))], types, "test")
     assert len(missing) == 1 and "gpu_pool" in missing[0], missing
 
-    from medforge.train.common import ray_scaling_config
+    from medforge.finetune.common import ray_scaling_config
 
     assert ray_scaling_config(s).resources_per_worker == {"CPU": 1.0, "train_pool": 1.0}
 

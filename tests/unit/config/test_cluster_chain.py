@@ -1,7 +1,7 @@
 """The cluster configs chain: each stage reads exactly what the stage before it writes.
 
-generate -> finetune-llm (data.path) -> evaluate (model) and serving/cluster.yaml / the RayService (llm
-model, adapters); contexts -> attach-contexts -> finetune-slm (data) -> /v1/medqa (mc_model). Paths are
+generate -> finetune (data.path) -> evaluate (model) and configs/serve/cluster.yaml / the RayService (llm
+model, adapters); contexts -> attach-contexts -> finetune-mc (data) -> /v1/medqa (mc_model). Paths are
 computed with the library's own output-path functions (what the jobs write), never re-derived here.
 The RayJobs' entrypoints and the documented commands' overrides are applied as a user runs them.
 """
@@ -18,17 +18,17 @@ from doccmds import doc_commands, find_command
 
 from medforge.config.base import _deep_merge, load_config, parse_overrides
 from medforge.config.registry import config_model_for
-from medforge.datagen.pipeline import dataset_paths
+from medforge.generate.pipeline import dataset_paths
 from medforge.serve.config import LLMServeConfig
 from medforge.serve.qa import QAServeConfig
-from medforge.train.llm import export_paths
-from medforge.train.slm import mc_export_dir
+from medforge.finetune.llm import export_paths
+from medforge.finetune.slm import mc_export_dir
 
 REPO = Path(__file__).resolve().parents[3]
 GENERATE = "configs/generate/cluster_llama3_70b.yaml"
 CONTEXTS = "configs/contexts/cluster_llama3_70b.yaml"
-FINETUNE_LLM = sorted(str(p.relative_to(REPO)) for p in (REPO / "configs/finetune").glob("llm_cluster_*.yaml"))
-FINETUNE_SLM = sorted(str(p.relative_to(REPO)) for p in (REPO / "configs/finetune").glob("slm_cluster_*.yaml"))
+FINETUNE = sorted(str(p.relative_to(REPO)) for p in (REPO / "configs/finetune").glob("cluster_*.yaml"))
+FINETUNE_MC = sorted(str(p.relative_to(REPO)) for p in (REPO / "configs/finetune_mc").glob("cluster_*.yaml"))
 EVALUATE = "configs/evaluate/cluster.yaml"
 
 
@@ -54,7 +54,7 @@ def _serve_apps(data: dict) -> dict[str, object]:
 
 def _serving_files() -> list[tuple[str, dict]]:
     rs = yaml.safe_load((REPO / "deploy/kuberay/rayservice.yaml").read_text())
-    return [("serving/cluster.yaml", yaml.safe_load((REPO / "serving/cluster.yaml").read_text())),
+    return [("configs/serve/cluster.yaml", yaml.safe_load((REPO / "configs/serve/cluster.yaml").read_text())),
             ("deploy/kuberay/rayservice.yaml", yaml.safe_load(rs["spec"]["serveConfigV2"]))]
 
 
@@ -67,41 +67,41 @@ def _rayjob(name: str) -> tuple[str, list[str]]:
 
 
 def test_there_is_one_cluster_config_per_stage():
-    assert FINETUNE_LLM and FINETUNE_SLM
-    for rel in (GENERATE, CONTEXTS, EVALUATE, *FINETUNE_LLM, *FINETUNE_SLM):
+    assert FINETUNE and FINETUNE_MC
+    for rel in (GENERATE, CONTEXTS, EVALUATE, *FINETUNE, *FINETUNE_MC):
         assert (REPO / rel).is_file(), rel
 
 
 def test_finetune_reads_what_generation_writes():
     written = set(dataset_paths(_load(GENERATE).output.dir).values())
-    for rel in FINETUNE_LLM:
+    for rel in FINETUNE:
         ft = _load(rel)
         assert ft.data.path in written, f"{rel}: data.path={ft.data.path!r}; generation writes {sorted(written)}"
 
 
 def test_evaluate_and_serving_load_what_the_finetune_exports():
-    exports = [export_paths(_load(rel)) for rel in FINETUNE_LLM]
+    exports = [export_paths(_load(rel)) for rel in FINETUNE]
     models = {e["model"] for e in exports}
     adapters = {e["adapter"] for e in exports if e["adapter"]}
     ev = _load(EVALUATE)
     assert ev.model.engine.model in models, f"{EVALUATE}: model.engine.model={ev.model.engine.model!r}; exports {models}"
     for name, data in _serving_files():
         llm = _serve_apps(data)["llm"]
-        lora_bases = {_load(rel).model for rel in FINETUNE_LLM if export_paths(_load(rel))["adapter"]}
+        lora_bases = {_load(rel).model for rel in FINETUNE if export_paths(_load(rel))["adapter"]}
         assert llm.engine.model in models | lora_bases, f"{name}: llm.engine.model={llm.engine.model!r}; exports {models}"
         for adapter, path in llm.adapters.items():
             assert path in adapters, f"{name}: adapter {adapter}={path!r} is no cluster fine-tune's export ({adapters})"
 
 
 def test_medqa_serves_what_the_mc_finetune_exports_and_that_reads_the_attached_contexts():
-    exports = {mc_export_dir(_load(rel)) for rel in FINETUNE_SLM}
+    exports = {mc_export_dir(_load(rel)) for rel in FINETUNE_MC}
     for name, data in _serving_files():
         qa = _serve_apps(data)["medqa"]
-        assert qa.mc_model in exports, f"{name}: medqa.mc_model={qa.mc_model!r}; finetune-slm exports {exports}"
-    # contexts -> attach-contexts (the documented command in the MC config's header) -> finetune-slm's data
+        assert qa.mc_model in exports, f"{name}: medqa.mc_model={qa.mc_model!r}; finetune-mc exports {exports}"
+    # contexts -> attach-contexts (the documented command in the MC config's header) -> finetune-mc's data
     cmds = doc_commands(REPO)
     contexts_dir = _load(CONTEXTS).output.dir
-    for rel in FINETUNE_SLM:
+    for rel in FINETUNE_MC:
         slm = _load(rel)
         attach = find_command([c for c in cmds if c.path == rel], "attach-contexts")
         argv = attach.argv
@@ -110,12 +110,12 @@ def test_medqa_serves_what_the_mc_finetune_exports_and_that_reads_the_attached_c
 
 
 @pytest.mark.parametrize("rayjob,config", [
-    ("rayjob-generate-instructions.yaml", GENERATE), ("rayjob-generate-contexts.yaml", CONTEXTS),
-    ("rayjob-finetune-llm.yaml", None), ("rayjob-finetune-slm.yaml", None), ("rayjob-evaluate.yaml", EVALUATE),
+    ("rayjob-generate.yaml", GENERATE), ("rayjob-contexts.yaml", CONTEXTS),
+    ("rayjob-finetune.yaml", None), ("rayjob-finetune-mc.yaml", None), ("rayjob-evaluate.yaml", EVALUATE),
 ])
 def test_the_rayjobs_run_the_chained_configs_unchanged(rayjob, config):
     ran, overrides = _rayjob(rayjob)
-    expected = {config} if config else set(FINETUNE_LLM if "llm" in rayjob else FINETUNE_SLM)
+    expected = {config} if config else set(FINETUNE if rayjob == "rayjob-finetune.yaml" else FINETUNE_MC)
     assert ran in expected and not overrides, f"{rayjob} runs {ran} {overrides}; the chain is {expected}"
 
 
@@ -126,32 +126,32 @@ def test_the_documented_cluster_commands_keep_the_chain():
         return [a for a in cmd.argv[cmd.argv.index("--config") + 2:] if "=" in a]
 
     # the whole path: the fine-tune's overrides leave the export where evaluate and serve read it
-    ft_cmd = find_command(cmds, "finetune_llm.py", "checkpoint.storage_path=")
-    ft = _load(FINETUNE_LLM[0], overrides(ft_cmd))
+    ft_cmd = find_command(cmds, "finetune.py", "checkpoint.storage_path=")
+    ft = _load(FINETUNE[0], overrides(ft_cmd))
     assert export_paths(ft)["model"] == _load(EVALUATE).model.engine.model, ft_cmd.where()
     # the bucket variant: generation's run folder in the bucket is the fine-tune's data
-    gen_cmd = find_command(cmds, "generate_instructions.py", "output.dir=s3://")
-    data_cmd = find_command(cmds, "finetune_llm.py", "data.path=s3://")
+    gen_cmd = find_command(cmds, "generate.py", "output.dir=s3://")
+    data_cmd = find_command(cmds, "finetune.py", "data.path=s3://")
     written = dataset_paths(_load(GENERATE, overrides(gen_cmd)).output.dir).values()
-    assert _load(FINETUNE_LLM[0], overrides(data_cmd)).data.path in written, data_cmd.where()
+    assert _load(FINETUNE[0], overrides(data_cmd)).data.path in written, data_cmd.where()
 
 
 def test_a_broken_link_is_caught():
-    ft = _load(FINETUNE_LLM[0], ["output.export_dir=/mnt/shared/models/elsewhere"])
+    ft = _load(FINETUNE[0], ["output.export_dir=/mnt/shared/models/elsewhere"])
     assert export_paths(ft)["model"] != _load(EVALUATE).model.engine.model
-    data = yaml.safe_load((REPO / "serving/cluster.yaml").read_text())
+    data = yaml.safe_load((REPO / "configs/serve/cluster.yaml").read_text())
     data = _deep_merge(data, {})  # plain copy
     data["applications"][0]["args"] = _deep_merge(data["applications"][0]["args"], parse_overrides(
         ["engine.model=/mnt/shared/runs/never_written/model"]))
-    assert _serve_apps(data)["llm"].engine.model not in {export_paths(_load(r))["model"] for r in FINETUNE_LLM}
+    assert _serve_apps(data)["llm"].engine.model not in {export_paths(_load(r))["model"] for r in FINETUNE}
 
 
 def test_output_path_functions_match_what_the_jobs_write():
-    from medforge.datagen.pipeline import DATASET_DIR, DATASET_FILES
-    from medforge.train.llm import ADAPTER_DIR
+    from medforge.generate.pipeline import DATASET_DIR, DATASET_FILES
+    from medforge.finetune.llm import ADAPTER_DIR
 
     assert dataset_paths("s3://b/run/") == {"jsonl": f"s3://b/run/{DATASET_DIR}/{DATASET_FILES['jsonl']}",
                                             "parquet": f"s3://b/run/{DATASET_DIR}/{DATASET_FILES['parquet']}"}
-    lora = _load(FINETUNE_LLM[0], ["lora.enabled=true", "output.export_dir=/mnt/shared/models/x"])
+    lora = _load(FINETUNE[0], ["lora.enabled=true", "output.export_dir=/mnt/shared/models/x"])
     assert export_paths(lora) == {"model": "/mnt/shared/models/x", "adapter": f"/mnt/shared/models/x/{ADAPTER_DIR}"}
-    assert mc_export_dir(_load(FINETUNE_SLM[0], ["output_dir=/mnt/shared/runs/mc"])) == "/mnt/shared/runs/mc/model"
+    assert mc_export_dir(_load(FINETUNE_MC[0], ["output_dir=/mnt/shared/runs/mc"])) == "/mnt/shared/runs/mc/model"

@@ -3,7 +3,7 @@ from pathlib import Path
 import pytest
 
 from medforge.config.base import ConfigError, load_config, parse_overrides
-from medforge.datagen.config import InstructionJobConfig
+from medforge.generate.config import GenerateConfig
 
 
 def _write(tmp_path: Path, text: str) -> Path:
@@ -34,7 +34,7 @@ def test_override_without_equals_is_rejected():
 
 
 def test_load_applies_overrides(tmp_path):
-    cfg = load_config(InstructionJobConfig, _write(tmp_path, BASE.format(out=tmp_path)),
+    cfg = load_config(GenerateConfig, _write(tmp_path, BASE.format(out=tmp_path)),
                       ["budget.target_tasks=7", "generation.sampling.temperature=0.5"])
     assert cfg.budget.target_tasks == 7
     assert cfg.generation.sampling.temperature == 0.5
@@ -44,7 +44,7 @@ def test_load_applies_overrides(tmp_path):
 def test_all_problems_reported_at_once_with_field_value_and_fix(tmp_path):
     text = BASE.format(out=tmp_path) + "budget:\n  target_tasks: -3\n  tagret: 1\n"
     with pytest.raises(ConfigError) as info:
-        load_config(InstructionJobConfig, _write(tmp_path, text), ["generation.sampling.top_p=7"])
+        load_config(GenerateConfig, _write(tmp_path, text), ["generation.sampling.top_p=7"])
     msg = str(info.value)
     assert len(info.value.problems) == 3, msg
     assert "budget.tagret" in msg and "unknown key" in msg and "remove it" in msg
@@ -55,25 +55,25 @@ def test_all_problems_reported_at_once_with_field_value_and_fix(tmp_path):
 def test_missing_model_folder_names_the_fix(tmp_path):
     text = f"teacher:\n  kind: vllm\n  model: {tmp_path}/nope\noutput:\n  dir: {tmp_path}\n"
     with pytest.raises(ConfigError) as info:
-        load_config(InstructionJobConfig, _write(tmp_path, text))
+        load_config(GenerateConfig, _write(tmp_path, text))
     assert "does not exist" in str(info.value) and "make-tiny-models" in str(info.value)
 
 
 def test_missing_seed_file_is_a_config_error(tmp_path):
     text = BASE.format(out=tmp_path) + f"seeds:\n  path: {tmp_path}/missing.json\n"
     with pytest.raises(ConfigError, match="seeds.path"):
-        load_config(InstructionJobConfig, _write(tmp_path, text))
+        load_config(GenerateConfig, _write(tmp_path, text))
 
 
 def test_missing_config_file(tmp_path):
     with pytest.raises(ConfigError, match="does not exist"):
-        load_config(InstructionJobConfig, tmp_path / "nope.yaml")
+        load_config(GenerateConfig, tmp_path / "nope.yaml")
 
 
 def test_a_mapping_override_merges_and_an_empty_one_clears(tmp_path):
     from medforge.config.base import _deep_merge
 
-    merged = load_config(InstructionJobConfig, _write(tmp_path, BASE.format(out=tmp_path)), ["teacher={model: m2}"])
+    merged = load_config(GenerateConfig, _write(tmp_path, BASE.format(out=tmp_path)), ["teacher={model: m2}"])
     assert merged.teacher.model == "m2" and merged.teacher.base_url == "http://127.0.0.1:9/v1"  # merged key by key
     assert _deep_merge({"a": {"x": 1}, "b": 2}, {"a": {}}) == {"a": {}, "b": 2}  # `a={}` clears a
     assert _deep_merge({"a": {"x": 1}}, {"a": {"y": 2}}) == {"a": {"x": 1, "y": 2}}

@@ -1,4 +1,4 @@
-"""Joining a context run's output back onto the local questions (input of finetune-slm)."""
+"""Joining a context run's output back onto the local questions (input of finetune-mc)."""
 
 from __future__ import annotations
 
@@ -29,19 +29,19 @@ def test_attach_without_a_run_names_the_fix(tmp_path, capsys):
     (tmp_path / "q.jsonl").write_text("{}\n")
     assert cli_main(["--questions", str(tmp_path / "q.jsonl"), "--contexts", str(tmp_path), "--output",
                      str(tmp_path / "o.jsonl")]) == 2
-    assert "generate-contexts run" in capsys.readouterr().out
+    assert "contexts run" in capsys.readouterr().out
     assert not (tmp_path / "o.jsonl").exists()
 
 
 def test_make_synthetic_mc_writes_the_tiny_slm_splits(tmp_path):
     from medforge.config.base import load_config
-    from medforge.train.config import SLMFinetuneConfig
-    from medforge.train.synthetic import cli_main as synthetic_main
+    from medforge.finetune.config import FinetuneMCConfig
+    from medforge.finetune.synthetic import cli_main as synthetic_main
 
     assert synthetic_main(["--out", str(tmp_path)]) == 0
     sizes = {name: len(list(read_jsonl(tmp_path / f"{name}.jsonl"))) for name in ("train", "dev", "test")}
     assert sizes == {"train": 160, "dev": 40, "test": 80}
     # the tiny config reads exactly these files
-    cfg = load_config(SLMFinetuneConfig, Path(__file__).parents[3] / "configs/finetune/slm_local_tiny.yaml", [])
+    cfg = load_config(FinetuneMCConfig, Path(__file__).parents[3] / "configs/finetune_mc/local_tiny.yaml", [])
     assert cfg.data.train_path.endswith("slm_synthetic/train.jsonl")
 

@@ -60,17 +60,17 @@ def test_schema_and_hash():
 
 def test_every_contexts_config_validates():
     from medforge.config.base import load_config
-    from medforge.contexts.config import ContextJobConfig
+    from medforge.contexts.config import ContextsConfig
 
     root = Path(__file__).parents[3]
     for path in sorted((root / "configs" / "contexts").glob("*.yaml")):
-        cfg = ContextJobConfig.model_validate(
+        cfg = ContextsConfig.model_validate(
             {**__import__("yaml").safe_load(path.read_text()),
              "teacher": {**__import__("yaml").safe_load(path.read_text())["teacher"],
                          "model": "org/model"}})  # local tiny folder may not be built here
         assert cfg.output.chunk_rows >= 1
     with pytest.raises(Exception, match="unknown key"):
-        load_config(ContextJobConfig, root / "configs" / "contexts" / "openai_api.yaml", ["output.bogus=1"])
+        load_config(ContextsConfig, root / "configs" / "contexts" / "openai_api.yaml", ["output.bogus=1"])
 
 
 def test_structured_requires_json():
@@ -85,13 +85,13 @@ def test_structured_requires_json():
 def test_object_store_budget_must_fit_the_local_store():
     from pydantic import ValidationError
 
-    from medforge.contexts.config import ContextJobConfig
+    from medforge.contexts.config import ContextsConfig
 
     base = {"teacher": {"kind": "openai", "base_url": "http://127.0.0.1:1/v1", "model": "m"},
             "input": {"path": "in.jsonl"}, "output": {"dir": "out"}}
-    cfg = ContextJobConfig.model_validate(base)
+    cfg = ContextsConfig.model_validate(base)
     assert cfg.object_store_budget_mib <= cfg.ray_object_store_mib
     with pytest.raises(ValidationError, match="exceeds ray_object_store_mib"):
-        ContextJobConfig.model_validate({**base, "object_store_budget_mib": 4096, "ray_object_store_mib": 1024})
+        ContextsConfig.model_validate({**base, "object_store_budget_mib": 4096, "ray_object_store_mib": 1024})
     # joining a cluster (or Ray's default store): only the budget applies
-    assert ContextJobConfig.model_validate({**base, "object_store_budget_mib": 4096, "ray_object_store_mib": None})
+    assert ContextsConfig.model_validate({**base, "object_store_budget_mib": 4096, "ray_object_store_mib": None})

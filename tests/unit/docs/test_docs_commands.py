@@ -36,6 +36,8 @@ import yaml
 
 from doccmds import DocCommand, doc_commands
 
+from medforge.config.registry import JOBS
+
 REPO = Path(__file__).resolve().parents[3]
 COMMANDS = doc_commands(REPO)
 
@@ -55,7 +57,7 @@ RUN_BY_TEST: dict[tuple[str, ...], str] = {
         "tests/integration/test_rehearsal.py::test_pipeline_stopped_during_finetuning_resumes_on_resubmit",
     ("ray rsync-up", "src/medforge/"):
         "tests/integration/test_rehearsal.py::test_serve_deploy_of_the_cluster_file_answers_openai_and_medqa",
-    ("serve deploy", "serving/cluster.yaml", "--address"):
+    ("serve deploy", "configs/serve/cluster.yaml", "--address"):
         "tests/integration/test_rehearsal.py::test_serve_deploy_of_the_cluster_file_answers_openai_and_medqa",
     ("serve status --address",):
         "tests/integration/test_rehearsal.py::test_serve_deploy_of_the_cluster_file_answers_openai_and_medqa",
@@ -76,7 +78,7 @@ EXTERNAL_ROOTS = ("/mnt/shared/", "/models/", "/path/to/", "/data/", "s3://", "g
 PLACEHOLDER = re.compile(r"YOUR-BUCKET|REPLACE-ME|<[^>]+>|\.\.\.")
 # Placeholders are for values the user fills into overrides (output.dir=s3://YOUR-BUCKET/...), not flags.
 FLAG_PLACEHOLDER = re.compile(r"YOUR-|REPLACE-ME|<[^>]+>|^\.\.\.$")
-JOB_SCRIPTS = sorted(p.name for p in (REPO / "ray_jobs").glob("*.py"))
+JOB_SCRIPTS = sorted(Path(job.script).name for job in JOBS)  # the old names' shims (until 0.3) are not documented
 
 
 def _program(argv: list[str]) -> str:
@@ -215,7 +217,7 @@ def _check_ray(cmd: DocCommand, argv: list[str]) -> None:
         entry = list(p.get("entrypoint") or [])
         assert entry, f"{cmd.where()}: ray job submit without an entrypoint after --"
         config = _option(entry, "--config") or ""
-        if "cluster" in Path(config).name or config.startswith("serving/cluster"):
+        if "cluster" in Path(config).name or config.startswith("configs/serve/cluster"):
             assert p.get("runtime_env") == "deploy/runtime_env.yaml", (
                 f"{cmd.where()}: a cluster config is submitted with --runtime-env deploy/runtime_env.yaml (it ships "
                 "the medforge package to every worker); --working-dir . alone is for a local `ray start` only")
@@ -464,7 +466,7 @@ def test_documented_command_is_checked_or_run(cmd: DocCommand):
 
 def test_there_are_commands_from_every_kind_of_source():
     assert len(COMMANDS) > 100
-    assert {c.path.split("/")[0] for c in COMMANDS} >= {"README.md", "docs", "configs", "serving", "deploy", "ray_jobs"}
+    assert {c.path.split("/")[0] for c in COMMANDS} >= {"README.md", "docs", "configs", "deploy", "ray_jobs"}
 
 
 @pytest.mark.parametrize("needles,node_id", list(RUN_BY_TEST.items()))
@@ -498,7 +500,7 @@ def _one(text: str) -> DocCommand:
     ("ray job submit --no-such-flag -- python ray_jobs/evaluate.py --config configs/evaluate/local_tiny.yaml",
      "refuses the arguments"),
     ("ray up --no-such-flag cluster.yaml", "refuses the arguments"),
-    ("serve deploy serving/no_such.yaml", "does not exist"),
+    ("serve deploy configs/serve/no_such.yaml", "does not exist"),
     (".venv/bin/python ray_jobs/evaluate.py --config configs/evaluate/local_tiny.yaml data.no_such_key=1",
      "does not validate"),
     (".venv/bin/python ray_jobs/evaluate.py --config configs/evaluate/local_tiny.yaml --stray", "refused"),
@@ -524,7 +526,7 @@ def test_a_broken_command_fails_the_check(text, message):
 
 
 @pytest.mark.parametrize("text,message", [
-    ("OPENAI_API_KEY=sk-abc .venv/bin/python ray_jobs/generate_instructions.py --config configs/generate/openai_api.yaml",
+    ("OPENAI_API_KEY=sk-abc .venv/bin/python ray_jobs/generate.py --config configs/generate/openai_api.yaml",
      "writes a secret"),
     ("export MEDFORGE_API_KEYS=0123456789abcdef", "writes a secret"),
     ("""ray job submit --runtime-env-json '{"env_vars": {"MEDFORGE_API_KEYS": "x"}}' -- python a.py""", "job table"),

@@ -8,12 +8,12 @@ import pytest
 from pydantic import ValidationError
 
 from medforge.contexts import task as context_task
-from medforge.datagen import instruction_task
-from medforge.datagen.response_checks import ResponseCheckConfig, check_response
+from medforge.generate import instruction_task
+from medforge.generate.response_checks import ResponseCheckConfig, check_response
 from medforge.engines.config import SamplingConfig, ScriptedTeacherConfig
 from medforge.engines.reply import OUTPUT_COLUMNS
 from medforge.engines.scripted import _ScriptedUDF, schema_instance, scripted_reply
-from medforge.eval import judge as J
+from medforge.evaluate import judge as J
 
 MSGS = [{"role": "system", "content": "be brief"}, {"role": "user", "content": "QUESTION-i3: what helps a cough?"}]
 

@@ -77,7 +77,7 @@ replies = st.one_of(st.text(max_size=400), mangled(structured), mangled(st.text(
 @FUZZ
 @given(text=replies, structured_flag=st.booleans())
 def test_instruction_reply_parser(text, structured_flag):
-    from medforge.datagen.instruction_task import format_output
+    from medforge.generate.instruction_task import format_output
 
     TRIED["instruction_task.format_output"] += 1
     tasks, reasons = format_output(text, structured_flag)
@@ -92,7 +92,7 @@ def test_instruction_reply_parser(text, structured_flag):
 @FUZZ
 @given(text=replies, structured_flag=st.booleans(), mc=st.booleans())
 def test_response_reply_parser(text, structured_flag, mc):
-    from medforge.datagen.response_task import format_output
+    from medforge.generate.response_task import format_output
 
     TRIED["response_task.format_output"] += 1
     task = {"id": "t", "type": "multiple-choice question" if mc else "open-ended question", "topic": "x", "view": "x",
@@ -148,13 +148,13 @@ overrides = st.lists(st.one_of(
 @given(text=yaml_texts, ov=overrides)
 def test_config_loader_and_overrides(tmp_path_factory, text, ov):
     from medforge.config.base import ConfigError, load_config
-    from medforge.datagen.config import InstructionJobConfig
+    from medforge.generate.config import GenerateConfig
 
     TRIED["config.load_config"] += 1
     path = tmp_path_factory.mktemp("cfg") / "c.yaml"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")
     try:
-        load_config(InstructionJobConfig, path, ov)
+        load_config(GenerateConfig, path, ov)
     except ConfigError as exc:
         assert str(exc).strip()
 
@@ -163,12 +163,12 @@ def test_config_loader_and_overrides(tmp_path_factory, text, ov):
 @given(ov=overrides)
 def test_dotted_overrides_on_a_shipped_config(ov):
     from medforge.config.base import ConfigError, load_config
-    from medforge.datagen.config import InstructionJobConfig
+    from medforge.generate.config import GenerateConfig
 
     TRIED["config.parse_overrides"] += 1
     cfg = Path(__file__).parents[3] / "configs" / "generate" / "local_tiny.yaml"
     try:
-        load_config(InstructionJobConfig, cfg, ov)
+        load_config(GenerateConfig, cfg, ov)
     except ConfigError as exc:
         assert str(exc).strip()
 
@@ -227,9 +227,9 @@ def test_mcq_file_reader_quarantines_not_crashes(tmp_path_factory, body):
                       st.lists(task_like, max_size=4).map(lambda v: json.dumps(v).encode()),
                       st.lists(task_like.map(json.dumps), max_size=4).map(lambda v: "\n".join(v).encode())))
 def test_seed_reader(tmp_path_factory, body):
-    from medforge.datagen.seeds import SeedError, load_seeds
+    from medforge.generate.seeds import SeedError, load_seeds
 
-    TRIED["datagen.seeds.load_seeds"] += 1
+    TRIED["generate.seeds.load_seeds"] += 1
     path = tmp_path_factory.mktemp("seeds") / "seeds.jsonl"
     path.write_bytes(body)
     try:
@@ -248,9 +248,9 @@ def test_seed_reader(tmp_path_factory, body):
                      max_size=6),
        quarantine=st.booleans())
 def test_novelty_filter_cli_input(tmp_path_factory, body, quarantine, capsys):
-    from medforge.datagen.novelty_cli import cli_main
+    from medforge.generate.novelty_cli import cli_main
 
-    TRIED["datagen.novelty_cli.cli_main"] += 1
+    TRIED["generate.novelty_cli.cli_main"] += 1
     d = tmp_path_factory.mktemp("nov")
     (d / "in.jsonl").write_bytes(b"\n".join(b.replace(b"\n", b" ") for b in body))
     argv = ["--input", str(d / "in.jsonl"), "--output", str(d / "out.jsonl")]

@@ -234,7 +234,7 @@ def test_evaluate_and_serve_run_without_writing_the_environment(tmp_path, test_s
                              "outputs": {"export_dir": str(ft.folder / "model"), "adapter_dir": None, "base_model": "tiny",
                                          "data_sha256": "0" * 64}, "seconds": 1.0, "finished_at": now()})
     served, waited, evaluated = [], [], []
-    monkeypatch.setattr(R, "run_serve_file", lambda data, *a, **k: served.append(data))
+    monkeypatch.setattr(R, "run_serve", lambda data, *a, **k: served.append(data))
     monkeypatch.setattr(R, "wait_for_models", lambda url, key, ids: waited.append(key))
     monkeypatch.setattr(PipelineRun, "ensure_ray", lambda self: None)
     monkeypatch.setattr(PipelineRun, "stop_serving", lambda self: None)

@@ -12,14 +12,14 @@ from medforge.serve.cli import load_serve_file
 REPO = Path(__file__).resolve().parents[3]
 
 
-@pytest.mark.parametrize("path", sorted((REPO / "serving").glob("*.yaml")), ids=lambda p: p.name)
+@pytest.mark.parametrize("path", sorted((REPO / "configs" / "serve").glob("*.yaml")), ids=lambda p: p.name)
 def test_shipped_serving_files_validate_and_carry_the_commands(path, tiny_models, tmp_path):
     """Every serving file validates once its model folders exist (tiny stand-ins here)."""
     import yaml
 
     text = path.read_text()
-    assert "serve run serving/" in text or "serve deploy serving/" in text
-    assert "ray job submit" in text and "ray_jobs/serve.py" in text and "medforge serve --config serving/" in text
+    assert "serve run configs/serve/" in text or "serve deploy configs/serve/" in text
+    assert "ray job submit" in text and "ray_jobs/serve.py" in text and "medforge serve --config configs/serve/" in text
     from ray.serve.schema import ServeDeploySchema
 
     data = yaml.safe_load(text)
@@ -110,12 +110,12 @@ def test_controller_options_of_a_serve_file_are_validated(tmp_path, tiny_models)
 
 
 def test_the_cluster_serve_file_turns_throughput_mode_on_for_serve_deploy_too():
-    """`serve deploy serving/cluster.yaml` runs no medforge code before the controller starts: the
+    """`serve deploy configs/serve/cluster.yaml` runs no medforge code before the controller starts: the
     file itself carries the switch, and medforge serve keeps the file's value."""
     import yaml
 
     from medforge.serve.cli import THROUGHPUT_SWITCH, controller_options
 
-    data = yaml.safe_load((REPO / "serving" / "cluster.yaml").read_text())
+    data = yaml.safe_load((REPO / "configs" / "serve" / "cluster.yaml").read_text())
     assert data["controller_options"]["runtime_env"]["env_vars"][THROUGHPUT_SWITCH] == "1"
     assert controller_options(data, environ={})["runtime_env"]["env_vars"][THROUGHPUT_SWITCH] == "1"
