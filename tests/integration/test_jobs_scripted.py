@@ -26,7 +26,7 @@ from medforge.contexts.pipeline import run_contexts
 from medforge.generate.config import GenerateConfig
 from medforge.generate.pipeline import InstructionRun, run_generate
 from medforge.generate.seeds import load_seeds
-from medforge.engines.breaker import CircuitOpen
+from medforge.engines.breaker import CircuitOpen, circuit_message
 from medforge.io import RunConfigMismatch
 
 # The response pass's system prompt (generate/templates/response_system.jinja): only response requests match.
@@ -191,6 +191,23 @@ def test_contexts_quarantine_pending_chunks_and_resume(shared_ray, tmp_path):
     assert set(rows) == set(clean_rows) - {bad["id"]}
     assert all(rows[i]["overall_context"] == clean_rows[i]["overall_context"] for i in rows)
     assert all(r["teacher_engine"] == "scripted" for r in rows.values())
+
+
+def test_contexts_every_prompt_over_the_context_length_stops_the_job_by_the_breaker(shared_ray, tmp_path):
+    """Moved here from the vLLM module (issue 13): every request is refused as over the context.
+    The breaker stops the job (run_job maps the trip to exit 3: tests/unit/test_jobs.py) naming the
+    cause and the fix, instead of spinning on it, and the rows are quarantined with the reason.
+    vLLM's own refusal text reaching the quarantine is checked in test_generate_vllm.py."""
+    out = tmp_path / "run"
+    cfg = _contexts(out, [{"match": ".", "error": TOO_LONG}])  # max_consecutive_fatal: its default, 8
+    assert cfg.teacher.breaker.max_consecutive_fatal == 8
+    with pytest.raises(Exception) as info:  # in the driver, or wrapped by a Ray task: as run_job sees it
+        run_contexts(cfg)
+    message = circuit_message(info.value)
+    assert message and "context length" in message and "max_model_len" in message, info.value
+    assert _context_rows(out) == {}  # no row got a context
+    q = [r for p in (out / "quarantine").glob("part-*.jsonl") for r in read_jsonl(p)]
+    assert q and all("maximum context length" in r["reason"] for r in q), q[:2]
 
 
 # ------------------------------------------------------------------ the real job script, killed twice
