@@ -157,7 +157,7 @@ def _config(args, n: int, inp: Path, run: Path, base_url: str | None, tiny: str 
         elif args.output_format == "json-free":  # JSON asked for in the prompt, decoding unconstrained
             gen.update(output_format="json", structured_output=False)
     return {
-        "teacher": teacher,
+        "engine": teacher,
         "input": {"path": str(inp)},
         # fixed pools (min = max), so every N runs the same processes and memory compares like for like
         "keyword_concurrency": [args.keyword_actors, args.keyword_actors],

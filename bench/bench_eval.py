@@ -10,7 +10,7 @@ a fixed ``{"verdict": ...}``), so that what is measured is the evaluator, not a 
    judge requests (same messages, same total concurrency: ``concurrency x in-flight``) and
    parsing the replies -- no Ray, no cache, no files. The ceiling for this judge on this machine.
 2. **medforge, cold**: ``run_evaluate`` on ``--items`` synthetic items with given answers
-   (``model.answers_path``, so only judge calls are made), 2 orders each, through Ray Data
+   (``answers.path``, so only judge calls are made), 2 orders each, through Ray Data
    actors (``Engine.chat``), cache and reports included. Pairs/s over the judge phase
    (``report.seconds.judge``) and over the whole run.
 3. **medforge, repeated**: the same config again: judge calls made (should be 0), cache hits,
@@ -142,7 +142,7 @@ def main_vllm(args) -> None:
             for it in items for o in J.ORDERS]
     ref = vllm_reference(args.vllm_judge, msgs, work, args.max_model_len)
     cfg = EvaluateConfig.model_validate({
-        "model": {"answers_path": str(answers), "name": "given-answers"},
+        "answers": {"path": str(answers), "label": "given-answers"},
         "judge": {"engine": {"kind": "vllm", "model": args.vllm_judge, "batch_size": args.batch_size,
                              "max_model_len": args.max_model_len, "cpu_kvcache_gib": 1},
                   "sampling": {"temperature": 0.0, "presence_penalty": 0.0, "max_tokens": 16}},
@@ -153,10 +153,10 @@ def main_vllm(args) -> None:
     ray.init(address="local", num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False)
     try:
         t = time.perf_counter()
-        cold = run_evaluate(cfg)
+        cold = run_evaluate(cfg).report
         cold_wall = time.perf_counter() - t
         t = time.perf_counter()
-        warm = run_evaluate(cfg)
+        warm = run_evaluate(cfg).report
         warm_wall = time.perf_counter() - t
     finally:
         ray.shutdown()
@@ -217,7 +217,7 @@ def main() -> None:
         n_bare = len(stub.bodies)
 
         cfg_data = {
-            "model": {"answers_path": str(answers), "name": "given-answers"},
+            "answers": {"path": str(answers), "label": "given-answers"},
             "judge": {"engine": {"kind": "openai", "base_url": stub.url, "model": "stub-judge", "api_key_env": "NO_KEY",
                                  "concurrency": args.concurrency, "max_concurrent_requests": args.in_flight,
                                  "batch_size": args.batch_size}},
@@ -231,11 +231,11 @@ def main() -> None:
         ray.init(address="local", num_cpus=args.ray_cpus, include_dashboard=False, log_to_driver=False)
         try:
             t = time.perf_counter()
-            cold = run_evaluate(cfg)
+            cold = run_evaluate(cfg).report
             cold_wall = time.perf_counter() - t
             calls_after_cold = len(stub.bodies)
             t = time.perf_counter()
-            warm = run_evaluate(cfg)
+            warm = run_evaluate(cfg).report
             warm_wall = time.perf_counter() - t
             calls_after_warm = len(stub.bodies)
         finally:

@@ -80,9 +80,9 @@ def chained(cfg: PipelineConfig, work: Path) -> dict[str, float]:
                               work / "ft.log")
     judge = {**cfg.serve.llm.engine.model_dump(mode="json"), "kind": "vllm", "model": cfg.finetune.model}
     times["evaluate"] = 0.0
-    for which, model in (("tuned", plan.finetune.output.export_dir), ("base", cfg.finetune.model)):
+    for which, model in (("tuned", plan.finetune.output.dir), ("base", cfg.finetune.model)):
         data = cfg.evaluate.model_dump(mode="json")
-        data["model"]["engine"] = {**judge, "model": model}
+        data["engine"] = {**judge, "model": model}
         data["judge"]["engine"] = judge
         data["output"] = {"dir": str(work / f"eval_{which}")}
         path = work / f"eval_{which}.yaml"
@@ -125,10 +125,10 @@ def main() -> None:
         from medforge.engines.tiny import make_tiny_models
 
         model = str(make_tiny_models(work / "tiny")["llama"])
-    overrides = [f"generate.teacher.model={model}", f"finetune.model={model}", f"evaluate.data.test_path={args.test_set}"]
-    cfg = load_config(PipelineConfig, ROOT / args.config, [*overrides, f"run_dir={work / 'chained'}"])
+    overrides = [f"generate.engine.model={model}", f"finetune.model={model}", f"evaluate.data.test_path={args.test_set}"]
+    cfg = load_config(PipelineConfig, ROOT / args.config, [*overrides, f"output.dir={work / 'chained'}"])
     ref = chained(cfg, work)
-    job = ["ray_jobs/pipeline.py", "--config", args.config, *overrides, f"run_dir={work / 'pipeline'}", f"serve.port={free_port()}"]
+    job = ["ray_jobs/pipeline.py", "--config", args.config, *overrides, f"output.dir={work / 'pipeline'}", f"serve.port={free_port()}"]
     fresh = timed(job, work / "pipeline.log")
     stages = json.loads((work / "pipeline" / "summary.json").read_text())["stages"]
     rerun = timed(job, work / "pipeline_rerun.log")

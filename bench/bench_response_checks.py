@@ -33,7 +33,7 @@ def run_job(out: Path, extra: list[str]) -> float:
     small = os.environ.get("MEDFORGE_SMALL_MODELS", str(REPO / ".small_models"))
     cmd = [sys.executable, str(REPO / "ray_jobs" / "generate.py"), "--config",
            str(REPO / "configs" / "generate" / "local_small.yaml"), f"output.dir={out}",
-           f"teacher.model={small}/smollm2-135m-instruct", "output.overwrite=true", *extra]
+           f"engine.model={small}/smollm2-135m-instruct", "output.overwrite=true", *extra]
     env = {**os.environ, "PYTHONPATH": str(REPO / "src"), "PYTHONUNBUFFERED": "1"}
     env.pop("RAY_ADDRESS", None)
     t0 = time.perf_counter()

@@ -81,7 +81,7 @@ def main() -> None:
                 "scaling": {"num_workers": args.workers},
                 "checkpoint": {"storage_path": str(work / "ckpt"), "name": "bench", "max_failures": 0},
                 "logger": {"kind": "jsonl", "every_steps": max(1, args.steps // 4)},
-                "output": {"export_dir": str(work / "export")},
+                "output": {"dir": str(work / "export")},
             }
         )
         t0 = time.perf_counter()
@@ -90,7 +90,7 @@ def main() -> None:
     finally:
         ray.shutdown()
     # tokens_per_s is the trainer's last logging window (the last quarter of the steps): steady state.
-    ray_tps = summary["tokens_per_s"]
+    ray_tps = summary.tokens_per_s
     print(
         json.dumps(
             {

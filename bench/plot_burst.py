@@ -26,7 +26,7 @@ def plot(series: dict, out: Path) -> None:
     ax.step(t, [s["worker_nodes"] for s in samples], where="post", lw=2,
             label=f"{series['node_type']} worker nodes (max_workers {series['max_workers']})")
     ax.step(t, [s["client_actors"] for s in samples], where="post", lw=1.5, ls="--",
-            label="API client actors (teacher.concurrency [1, 4])")
+            label="API client actors (engine.concurrency [1, 4])")
     top = series["max_workers"] + 0.6
     merged: list[list] = []  # events less than 2 s apart share one line
     for when, what in series.get("events", []):

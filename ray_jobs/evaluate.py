@@ -7,7 +7,7 @@ On a cluster (docs/cluster.md; deploy/runtime_env.yaml ships the medforge packag
     ray job submit --address http://127.0.0.1:8265 --runtime-env deploy/runtime_env.yaml -- \
         python ray_jobs/evaluate.py --config configs/evaluate/cluster.yaml
 
-Overrides: ``data.max_items=50 model.sampling.max_tokens=256``. Writes report.json/.md/.html,
+Overrides: ``data.max_items=50 answers.sampling.max_tokens=256``. Writes report.json/.md/.html,
 PNG plots and verdicts.jsonl to output.dir; prints the win rates.
 """
 

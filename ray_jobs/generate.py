@@ -7,7 +7,7 @@ On a running cluster:
     ray job submit --address http://127.0.0.1:8265 --runtime-env deploy/runtime_env.yaml -- python ray_jobs/generate.py \
         --config configs/generate/cluster_llama3_70b.yaml
 
-Any config key can be overridden: ``budget.target_tasks=1000 teacher.concurrency=[1,8]``.
+Any config key can be overridden: ``budget.target_tasks=1000 engine.concurrency=[1,8]``.
 Rerun the same command to resume an interrupted run (see docs/resume.md).
 """
 

@@ -20,7 +20,7 @@ def llm_cfg(tmp_path: Path, model: Path, data: Path, **over: Any) -> FinetuneCon
         "scaling": {"num_workers": 2},
         "checkpoint": {"storage_path": str(tmp_path / "ckpt"), "name": "sft", "max_failures": 0},
         "logger": {"kind": "jsonl", "every_steps": 1},
-        "output": {"export_dir": str(tmp_path / "export")},
+        "output": {"dir": str(tmp_path / "export")},
     }
     for key, value in over.items():
         node = base

@@ -47,7 +47,7 @@ def job_demands(path: Path) -> list:
     demands = []
 
     def sections(node: Any, where: str):
-        # every vLLM engine section (teacher, model.engine, judge.engine, a served llm.engine, ...) and
+        # every vLLM engine section (engine, judge.engine, a served llm.engine, ...) and
         # every Ray Train scaling section, at any depth (the pipeline config embeds the jobs' configs)
         if isinstance(node, dict):
             if (node.get("kind") == "vllm" and "model" in node) or where.endswith("llm.engine"):

@@ -35,7 +35,7 @@ from medforge.io import atomic_write_text, read_jsonl
 from medforge.mc.scorer import load_mc_model, score_rows
 from medforge.pipeline.config import STAGES, PipelineConfig
 from medforge.pipeline.plan import make_plan, wiring_problems
-from medforge.pipeline.runner import PipelineRun, open_run_dir
+from medforge.pipeline.runner import PipelineResult, PipelineRun, open_run_dir
 from medforge.pipeline.stages import dataset_preview
 from medforge.finetune.config import FinetuneMCConfig
 from medforge.finetune.slm import run_finetune_mc
@@ -108,7 +108,7 @@ def mc_config(out: Path, encoder: str | Path, splits: dict[str, Path]):
     return load_config(FinetuneMCConfig, REPO / "configs" / "finetune_mc" / "local_small.yaml", [
         f"model={encoder}", f"data.train_path={splits['train']}", f"data.dev_path={splits['dev']}",
         f"data.test_path={splits['test']}", "data.max_length=128", "seeds=[0]", "optim.epochs=1", "optim.lr=2.0e-4",
-        "scaling.num_workers=1", f"output_dir={out}", f"checkpoint.storage_path={(out / 'checkpoints').resolve()}",
+        "scaling.num_workers=1", f"output.dir={out}", f"checkpoint.storage_path={(out / 'checkpoints').resolve()}",
         "checkpoint.name=demo_mc"])
 
 
@@ -197,7 +197,7 @@ def cli_main(argv: list[str]) -> int:
         test_overrides += ["evaluate.data.format=generic", "evaluate.data.reference_fields=[reference]"]
     out = Path(args.out)
     mc_out = out / "mc"
-    overrides = [f"run_dir={out / 'pipeline'}", f"generate.teacher.model={llm}", f"finetune.model={llm}",
+    overrides = [f"output.dir={out / 'pipeline'}", f"generate.engine.model={llm}", f"finetune.model={llm}",
                  f"serve.port={_free_port()}", f"evaluate.reference_scores.embedding_model={encoder}", *test_overrides]
     try:
         cfg = load_config(PipelineConfig, config, overrides)
@@ -235,7 +235,7 @@ def cli_main(argv: list[str]) -> int:
     return 0
 
 
-def print_summary(args: argparse.Namespace, run: Any, summary: dict[str, Any], wall: float, t_mc: float,
+def print_summary(args: argparse.Namespace, run: Any, summary: PipelineResult, wall: float, t_mc: float,
                   gap: dict[str, Any] | None = None) -> None:
     rec = {n: (r or {}).get("outputs", {}) for n, r in run.records.items()}
     kind = "real text from a weak 135M model" if args.model == "small" else "random-model NOISE"
@@ -260,8 +260,8 @@ def print_summary(args: argparse.Namespace, run: Any, summary: dict[str, Any], w
     if ft:
         print(f"2. FINE-TUNE (LoRA, Ray Train + DeepSpeed): train loss {_num(ft.get('first_train_loss'))} -> "
               f"{_num(ft.get('train_loss'))} over {ft.get('steps')} steps; adapter {ft.get('adapter_dir')}\n")
-        if summary.get("model_card"):
-            print(f"   model card: {summary['model_card']}\n")
+        if summary.model_card:
+            print(f"   model card: {summary.model_card}\n")
     ev = rec["evaluate"]
     if ev:
         print_evaluation(ev, args.model)
@@ -277,10 +277,10 @@ def print_summary(args: argparse.Namespace, run: Any, summary: dict[str, Any], w
     print(f"demo finished in {wall:.0f} s. Stage times:")
     if t_mc > 1:
         print(f"   {'mc model':<9} {t_mc:6.0f} s  (/v1/medqa's multiple-choice model, trained beside the stages above)")
-    for name, s in summary["stages"].items():
-        secs = s["seconds"] if s["status"] in ("ran", "resumed") else 0
-        print(f"   {name:<9} {secs:6.0f} s  {s['status']}")
-    print(f"   lineage: {summary['lineage']}   run folder: {run.cfg.run_dir}")
+    for name, s in summary.stages.items():
+        secs = s.seconds if s.status in ("ran", "resumed") else 0
+        print(f"   {name:<9} {secs:6.0f} s  {s.status}")
+    print(f"   lineage: {summary.lineage}   run folder: {run.cfg.output.dir}")
     print("   rerun `make demo`: every finished stage is skipped (--fresh runs them all again)")
 
 

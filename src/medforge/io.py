@@ -120,6 +120,14 @@ def check_run_folder(root: str | Path, fingerprint: dict[str, Any], overwrite: b
     return True
 
 
+def clear_output_folder(root: str | Path) -> None:
+    """``output.overwrite=true`` of a job that keeps no fingerprint: delete its local folder, if any."""
+    root = Path(root)
+    if root.exists():
+        logger.warning("output.overwrite=true: deleting %s", root)
+        shutil.rmtree(root)
+
+
 def open_run_folder(root: str | Path, fingerprint: dict[str, Any], overwrite: bool) -> bool:
     """Create a job's run folder, or check that an existing one was made by the same config.
 

@@ -6,16 +6,14 @@ Used by the scripts in ``ray_jobs/`` and by the ``medforge`` CLI, so both behave
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 from collections.abc import Callable
 from typing import Any
 
-from pydantic import BaseModel
-
-from medforge.config.base import ConfigError, dump_config, load_config
+from medforge.config.base import ConfigError, JobConfig, dump_config, load_config
 from medforge.engines.breaker import EXIT_INCOMPLETE, circuit_message
+from medforge.results import JobResult
 from medforge.runtime import init_ray
 
 logger = logging.getLogger(__name__)
@@ -38,14 +36,13 @@ def run_job(
     argv: list[str],
     *,
     prog: str,
-    model: type[BaseModel],
+    model: type[JobConfig],
     description: str,
     example: str,
-    run: Callable[[Any], dict[str, Any]],
-    tiny_warning: str | None = None,
+    run: Callable[[Any], JobResult],
     needs_ray: bool = True,
 ) -> int:
-    """Validate the whole config before Ray starts, then run ``run(cfg)`` and print its summary.
+    """Validate the whole config before Ray starts, then run ``run(cfg)`` and print its result as JSON.
 
     ``needs_ray=False``: a job that runs in the driver alone; no cluster is joined or started.
 
@@ -60,15 +57,11 @@ def run_job(
         print(exc, file=sys.stderr)
         return 2
     logger.info("resolved config:\n%s", dump_config(cfg))
-    teacher = getattr(cfg, "teacher", None)
-    if tiny_warning and teacher is not None and "tiny" in str(teacher.model).lower():
-        logger.warning(tiny_warning)
-
     if needs_ray:
-        init_ray(cfg.ray_address, cfg.ray_num_cpus, getattr(cfg, "ray_object_store_mib", None))
+        init_ray(cfg.ray_address, cfg.ray_num_cpus, cfg.ray_object_store_mib)
 
     try:
-        summary = run(cfg)
+        result = run(cfg)
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 2
@@ -80,8 +73,8 @@ def run_job(
         logger.error(message)
         print(message, file=sys.stderr)
         return EXIT_INCOMPLETE
-    print(json.dumps(summary, indent=2, default=str))
-    if summary.get("incomplete"):
-        print(f"{prog}: incomplete: {summary['incomplete']}", file=sys.stderr)
+    print(result.summary_json())
+    if result.incomplete:
+        print(f"{prog}: incomplete: {result.incomplete}", file=sys.stderr)
         return EXIT_INCOMPLETE
     return 0

@@ -37,9 +37,9 @@ def test_gpu_sft_bf16_loss_down_params_changed_bf16_export(tmp_path, tiny_models
     workers = min(2, gpu_ray_cluster)
     cfg = _gpu_cfg(tmp_path, tiny_models, sft_data, workers, **{"deepspeed.zero_stage": stage, "optim.max_steps": 8})
     summary = run_finetune(cfg)
-    hist = history(cfg.output.export_dir)
+    hist = history(cfg.output.dir)
     losses = [h["train_loss"] for h in hist if "train_loss" in h]
-    assert summary["step"] == 8 and losses[-1] < losses[0] - 0.1, losses
+    assert summary.step == 8 and losses[-1] < losses[0] - 0.1, losses
     import torch
 
     from medforge.finetune.common import peak_flops
@@ -47,7 +47,7 @@ def test_gpu_sft_bf16_loss_down_params_changed_bf16_export(tmp_path, tiny_models
     if peak_flops(torch.cuda.get_device_name()) is not None:  # MFU needs the card's known peak
         assert all(h.get("mfu", 0) > 0 for h in hist if "train_loss" in h)
     before = load_file(str(tiny_models["llama"] / "model.safetensors"))
-    after = load_file(str(Path(cfg.output.export_dir) / "model.safetensors"))
+    after = load_file(str(Path(cfg.output.dir) / "model.safetensors"))
     assert {t.dtype for t in after.values()} == {torch.bfloat16}
     changed = [k for k in before if not torch.equal(before[k].to(torch.bfloat16), after[k])]
     assert len(changed) > len(before) // 2
@@ -84,10 +84,10 @@ def test_gpu_packed_lora_zero2_then_resume(tmp_path, tiny_models, gpu_ray_cluste
             "lora.target_modules": ["q_proj", "v_proj"], "optim.max_steps": 2, "checkpoint.every_steps": 2,
             "data.eval_fraction": 0.0}
     workers = min(2, gpu_ray_cluster)
-    assert run_finetune(_gpu_cfg(tmp_path, tiny_models, sft_data, workers, **over))["step"] == 2
+    assert run_finetune(_gpu_cfg(tmp_path, tiny_models, sft_data, workers, **over)).step == 2
     cfg2 = _gpu_cfg(tmp_path, tiny_models, sft_data, workers, **{**over, "optim.max_steps": 4, "output.overwrite": True})
-    assert run_finetune(cfg2)["step"] == 4
-    hist = history(cfg2.output.export_dir)
+    assert run_finetune(cfg2).step == 4
+    hist = history(cfg2.output.dir)
     assert [h["step"] for h in hist if "train_loss" in h] == [1, 2, 3, 4]
     assert [h["step"] for h in hist if h.get("resumed_from_checkpoint")] == [2]
 
@@ -107,8 +107,8 @@ def test_gpu_slm_context_beats_chance(tmp_path, tiny_models, gpu_ray_cluster):
         "output_dir": str(tmp_path / "out"),
     })
     result = run_finetune_mc(cfg)
-    assert result["mean_accuracy"] >= 0.8, result
-    assert json.loads((tmp_path / "out" / "summary.json").read_text())["mean_accuracy"] == result["mean_accuracy"]
+    assert result.mean_accuracy >= 0.8, result
+    assert json.loads((tmp_path / "out" / "summary.json").read_text())["mean_accuracy"] == result.mean_accuracy
 
 
 def test_gpu_export_loads_in_vllm_and_generates(tmp_path, tiny_models, gpu_ray_cluster, sft_data):
@@ -126,7 +126,7 @@ def test_gpu_export_loads_in_vllm_and_generates(tmp_path, tiny_models, gpu_ray_c
     script.write_text(textwrap.dedent(f"""
         if __name__ == "__main__":
             from vllm import LLM, SamplingParams
-            llm = LLM({cfg.output.export_dir!r}, enforce_eager=True, gpu_memory_utilization=0.3, max_model_len=512)
+            llm = LLM({cfg.output.dir!r}, enforce_eager=True, gpu_memory_utilization=0.3, max_model_len=512)
             out = llm.generate(["### Instruction:\\nExplain fever."], SamplingParams(max_tokens=8, ignore_eos=True))
             print("GENERATED", len(out[0].outputs[0].token_ids))
     """))

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from typing import Any
 from collections import Counter
 from pathlib import Path
 
@@ -88,27 +89,27 @@ def api_teacher_config(url: str, out: str | Path, workdir: Path, **extra):
     from medforge.config.base import load_config
     from medforge.generate.config import GenerateConfig
 
-    overrides = ["teacher.kind=openai", f"teacher.base_url={url}", "teacher.model=stub-teacher",
-                 "teacher.backoff_base_s=0.01", "teacher.max_retries=4"]
-    ov = {"teacher": None, "output.dir": out, "budget.target_tasks": 40, "budget.max_rounds": 10,
+    overrides = ["engine.kind=openai", f"engine.base_url={url}", "engine.model=stub-teacher",
+                 "engine.backoff_base_s=0.01", "engine.max_retries=4"]
+    ov = {"engine": None, "output.dir": out, "budget.target_tasks": 40, "budget.max_rounds": 10,
           "responses.chunk_size": 16, **extra}
     overrides += [f"{k}={v}" for k, v in ov.items() if v is not None]
     # the local_tiny YAML carries vLLM-only keys; start from its other sections
     data = yaml.safe_load(TINY_CONFIG.read_text())
-    data["teacher"] = {"kind": "openai", "base_url": url, "model": "x"}
+    data["engine"] = {"kind": "openai", "base_url": url, "model": "x"}
     workdir.mkdir(parents=True, exist_ok=True)
     path = workdir / "cfg.yaml"
     path.write_text(yaml.safe_dump(data))
     return load_config(GenerateConfig, path, overrides)
 
 
-def dataset_lost_and_duplicated(root: Path, summary: dict) -> tuple[int, int]:
+def dataset_lost_and_duplicated(root: Path, summary: Any) -> tuple[int, int]:
     """(rows lost, rows duplicated) of a finished instruction run, from its files."""
     rows = read_jsonl(root / "dataset" / "medinstruct.jsonl")
     ids = Counter(r["id"] for r in rows)
     answered = Counter(r["task_id"] for p in sorted((root / "responses").glob("part_*.jsonl")) for r in read_jsonl(p))
     failed = read_jsonl(root / "quarantine" / "responses_failed.jsonl")
-    lost = summary["accepted_tasks"] - len(rows) - len(failed)
+    lost = summary.accepted_tasks - len(rows) - len(failed)
     dup = sum(n - 1 for n in ids.values() if n > 1) + sum(n - 1 for n in answered.values() if n > 1)
     return lost, dup
 

@@ -9,7 +9,7 @@ run it in Ray 2.60: a worker node type ``gen_node`` {CPU: 1, gen_pool: 1}, ``min
 this machine, and stops it when it has been idle.
 
 The generation job runs with the API teacher (a loopback OpenAI-compatible stub that takes
-0.5 s per reply) at ``teacher.concurrency: [1, 4]`` and ``teacher.custom_resources: {gen_pool: 1}``:
+0.5 s per reply) at ``engine.concurrency: [1, 4]`` and ``engine.custom_resources: {gen_pool: 1}``:
 every client actor needs a ``gen_node``, and there is none when the job starts.
 
 * The burst: Ray Data's actor pool asks for actors as the backlog grows; they wait for
@@ -204,8 +204,8 @@ def autoscaling_cluster(tmp_path_factory):
 
 def _job(url: str, out: Path):
     return api_teacher_config(url, out, out, **{
-        "teacher.concurrency": "[1,4]", "teacher.custom_resources": f"{{{POOL}: 1}}",
-        "teacher.batch_size": 2, "teacher.max_concurrent_requests": 2,
+        "engine.concurrency": "[1,4]", "engine.custom_resources": f"{{{POOL}: 1}}",
+        "engine.batch_size": 2, "engine.max_concurrent_requests": 2,
         "generation.tasks_per_request": 1, "generation.requests_per_round": 8,
         "budget.target_tasks": 48, "budget.max_rounds": 12, "responses.chunk_size": 8, "seed": 7,
     })
@@ -257,8 +257,8 @@ def test_burst_scales_gen_nodes_up_under_load_and_down_when_idle(autoscaling_clu
     # the job finished with every row
     rows = _dataset(out)
     lost, dup = dataset_lost_and_duplicated(out, summary)
-    assert summary["accepted_tasks"] == 48 and len(rows) == 48 and (lost, dup) == (0, 0)
-    assert summary["responses_failed"] == 0 and "incomplete" not in summary
+    assert summary.accepted_tasks == 48 and len(rows) == 48 and (lost, dup) == (0, 0)
+    assert summary.responses_failed == 0 and summary.incomplete is None
     # down: after the idle timeout every worker node was removed (polled, generous deadline)
     assert burst_run["scaled_down"], sampler.rows[-5:]
 

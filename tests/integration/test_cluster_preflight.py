@@ -52,8 +52,8 @@ def _run(args: list[str], env_extra: dict[str, str], address: str, timeout: floa
 def test_generation_job_refuses_unknown_gpu_and_local_folder(job, config, autoscaler_config, tiny_models, ray_address,
                                                             tmp_path):
     out = tmp_path / "run"
-    proc = _run([job, "--config", config, f"teacher.model={tiny_models['llama']}", "teacher.placement=gpu",
-                 "teacher.accelerator_type=B200", "teacher.tensor_parallel_size=8", f"output.dir={out}"],
+    proc = _run([job, "--config", config, f"engine.model={tiny_models['llama']}", "engine.placement=gpu",
+                 "engine.accelerator_type=B200", "engine.tensor_parallel_size=8", f"output.dir={out}"],
                 {"MEDFORGE_AUTOSCALER_CONFIG": str(autoscaler_config)}, ray_address)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 2, log[-4000:]
@@ -70,8 +70,8 @@ def test_generation_job_declared_l4_demand_passes_preflight_of_cluster_at_rest(a
     """No GPU is up (this machine has none), yet the L4 demand fits a node type: only the local folder is refused."""
     out = tmp_path / "run"
     proc = _run(["ray_jobs/generate.py", "--config", "configs/generate/local_tiny.yaml",
-                 f"teacher.model={tiny_models['llama']}", "teacher.placement=gpu", "teacher.accelerator_type=L4",
-                 "teacher.tensor_parallel_size=8", "teacher.concurrency=[1,4]", f"output.dir={out}"],
+                 f"engine.model={tiny_models['llama']}", "engine.placement=gpu", "engine.accelerator_type=L4",
+                 "engine.tensor_parallel_size=8", "engine.concurrency=[1,4]", f"output.dir={out}"],
                 {"MEDFORGE_AUTOSCALER_CONFIG": str(autoscaler_config)}, ray_address)
     log = proc.stdout + proc.stderr
     assert proc.returncode == 2, log[-4000:]

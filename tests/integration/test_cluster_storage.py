@@ -66,7 +66,7 @@ def test_finetune_checkpoints_on_s3_and_resume_there(tmp_path, tiny_models, ray_
             "checkpoint.every_steps": 2, "data.eval_fraction": 0.0,
             "checkpoint.storage_path": "s3://medforge-test/ckpt"}
     first = run_finetune(llm_cfg(tmp_path, tiny_models["llama"], data, **over))
-    assert first["step"] == 2
+    assert first.step == 2
     fs, root = storage_filesystem("s3://medforge-test/ckpt/sft")
     from pyarrow.fs import FileSelector
 
@@ -75,9 +75,9 @@ def test_finetune_checkpoints_on_s3_and_resume_there(tmp_path, tiny_models, ray_
     assert not (tmp_path / "ckpt").exists()
 
     cfg2 = llm_cfg(tmp_path, tiny_models["llama"], data,
-                   **{**over, "optim.max_steps": 4, "output.export_dir": "s3://medforge-test/export"})
+                   **{**over, "optim.max_steps": 4, "output.dir": "s3://medforge-test/export"})
     second = run_finetune(cfg2)
-    assert second["step"] == 4
+    assert second.step == 4
     efs, epath = storage_filesystem("s3://medforge-test/export/training_logs/history.json")
     with efs.open_input_stream(epath) as f:
         hist = json.loads(f.read())
@@ -132,19 +132,19 @@ def test_instruction_run_folder_on_s3_resumes_on_another_driver(tmp_path, ray_s3
             stub.url, uri, tmp_path / "a", **{"budget.max_rounds": 1, "output.staging_dir": tmp_path / "stage_a"}))
         n_first = len(stub.bodies)
         remote = _s3_files(uri)
-        assert first["paths"]["jsonl"] == f"{uri}/dataset/medinstruct.jsonl"
+        assert first.paths.jsonl == f"{uri}/dataset/medinstruct.jsonl"
         assert {"run.json", "summary.json", "dataset/medinstruct.jsonl"} <= set(remote)
         rounds = sorted(k for k in remote if k.startswith("raw/round_"))
-        assert len(rounds) == first["rounds"] == 1
+        assert len(rounds) == first.rounds == 1
         rows_a = _jsonl(remote["dataset/medinstruct.jsonl"])
-        assert 0 < len(rows_a) == first["accepted_tasks"]
+        assert 0 < len(rows_a) == first.accepted_tasks
         shutil.rmtree(tmp_path / "stage_a")  # the first driver and its disk are gone
 
         second = run_generate(api_teacher_config(
             stub.url, uri, tmp_path / "b", **{"budget.target_tasks": 60, "output.staging_dir": tmp_path / "stage_b"}))
         new_bodies = stub.bodies[n_first:]
     rows_b = _jsonl(_s3_files(uri)["dataset/medinstruct.jsonl"])
-    assert len(rows_b) == 60 and second["rounds"] > first["rounds"]
+    assert len(rows_b) == 60 and second.rounds > first.rounds
     # the first run's tasks and answers came from the bucket: same rows, and no request asked for them again
     # (the stub numbers its answers, so a re-asked response would differ)
     assert rows_b[:len(rows_a)] == rows_a
@@ -180,7 +180,7 @@ def test_context_run_folder_on_s3_workers_read_the_bucket_and_resume_redoes_only
 
     def cfg(url, staging):
         return ContextsConfig.model_validate({
-            "teacher": {"kind": "openai", "base_url": url, "model": "loopback", "concurrency": 1,
+            "engine": {"kind": "openai", "base_url": url, "model": "loopback", "concurrency": 1,
                         "max_concurrent_requests": 4, "batch_size": 6, "max_retries": 2, "backoff_base_s": 0.05},
             "input": {"path": str(inp)}, "keyword_concurrency": [1, 1],
             "generation": {"sampling": {"temperature": 0.0, "max_tokens": 300}},
@@ -189,8 +189,8 @@ def test_context_run_folder_on_s3_workers_read_the_bucket_and_resume_redoes_only
     with LoopbackServer() as srv:
         first = pipeline.run_contexts(cfg(srv.base_url, tmp_path / "stage_a"))
         n_first = len(srv.rec.requests)
-        chunks = first["chunks"]
-        assert chunks >= 3 and first["rows_with_context"] + first["rows_quarantined"] == n_rows
+        chunks = first.chunks
+        assert chunks >= 3 and first.rows_with_context + first.rows_quarantined == n_rows
         # every staged chunk reached the keyword actors as an object in the bucket, not a driver path
         assert sorted(worker_paths) == [f"{uri}/staged/chunk_{c:05d}.parquet" for c in range(chunks)]
         before = _s3_files(uri)
@@ -203,7 +203,7 @@ def test_context_run_folder_on_s3_workers_read_the_bucket_and_resume_redoes_only
 
         second = pipeline.run_contexts(cfg(srv.base_url, tmp_path / "stage_b"))
         redone = srv.rec.requests[n_first:]
-    assert second["chunks_this_run"] == 1 and worker_paths == [f"{uri}/staged/chunk_00001.parquet"]
+    assert second.chunks_this_run == 1 and worker_paths == [f"{uri}/staged/chunk_00001.parquet"]
     assert len(redone) == 6  # chunk 1's rows, nothing else
     after = _s3_files(uri)
     for c in range(chunks):
@@ -211,7 +211,7 @@ def test_context_run_folder_on_s3_workers_read_the_bucket_and_resume_redoes_only
         if c != 1:
             assert after[name] == before[name]  # untouched
     ids = [r["id"] for c in range(chunks) for r in _jsonl(after[f"out/part-{c:05d}.jsonl"])]
-    assert len(ids) == len(set(ids)) == second["rows_with_context"]
+    assert len(ids) == len(set(ids)) == second.rows_with_context
     assert _jsonl(after["out/part-00001.jsonl"]) == _jsonl(before["out/part-00001.jsonl"])
 
 
@@ -230,11 +230,11 @@ def test_eval_run_folder_on_s3_second_driver_makes_no_call(tmp_path, ray_s3):
     with StubOpenAI(responder=responder) as stub:
         first = run_evaluate(load_config(EvaluateConfig, _write_config(tmp_path, stub.url, uri, staging_dir=str(tmp_path / "a"))))
         calls = len(stub.bodies)
-        assert calls == 16 and first["judge_calls"]["made"] == 10
+        assert calls == 16 and first.judge_calls.made == 10
         shutil.rmtree(tmp_path / "a")
         second = run_evaluate(load_config(EvaluateConfig, _write_config(tmp_path, stub.url, uri, staging_dir=str(tmp_path / "b"))))
         assert len(stub.bodies) == calls  # answers and verdicts came from the cache in the bucket
-    assert second["judge_calls"] == {"requested": 10, "cached": 10, "made": 0, "errors": 0}
+    assert second.judge_calls.model_dump() == {"requested": 10, "cached": 10, "made": 0, "errors": 0}
     stored = _s3_files(uri)
     assert {"report.json", "report.html", "verdicts.jsonl", "cache/answers.jsonl", "cache/verdicts.jsonl"} <= set(stored)
     assert json.loads(stored["report.json"])["references"]["reference"]["win_rate"] == pytest.approx(EXPECTED_WIN_RATE)

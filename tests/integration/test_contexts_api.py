@@ -37,7 +37,7 @@ def _cfg(tmp_path, base_url, inp, **extra):
     from medforge.contexts.config import ContextsConfig
 
     data = {
-        "teacher": {"kind": "openai", "base_url": base_url, "model": "loopback", "concurrency": 2,
+        "engine": {"kind": "openai", "base_url": base_url, "model": "loopback", "concurrency": 2,
                     "max_concurrent_requests": 4, "batch_size": 8, "timeout_s": 1.0, "max_retries": 4,
                     "backoff_base_s": 0.05, "backoff_max_s": 0.2,
                     "rate_limit": {"requests_per_minute": RPW, "tokens_per_minute": TPW, "window_s": WINDOW_S,
@@ -74,10 +74,10 @@ def test_api_teacher_faults_rate_limit_and_no_phi(tmp_path, ray_local):
 
     # every row complete, none twice
     rows = [r for p in sorted((tmp_path / "run" / "out").glob("part-*.jsonl")) for r in read_jsonl(p)]
-    assert summary["rows_with_context"] == 27 and summary["rows_quarantined"] == 0
+    assert summary.rows_with_context == 27 and summary.rows_quarantined == 0
     # the dataset card: every row counted, the parse rate, the plots
     card = (tmp_path / "run" / "card.md").read_text()
-    assert summary["paths"]["card"].endswith("card.md") and "| rows with a context | 27 |" in card and "100.0%" in card
+    assert summary.paths.card.endswith("card.md") and "| rows with a context | 27 |" in card and "100.0%" in card
     assert (tmp_path / "run" / "card_plots" / "lengths.png").is_file()
     assert sorted(r["id"] for r in rows) == sorted(f"{v['id']}-{c}" for c in range(3) for v in VIGNETTES)
     assert all(set(r["option_contexts"]) == set(r["options"]) for r in rows)
@@ -111,7 +111,7 @@ def test_api_teacher_empty_and_garbage_replies_are_quarantined(tmp_path, ray_loc
     faults = Faults(period=4, slots={0: "empty", 1: "garbage", 2: "surrogate"})
     with LoopbackServer(faults) as srv:
         summary = run_contexts(_cfg(tmp_path, srv.base_url, inp, output={"format": "parquet"}))
-    assert summary["rows_with_context"] == 2 and summary["rows_quarantined"] == 7
+    assert summary.rows_with_context == 2 and summary.rows_quarantined == 7
     q = [r for p in (tmp_path / "run" / "quarantine").glob("part-*.jsonl") for r in read_jsonl(p)]
     reasons = {r["reason"] for r in q}
     assert "empty reply" in reasons and any("no overall context" in r for r in reasons)
@@ -123,7 +123,7 @@ def test_api_teacher_empty_and_garbage_replies_are_quarantined(tmp_path, ray_loc
     assert len(out) == 2 and {r["id"] for r in out}.isdisjoint({r["id"] for r in q})
     # tokens spent on quarantined replies are accounted for too
     assert any(r["num_generated_tokens"] > 0 for r in q)
-    assert summary["generated_tokens_this_run"] == sum(r["num_generated_tokens"] for r in out + q)
+    assert summary.generated_tokens_this_run == sum(r["num_generated_tokens"] for r in out + q)
     # on site, the contexts (Parquet map columns) are joined back onto the local questions
     from medforge.contexts.attach import attach_contexts
 

@@ -95,8 +95,8 @@ def test_engine_death_mid_run_is_replaced_and_its_rows_redone_once(tmp_path, tin
     inp = _replicated_vignettes(tmp_path / "in.jsonl", n_rows)
     run = tmp_path / "run"
     cmd = [sys.executable, str(JOB), "--config", str(ROOT / "configs/contexts/local_tiny.yaml"),
-           f"teacher.model={tiny_llama}", f"input.path={inp}", f"output.dir={run}", "ray_num_cpus=4",
-           f"output.chunk_rows={chunk}", "teacher.batch_size=8"]
+           f"engine.model={tiny_llama}", f"input.path={inp}", f"output.dir={run}", "ray_num_cpus=4",
+           f"output.chunk_rows={chunk}", "engine.batch_size=8"]
     log_path = tmp_path / "job.log"
     proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(), stdout=open(log_path, "w"), stderr=subprocess.STDOUT,
                             start_new_session=True)
@@ -134,7 +134,7 @@ def test_kill_and_resume_loses_nothing_and_repeats_nothing(tmp_path):
     inp = _replicated_vignettes(tmp_path / "in.jsonl", n_rows)
     with LoopbackServer() as srv:
         cfg = {
-            "teacher": {"kind": "openai", "base_url": srv.base_url, "model": "loopback", "concurrency": 1,
+            "engine": {"kind": "openai", "base_url": srv.base_url, "model": "loopback", "concurrency": 1,
                         "max_concurrent_requests": 2, "batch_size": 5, "timeout_s": 5.0,
                         "rate_limit": {"requests_per_minute": 3, "tokens_per_minute": 10**7, "window_s": 1.0,
                                        "safety_margin_s": 0.0}},

@@ -61,7 +61,7 @@ def _write_config(tmp_path, url: str, output_dir: str | None = None, **output) -
                                "reference": f"REFERENCE-i{k} " + "text " * 5, "difficulty": 1 + k % 2} for k in range(6)])
     engine = {"kind": "openai", "base_url": url, "api_key_env": "NO_SUCH_KEY", "backoff_base_s": 0.01, "concurrency": 1}
     data = {
-        "model": {"engine": {**engine, "model": "stub-model"}, "sampling": {"temperature": 0.0, "max_tokens": 64}},
+        "engine": {**engine, "model": "stub-model"}, "answers": {"sampling": {"temperature": 0.0, "max_tokens": 64}},
         "judge": {"engine": {**engine, "model": "stub-judge"}},
         "data": {"test_path": str(test), "format": "generic"},
         "output": {"dir": output_dir or str(tmp_path / "run"), **output},
@@ -77,7 +77,7 @@ def test_scripted_judge_win_rate_by_hand_and_repeat_run_makes_no_calls(ray_clust
 
     with StubOpenAI(responder=responder) as stub:
         cfg_path = _write_config(tmp_path, stub.url)
-        report = run_evaluate(load_config(EvaluateConfig, cfg_path))
+        report = run_evaluate(load_config(EvaluateConfig, cfg_path)).report
         judge_bodies = [b for b in stub.bodies if b["model"] == "stub-judge"]
         model_bodies = [b for b in stub.bodies if b["model"] == "stub-model"]
         assert len(model_bodies) == 6 and len(judge_bodies) == 10  # i5's empty answer is never judged
@@ -130,14 +130,15 @@ def test_small_real_model_as_model_and_judge_on_the_demo_questions_numbers_add_u
     atomic_write_jsonl(test, [{**r, "difficulty": 1 + k % 5} for k, r in enumerate(rows)])
     engine = {"kind": "vllm", "model": str(small_models["llm"]), "batch_size": 16, "max_model_len": 2048}
     cfg = EvaluateConfig.model_validate({
-        "model": {"engine": engine, "prompt_format": "chat",
-                  "sampling": {"temperature": 0.0, "presence_penalty": 0.0, "repetition_penalty": 1.1, "max_tokens": 48}},
+        "engine": engine,
+        "answers": {"prompt_format": "chat",
+                    "sampling": {"temperature": 0.0, "presence_penalty": 0.0, "repetition_penalty": 1.1, "max_tokens": 48}},
         "judge": {"engine": engine, "sampling": {"temperature": 0.0, "presence_penalty": 0.0, "max_tokens": 16}},
         "data": {"test_path": str(test), "format": "generic", "reference_fields": ["reference"]},
         "output": {"dir": str(tmp_path / "run")},
         "stats": {"n_boot": 300},
     })
-    report = run_evaluate(cfg)
+    report = run_evaluate(cfg).report
     out = tmp_path / "run"
     answers = read_jsonl(out / "answers.jsonl")
     verdicts = read_jsonl(out / "verdicts.jsonl")

@@ -54,19 +54,19 @@ def test_train_zero3_full_sft_loss_down_params_changed_and_vllm_loads(tmp_path, 
 
     cfg = llm_cfg(tmp_path, tiny_models["llama"], sft_data)
     summary = run_finetune(cfg)
-    export = Path(cfg.output.export_dir)
+    export = Path(cfg.output.dir)
     hist = _history(export)
     losses = [h["train_loss"] for h in hist if "train_loss" in h]
-    assert summary["step"] == 5 and len(losses) == 5
+    assert summary.step == 5 and len(losses) == 5
     assert losses[-1] < losses[0] - 0.1, losses
     assert any("eval_loss" in h for h in hist)
     # the export's Hugging Face model card: base model, data, config, loss plot
     card = (export / "README.md").read_text()
     assert card.startswith("---\n") and f"base_model: {tiny_models['llama']}" in card and str(sft_data) in card
     assert "## Training config" in card and (export / "card_plots" / "train_loss.png").is_file()
-    assert summary["tokens_per_s"] > 0
+    assert summary.tokens_per_s > 0
     assert (export / "training_logs" / "loss_curve.png").stat().st_size > 1000
-    assert summary["checkpoint"] and Path(summary["checkpoint"]).is_dir()
+    assert summary.checkpoint and Path(summary.checkpoint).is_dir()
 
     before = load_file(str(tiny_models["llama"] / "model.safetensors"))
     after = load_file(str(export / "model.safetensors"))
@@ -131,8 +131,8 @@ def test_train_slm_context_beats_chance_without_context_near_chance(tmp_path, ti
     write_mc_splits(tmp_path)
     results = {use_context: run_finetune_mc(_slm_cfg(tmp_path, tiny_models["bert"], use_context, "mc", "out"))
                for use_context in (True, False)}
-    assert results[True]["mean_accuracy"] >= 0.8, results[True]
-    assert results[False]["mean_accuracy"] <= 0.45, results[False]
+    assert results[True].mean_accuracy >= 0.8, results[True]
+    assert results[False].mean_accuracy <= 0.45, results[False]
     assert (tmp_path / "out-True" / "mc-True-seed0" / "loss_curve.png").is_file()
     assert json.loads((tmp_path / "out-True" / "summary.json").read_text())["std_accuracy"] == 0.0
 
@@ -141,7 +141,7 @@ def test_train_slm_context_beats_chance_without_context_near_chance(tmp_path, ti
     from medforge.io import read_jsonl
     from medforge.mc.scorer import load_mc_model, score_rows
 
-    export = Path(results[True]["export_dir"])
+    export = Path(results[True].export_dir)
     assert export == tmp_path / "out-True" / "model" and (export / "medforge_mc.json").is_file()
     card = (export / "README.md").read_text()
     assert "pipeline_tag: multiple-choice" in card and "mean_accuracy" in card and "seed_0_accuracy" in card
@@ -151,7 +151,7 @@ def test_train_slm_context_beats_chance_without_context_near_chance(tmp_path, ti
     scored = score_rows(mc, test_rows, batch_size=7)
     assert [s["id"] for s in scored] == [r["id"] for r in test_rows]
     assert all(abs(sum(s["probs"].values()) - 1) < 1e-5 for s in scored)
-    assert sum(s["correct"] for s in scored) / len(scored) == pytest.approx(results[True]["mean_accuracy"])
+    assert sum(s["correct"] for s in scored) / len(scored) == pytest.approx(results[True].mean_accuracy)
     unseen = [{k: v for k, v in r.items() if k != "answer"} for r in test_rows[:3]]
     assert [s["prediction"] for s in score_rows(mc, unseen)] == [s["prediction"] for s in scored[:3]]
 
@@ -167,9 +167,9 @@ def test_train_slm_pretrained_minilm_learns_from_context_over_three_seeds(tmp_pa
         tmp_path, small_models["encoder"], use_context, "minilm", "minilm", seeds=[0, 1, 2], few_shot=64, lr=2e-4,
         epochs=1, workers=1, concurrent_seeds=3)) for use_context in (True, False)}
     with_ctx, without = results[True], results[False]
-    print("MiniLM with context:", with_ctx["mean_accuracy"], "+-", with_ctx["std_accuracy"],
-          "| without:", without["mean_accuracy"], "+-", without["std_accuracy"])
-    assert [s["seed"] for s in with_ctx["seeds"]] == [0, 1, 2]
+    print("MiniLM with context:", with_ctx.mean_accuracy, "+-", with_ctx.std_accuracy,
+          "| without:", without.mean_accuracy, "+-", without.std_accuracy)
+    assert [s.seed for s in with_ctx.seeds] == [0, 1, 2]
     # clearly above: the two means are apart by more than twice the spread of either
-    gap = with_ctx["mean_accuracy"] - without["mean_accuracy"]
-    assert gap > 0.3 and gap > 2 * (with_ctx["std_accuracy"] + without["std_accuracy"]), results
+    gap = with_ctx.mean_accuracy - without.mean_accuracy
+    assert gap > 0.3 and gap > 2 * (with_ctx.std_accuracy + without.std_accuracy), results

@@ -85,7 +85,7 @@ def test_train_node_lost_mid_run_resumes_from_s3_checkpoint(cluster, tmp_path, t
         tmp_path, tiny_models["llama"], data,
         **{"deepspeed.zero_stage": 2, "optim.max_steps": steps, "optim.epochs": 100, "optim.micro_batch_size": 2,
            "checkpoint.every_steps": every, "checkpoint.max_failures": 1, "data.eval_fraction": 0.0,
-           "checkpoint.storage_path": CKPT, "output.export_dir": EXPORT, "scaling.custom_resources": {POOL: 1}},
+           "checkpoint.storage_path": CKPT, "output.dir": EXPORT, "scaling.custom_resources": {POOL: 1}},
     )
     run_uri = f"{CKPT}/{cfg.checkpoint.name}"
     result: dict = {}
@@ -130,7 +130,7 @@ def test_train_node_lost_mid_run_resumes_from_s3_checkpoint(cluster, tmp_path, t
     assert any(node == replacement.node_id for _, node in everything.values()), everything
     assert len(everything) == 4, everything  # two groups of two: one restart
 
-    assert result["summary"]["step"] == steps
+    assert result["summary"].step == steps
     hist = _read_json(f"{EXPORT}/training_logs/history.json")
     assert hist, "no history.json in the exported model on S3"
     resumed = [h["step"] for h in hist if h.get("resumed_from_checkpoint")]

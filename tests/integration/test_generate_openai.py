@@ -27,14 +27,14 @@ def test_api_teacher_with_injected_failures(ray_cluster, tmp_path):
     with StubOpenAI(fail_every=7) as stub:
         summary = run_generate(_cfg(stub.url, tmp_path / "run"))
     rows = read_jsonl(tmp_path / "run" / "dataset" / "medinstruct.jsonl")
-    assert summary["accepted_tasks"] == 40 and len(rows) == 40
+    assert summary.accepted_tasks == 40 and len(rows) == 40
     assert all(r["output"].startswith("Stub answer") for r in rows)
     assert all(r["provenance"]["teacher_engine"] == "openai" for r in rows)
     # structured output was requested, and the 429/500s were retried rather than lost
     gen = [b for b in stub.bodies if "tasks" in json.dumps(b.get("response_format", {}))]
     assert gen and all(b["response_format"]["type"] == "json_schema" for b in gen)
     assert all(b["temperature"] == 1.0 and b["presence_penalty"] == 1.5 for b in stub.bodies)
-    assert summary["rejected"].get("engine_error", 0) == 0
+    assert summary.rejected.get("engine_error", 0) == 0
 
 
 def test_endpoint_down_is_a_clear_error(ray_cluster, tmp_path):
@@ -43,7 +43,7 @@ def test_endpoint_down_is_a_clear_error(ray_cluster, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    with pytest.raises(ConnectionError, match=r"unreachable.*start the server, or fix teacher.base_url"):
+    with pytest.raises(ConnectionError, match=r"unreachable.*start the server, or fix engine.base_url"):
         run_generate(_cfg(f"http://127.0.0.1:{port}/v1", tmp_path / "down"))
 
 
@@ -99,7 +99,7 @@ def test_reply_gates_quarantine_each_defect_and_keep_every_good_reply(ray_cluste
     assert all(r["output"] == GOOD_ANSWER and r["response_truncated"] is False for r in rows)
     accepted_kinds = Counter(_defect(t["instruction"]) for t in [*rows, *(f["task"] for f in failed)])
     assert len(rows) == accepted_kinds["good"] + accepted_kinds["flaky"] > 0  # every good reply kept
-    assert summary["accepted_tasks"] == len(rows) + len(failed) == 40
+    assert summary.accepted_tasks == len(rows) + len(failed) == 40
     for f in failed:
         kind = _defect(f["task"]["instruction"])
         assert f["gate"] == GATE_OF[kind], (kind, f)
@@ -108,12 +108,12 @@ def test_reply_gates_quarantine_each_defect_and_keep_every_good_reply(ray_cluste
     # each defect asked twice (one retry), each good task once, each flaky twice
     for instruction, n in asked.items():
         assert n == {"good": 1}.get(_defect(instruction), 2), (instruction, n)
-    assert summary["responses_failed_by_reason"] == dict(Counter(f["gate"] for f in failed))
-    assert summary["responses_retried"] == len(failed) + accepted_kinds["flaky"]
+    assert summary.responses_failed_by_reason == dict(Counter(f["gate"] for f in failed))
+    assert summary.responses_retried == len(failed) + accepted_kinds["flaky"]
     # the card, with its plots, and the progress line on stdout
     md = (run / "card.md").read_text()
     assert md.startswith("---\n") and "## Rejections" in md and "not_english" in md and "stub-teacher" in md
     assert (run / "card.html").is_file() and len(list((run / "card_plots").glob("*.png"))) >= 6
-    assert summary["paths"]["card"].endswith("card.md")
+    assert summary.paths.card.endswith("card.md")
     out = capsys.readouterr().out
     assert "[progress] round" in out and "accepted" in out and "ETA" in out and "[progress] responses:" in out

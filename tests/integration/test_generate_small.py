@@ -27,7 +27,7 @@ WORD = re.compile(r"[A-Za-z]+")
 @pytest.fixture(scope="module")
 def small_run(small_models, tmp_path_factory):
     out = tmp_path_factory.mktemp("gen_small")
-    overrides = {"teacher.model": small_models["llm"], "output.dir": out, "budget.target_tasks": 4,
+    overrides = {"engine.model": small_models["llm"], "output.dir": out, "budget.target_tasks": 4,
                  "budget.max_rounds": 3, "generation.requests_per_round": 4, "responses.sampling.max_tokens": 96,
                  # 96 tokens (for time) cut most answers: keep those, marked; loops, echoes ... are still rejected
                  "responses.checks.keep_truncated": "true"}

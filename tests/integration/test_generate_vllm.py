@@ -18,7 +18,7 @@ from medforge.engines.breaker import classify
 
 
 def _overrides(tiny_models, out, **extra) -> list[str]:
-    ov = {"teacher.model": str(tiny_models["llama"]), "output.dir": str(out), "budget.target_tasks": 30,
+    ov = {"engine.model": str(tiny_models["llama"]), "output.dir": str(out), "budget.target_tasks": 30,
           "budget.max_rounds": 12, **extra}
     return [f"{k}={v}" for k, v in ov.items()]
 
@@ -39,7 +39,7 @@ def full_run(tiny_models, tmp_path_factory):
         "instruction": "Summarize this very long note.", "input": "The patient reported chest pain. " * 900}]
     seed_file = out / "seeds.jsonl"
     seed_file.write_text("".join(json.dumps(s) + "\n" for s in seeds))
-    extra = {"seeds.path": seed_file, "teacher.max_model_len": 2048}
+    extra = {"seeds.path": seed_file, "engine.max_model_len": 2048}
     args = [str(JOB), "--config", str(TINY_CONFIG), *_overrides(tiny_models, out, **extra)]
     run_job(args, logs / "log.txt")
     return {"out": out}

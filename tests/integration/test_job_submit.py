@@ -87,8 +87,8 @@ def test_ray_job_submit(head_node, tmp_path):
     with StubOpenAI() as stub:
         cmd = [RAY, "job", "submit", "--address", head_node, "--working-dir", ".", "--",
                "python", "ray_jobs/generate.py", "--config", "configs/generate/openai_api.yaml",
-               f"teacher.base_url={stub.url}", "teacher.model=stub-teacher", "teacher.concurrency=1",
-               "teacher.backoff_base_s=0.01", f"output.dir={out}", "budget.target_tasks=10",
+               f"engine.base_url={stub.url}", "engine.model=stub-teacher", "engine.concurrency=1",
+               "engine.backoff_base_s=0.01", f"output.dir={out}", "budget.target_tasks=10",
                "generation.requests_per_round=4", "responses.enabled=false"]
         # `ray job list` answers before the node's job agent is up; until it is, a submission is
         # refused with "No available agent" (nothing was submitted) -- on a loaded machine for

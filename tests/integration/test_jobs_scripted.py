@@ -37,7 +37,7 @@ TOO_LONG = "This model's maximum context length is 2048 tokens; the prompt is lo
 
 def _generate_config(out, target=20, rules=(), **over) -> GenerateConfig:
     cfg = {
-        "teacher": {"kind": "scripted", "model": "scripted-teacher", "batch_size": 4, "rules": list(rules)},
+        "engine": {"kind": "scripted", "model": "scripted-teacher", "batch_size": 4, "rules": list(rules)},
         "generation": {"tasks_per_request": 4, "requests_per_round": 4, "max_instruction_chars": 160,
                        "max_input_chars": 400},
         "responses": {"chunk_size": 8},
@@ -68,13 +68,13 @@ def test_generation_reaches_its_target_with_provenance_and_reasons(uninterrupted
     out, summary = uninterrupted
     rows = _dataset(out)
     failed = read_jsonl(out / "quarantine" / "responses_failed.jsonl")
-    assert summary["accepted_tasks"] == 20 == len(rows) + len(failed) == summary["dataset_rows"] + summary["responses_failed"]
+    assert summary.accepted_tasks == 20 == len(rows) + len(failed) == summary.dataset_rows + summary.responses_failed
     assert len({r["id"] for r in rows}) == len(rows) and all(r["output"].strip() for r in rows)
     assert all(r["provenance"]["teacher_engine"] == "scripted" and r["provenance"]["teacher_model"] == "scripted-teacher"
                for r in rows)
     assert all(r["provenance"]["generation_sampling"]["seed"] is not None for r in rows)  # seeds reach this engine
     rejected = read_jsonl(out / "quarantine" / "tasks_rejected.jsonl")
-    assert all(r["reason"] for r in rejected) and sum(summary["rejected"].values()) == len(rejected)
+    assert all(r["reason"] for r in rejected) and sum(summary.rejected.values()) == len(rejected)
 
 
 def test_a_resumed_run_equals_an_uninterrupted_one(uninterrupted, tmp_path):
@@ -83,7 +83,7 @@ def test_a_resumed_run_equals_an_uninterrupted_one(uninterrupted, tmp_path):
     out_a, _ = uninterrupted
     out = tmp_path / "run"
     first = run_generate(_generate_config(out, target=8))
-    assert first["accepted_tasks"] == 8 and first["rounds"] >= 1
+    assert first.accepted_tasks == 8 and first.rounds >= 1
     rounds = sorted((out / "raw").glob("round_*.jsonl"))
     rounds[-1].unlink()  # killed before the round was saved: it is generated again, with the same seeds
     answered = {r["task_id"] for p in (out / "responses").glob("part_*.jsonl") for r in read_jsonl(p)}
@@ -96,10 +96,10 @@ def test_a_resumed_run_equals_an_uninterrupted_one(uninterrupted, tmp_path):
 def test_the_token_budget_stops_generation(shared_ray, tmp_path):
     summary = run_generate(_generate_config(tmp_path / "run", target=1000, **{"budget.max_generated_tokens": 300,
                                                                                     "responses.enabled": False}))
-    assert summary["generated_tokens_tasks"] >= 300 and summary["accepted_tasks"] < 1000
+    assert summary.generated_tokens_tasks >= 300 and summary.accepted_tasks < 1000
     per_round = [sum(r["num_generated_tokens"] for r in read_jsonl(p))
                  for p in sorted((tmp_path / "run" / "raw").glob("round_*.jsonl"))]
-    assert len(per_round) == summary["rounds"] and sum(per_round[:-1]) < 300  # stopped at the first round over it
+    assert len(per_round) == summary.rounds and sum(per_round[:-1]) < 300  # stopped at the first round over it
 
 
 def test_a_revoked_key_trips_the_breaker_before_anything_is_saved(shared_ray, tmp_path):
@@ -113,11 +113,11 @@ def test_failed_responses_stay_pending_and_a_rerun_completes_them(uninterrupted,
     out_a, _ = uninterrupted
     out = tmp_path / "run"
     down = [{"match": RESPONSE_PROMPT, "error": "503 Service Unavailable"}]
-    summary = run_generate(_generate_config(out, rules=down, **{"teacher.breaker": {"max_consecutive_failures": 1000}}))
-    assert summary["responses_pending"] == 20 and summary["dataset_rows"] == 0 and "incomplete" in summary
+    summary = run_generate(_generate_config(out, rules=down, **{"engine.breaker": {"max_consecutive_failures": 1000}}))
+    assert summary.responses_pending == 20 and summary.dataset_rows == 0 and summary.incomplete
     assert read_jsonl(out / "quarantine" / "responses_failed.jsonl") == []  # pending is not quarantined
     summary = run_generate(_generate_config(out))  # the endpoint is back
-    assert summary["responses_pending"] == 0 and _dataset(out) == _dataset(out_a)
+    assert summary.responses_pending == 0 and _dataset(out) == _dataset(out_a)
 
 
 def _seed_file(tmp_path) -> str:
@@ -138,7 +138,7 @@ PATIENT_BREAKER = {"max_consecutive_fatal": 1000, "max_consecutive_failures": 10
 def test_a_prompt_over_the_context_length_is_quarantined_not_retried(shared_ray, tmp_path):
     cfg = _generate_config(tmp_path / "run", rules=[TOO_LONG_RULE], **{"seeds.path": _seed_file(tmp_path),
                                                                 "responses.enabled": False,
-                                                                "teacher.breaker": PATIENT_BREAKER})
+                                                                "engine.breaker": PATIENT_BREAKER})
     summary = run_generate(cfg)
     raw = [r for p in sorted((tmp_path / "run" / "raw").glob("round_*.jsonl")) for r in read_jsonl(p)]
     assert any("huge" in r["seed_ids"] for r in raw)
@@ -147,7 +147,7 @@ def test_a_prompt_over_the_context_length_is_quarantined_not_retried(shared_ray,
     too_long = [r for r in rejected if r["reason"] == "engine_error"]
     assert len(too_long) == sum("huge" in r["seed_ids"] for r in raw)
     assert all("huge" in r["seed_ids"] and "context length" in r["detail"] for r in too_long)
-    assert summary["accepted_tasks"] == 20
+    assert summary.accepted_tasks == 20
     assert all("huge" not in r["provenance"]["seed_ids"] for r in _dataset(tmp_path / "run"))
 
 
@@ -175,16 +175,16 @@ def test_contexts_quarantine_pending_chunks_and_resume(shared_ray, tmp_path):
     rules = [{"match": re.escape(bad["options"]["B"]), "error": "400 Bad Request: invalid request"},
              {"match": re.escape(down["options"]["C"]), "error": "503 Service Unavailable"}]
     clean = run_contexts(_contexts(tmp_path / "clean"))
-    assert clean["rows_with_context"] == len(vignettes) and clean["rows_quarantined"] == 0
+    assert clean.rows_with_context == len(vignettes) and clean.rows_quarantined == 0
     out = tmp_path / "run"
     first = run_contexts(_contexts(out, rules))
-    assert first["chunks_pending"] == 1 and "incomplete" in first
+    assert first.chunks_pending == 1 and first.incomplete
     q = [r for p in (out / "quarantine").glob("part-*.jsonl") for r in read_jsonl(p)]
     assert [r["id"] for r in q] == [bad["id"]] and q[0]["reason"].startswith("engine error: 400")
     assert down["id"] not in _context_rows(out)
     written = {p.name: p.read_bytes() for p in (out / "out").glob("part-*.jsonl")}
     second = run_contexts(_contexts(out))  # the endpoint is back; the refused request stays quarantined
-    assert second["chunks_this_run"] == 1 and second["chunks_pending"] == 0
+    assert second.chunks_this_run == 1 and second.chunks_pending == 0
     for name, data in written.items():  # finished chunks were not redone
         assert (out / "out" / name).read_bytes() == data
     rows, clean_rows = _context_rows(out), _context_rows(tmp_path / "clean")
@@ -214,7 +214,7 @@ def test_contexts_every_prompt_over_the_context_length_stops_the_job_by_the_brea
 def _job_config(tmp_path, out) -> str:
     """The killed run's config: a slow scripted teacher (0.25 s a request), so kills land mid-stream."""
     cfg = {
-        "teacher": {"kind": "scripted", "batch_size": 4, "latency_s": 0.25, "rules": [TOO_LONG_RULE],
+        "engine": {"kind": "scripted", "batch_size": 4, "latency_s": 0.25, "rules": [TOO_LONG_RULE],
                     "breaker": PATIENT_BREAKER},
         "seeds": {"path": _seed_file(tmp_path)},
         "generation": {"tasks_per_request": 4, "requests_per_round": 4, "max_instruction_chars": 160,

@@ -60,8 +60,8 @@ def questions(tmp_path_factory) -> Path:
 
 def _cfg(tiny_models, questions: Path, out: Path) -> ContextsConfig:
     return load_config(ContextsConfig, ROOT / "configs" / "contexts" / "local_tiny.yaml", [
-        f"teacher.model={tiny_models['llama']}", "teacher.placement=cpu", "teacher.concurrency=[2,2]",
-        f"teacher.custom_resources={{{POOL}: 1}}", "teacher.batch_size=4", f"input.path={questions}",
+        f"engine.model={tiny_models['llama']}", "engine.placement=cpu", "engine.concurrency=[2,2]",
+        f"engine.custom_resources={{{POOL}: 1}}", "engine.batch_size=4", f"input.path={questions}",
         f"output.dir={out}", "output.chunk_rows=6", "generation.sampling.max_tokens=96", "keyword_concurrency=[1,1]",
     ])
 
@@ -121,7 +121,7 @@ def test_engines_spread_over_the_nodes_with_the_declared_resource(cluster, unint
     pool_nodes = {w.node_id for w in workers}
     assert len(engines) == 2, (engines, _all_classes())
     assert {node for _, _, node in engines} == pool_nodes, (engines, pool_nodes)  # one per gen_pool node, none on the head
-    assert summary["chunks"] == 12
+    assert summary.chunks == 12
 
 
 def test_node_lost_mid_run_no_row_lost_or_duplicated(cluster, uninterrupted, tiny_models, questions, tmp_path_factory):
@@ -161,5 +161,5 @@ def test_node_lost_mid_run_no_row_lost_or_duplicated(cluster, uninterrupted, tin
     ref, got = _ids(ref_out), _ids(out)
     assert sum(got.values()) == 72 and max(got.values()) == 1  # every row once
     assert got == ref  # the same ids as the uninterrupted run
-    assert result["summary"]["chunks"] == 12
-    assert result["summary"]["chunks_this_run"] == 12
+    assert result["summary"].chunks == 12
+    assert result["summary"].chunks_this_run == 12

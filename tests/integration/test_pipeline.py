@@ -38,7 +38,7 @@ CONFIG = REPO / "configs" / "pipeline" / "local_tiny.yaml"
 @pytest.fixture(scope="module")
 def setup(tiny_models, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline")
-    overrides = [f"run_dir={tmp / 'run'}", f"generate.teacher.model={tiny_models['llama']}",
+    overrides = [f"output.dir={tmp / 'run'}", f"generate.engine.model={tiny_models['llama']}",
                  f"finetune.model={tiny_models['llama']}", f"evaluate.data.test_path={DEMO_QUESTIONS}",
                  "evaluate.data.format=generic", "evaluate.data.reference_fields=[reference]", f"serve.port={free_port()}"]
     with pytest.MonkeyPatch.context() as mp:

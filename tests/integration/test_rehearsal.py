@@ -111,8 +111,8 @@ def _cluster_overrides(shared: Path, port: int) -> list[str]:
     and serving share one engine, the project's own questions, paths on the shared folder."""
     m = shared / "models" / "tiny-llama"
     return [
-        f"run_dir={shared}/runs/pipeline",
-        f"generate.teacher={{model: {m}, tensor_parallel_size: 1, placement: cpu, accelerator_type: null, "
+        f"output.dir={shared}/runs/pipeline",
+        f"generate.engine={{model: {m}, tensor_parallel_size: 1, placement: cpu, accelerator_type: null, "
         "concurrency: [1, 1], batch_size: 32, max_concurrent_batches: 2, max_model_len: 2048, dtype: auto, cpu_kvcache_gib: 1}",
         "generate.seeds.path=null",
         "generate.generation={tasks_per_request: 4, requests_per_round: 8, max_instruction_chars: 160, max_input_chars: 300}",
@@ -130,7 +130,7 @@ def _cluster_overrides(shared: Path, port: int) -> list[str]:
         "memory_gib_per_worker: null, custom_resources: {train_pool: 1}}",
         "finetune.gradient_checkpointing=false",
         "finetune.checkpoint={every_steps: 4, max_failures: 0}",
-        "evaluate.model.sampling.max_tokens=24",
+        "evaluate.answers.sampling.max_tokens=24",
         "evaluate.judge.engine=served", "evaluate.judge.name=null",
         "evaluate.judge.sampling={temperature: 0.0, presence_penalty: 0.0, max_tokens: 16}",
         f"evaluate.data={{test_path: {shared}/data/questions.jsonl, format: generic, reference_fields: [reference], max_items: 3}}",

@@ -39,10 +39,10 @@ def ray_cluster(shared_ray):
 
 def _gen_cfg(url, out, **extra):
     ov = {"budget.target_tasks": 24, "budget.max_rounds": 12, "responses.chunk_size": 8,
-          "generation.requests_per_round": 4, "teacher.backoff_max_s": 0.05, "teacher.max_retries": 2,
-          "teacher.check_endpoint": "false", "teacher.concurrency": 1, "teacher.max_concurrent_requests": 4,
-          "teacher.batch_size": 4, "teacher.breaker.max_consecutive_fatal": 6,
-          "teacher.breaker.max_consecutive_failures": 12, **extra}
+          "generation.requests_per_round": 4, "engine.backoff_max_s": 0.05, "engine.max_retries": 2,
+          "engine.check_endpoint": "false", "engine.concurrency": 1, "engine.max_concurrent_requests": 4,
+          "engine.batch_size": 4, "engine.breaker.max_consecutive_fatal": 6,
+          "engine.breaker.max_consecutive_failures": 12, **extra}
     return api_teacher_config(url, out, out, **ov)
 
 
@@ -76,7 +76,7 @@ def test_401_mid_run_stops_fast_then_resumes_exactly_once(ray_cluster, tmp_path)
     from medforge.generate.pipeline import MAX_FAILED_ROUNDS
 
     assert sent_while_revoked <= MAX_FAILED_ROUNDS * (6 + 4)
-    assert summary["accepted_tasks"] == 24 and summary["responses_pending"] == 0 and "incomplete" not in summary, json.dumps(summary)
+    assert summary.accepted_tasks == 24 and summary.responses_pending == 0 and summary.incomplete is None, summary.summary_json()
     lost, dup = dataset_lost_and_duplicated(out, summary)
     assert (lost, dup) == (0, 0)
     FAULTS.append({"fault": "401 from request 9 on, then key fixed", "injected": sent_while_revoked,
@@ -119,12 +119,12 @@ def test_retries_exhausted_leave_responses_pending_then_done(ray_cluster, tmp_pa
     out = tmp_path / "runretry"
     with StubOpenAI(fault=fault) as stub:
         first = run_generate(_gen_cfg(stub.url, out))
-        assert first["responses_pending"] == len(doomed) > 0 and "incomplete" in first
+        assert first.responses_pending == len(doomed) > 0 and first.incomplete
         assert not read_jsonl(out / "quarantine" / "responses_failed.jsonl")  # pending, not quarantined
         injected = sum(1 for _, _, code in stub.log if code == 503)
         healthy.set()
         summary = run_generate(_gen_cfg(stub.url, out))
-    assert summary["responses_pending"] == 0 and summary["dataset_rows"] == summary["accepted_tasks"]
+    assert summary.responses_pending == 0 and summary.dataset_rows == summary.accepted_tasks
     lost, dup = dataset_lost_and_duplicated(out, summary)
     assert (lost, dup) == (0, 0)
     FAULTS.append({"fault": "503 on every attempt for some responses (retries exhausted)", "injected": injected,
@@ -141,7 +141,7 @@ def test_retry_after_is_honoured(ray_cluster, tmp_path):
     with StubOpenAI(fault=fault) as stub:
         summary = run_generate(_gen_cfg(stub.url, out, **{"budget.target_tasks": 4, "budget.max_rounds": 2}))
         log = sorted(stub.log)
-    assert summary["accepted_tasks"] == 4
+    assert summary.accepted_tasks == 4
     bodies = [json.dumps(b, sort_keys=True) for b in stub.bodies]
     times = {n: t for t, n, _ in log}
     for n in (1, 2):  # the retry of the same request body came after the server's 1 s, not our ~10 ms backoff
@@ -165,7 +165,7 @@ def test_lasting_outage_on_contexts_stops_then_resumes_exactly_once(ray_cluster,
 
     def cfg(url):
         return ContextsConfig.model_validate({
-            "teacher": {"kind": "openai", "base_url": url, "model": "loopback", "concurrency": 1, "check_endpoint": False,
+            "engine": {"kind": "openai", "base_url": url, "model": "loopback", "concurrency": 1, "check_endpoint": False,
                         "max_concurrent_requests": 4, "batch_size": 4, "max_retries": 1, "backoff_base_s": 0.01,
                         "backoff_max_s": 0.02, "breaker": {"max_consecutive_failures": 10}},
             "input": {"path": str(inp)}, "keyword_concurrency": [1, 1],
@@ -184,7 +184,7 @@ def test_lasting_outage_on_contexts_stops_then_resumes_exactly_once(ray_cluster,
     ids = Counter(r["id"] for p in sorted((tmp_path / "ctx" / "out").glob("part-*.jsonl")) for r in read_jsonl(p))
     quarantined = Counter(r["id"] for p in sorted((tmp_path / "ctx" / "quarantine").glob("part-*.jsonl"))
                           for r in read_jsonl(p))
-    assert summary["chunks_pending"] == 0 and "incomplete" not in summary
+    assert summary.chunks_pending == 0 and summary.incomplete is None
     lost = 27 - len(ids) - len(quarantined)
     dup = sum(n - 1 for n in (ids + quarantined).values() if n > 1)
     assert (lost, dup) == (0, 0) and len(ids) == 27

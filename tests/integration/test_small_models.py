@@ -74,7 +74,7 @@ def test_second_build_is_a_no_op(small_models):
     assert {p: p.stat().st_mtime_ns for d in small_models.values() for p in d.iterdir()} == before
 
 
-@pytest.mark.parametrize("field", ["teacher.model"])
+@pytest.mark.parametrize("field", ["engine.model"])
 def test_job_refuses_a_folder_that_is_not_a_model_before_ray_starts(tmp_path, repo_root, field):
     import subprocess
     import sys

@@ -10,6 +10,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from medforge.engines.breaker import EXIT_INCOMPLETE, BreakerConfig, FailureBreaker
 from medforge.jobs import run_job
+from medforge.results import JobResult
 
 TOO_LONG = "This model's maximum context length is 128 tokens. However, you requested 900 tokens in the messages"
 
@@ -26,17 +27,21 @@ def _run(tmp_path, run, *overrides) -> int:
                    example="rows=3", run=run, needs_ray=False)
 
 
-def _trip_on_every_prompt(cfg: _Cfg) -> dict:
+class _Result(JobResult):
+    rows: int
+
+
+def _trip_on_every_prompt(cfg: _Cfg) -> _Result:
     breaker = FailureBreaker(BreakerConfig(max_consecutive_fatal=cfg.rows))
     for _ in range(cfg.rows):
         breaker.record(TOO_LONG)
-    return {}
+    return _Result(output_dir="out", rows=cfg.rows)
 
 
 def test_a_breaker_trip_exits_3_naming_the_cause_and_the_fix(tmp_path, capsys):
     assert _run(tmp_path, _trip_on_every_prompt) == EXIT_INCOMPLETE == 3
     err = capsys.readouterr().err
-    assert "medforge circuit breaker:" in err and "context length" in err and "teacher.max_model_len" in err
+    assert "medforge circuit breaker:" in err and "context length" in err and "engine.max_model_len" in err
 
 
 def test_a_trip_wrapped_by_another_exception_still_exits_3(tmp_path, capsys):
@@ -50,10 +55,11 @@ def test_a_trip_wrapped_by_another_exception_still_exits_3(tmp_path, capsys):
 
 
 def test_pending_rows_exit_3_and_a_clean_run_0(tmp_path, capsys):
-    assert _run(tmp_path, lambda cfg: {"rows": cfg.rows, "incomplete": "1 chunk pending"}) == 3
+    assert _run(tmp_path, lambda cfg: _Result(output_dir="out", rows=cfg.rows, incomplete="1 chunk pending")) == 3
     assert "incomplete: 1 chunk pending" in capsys.readouterr().err
-    assert _run(tmp_path, lambda cfg: {"rows": cfg.rows}) == 0
-    assert '"rows": 2' in capsys.readouterr().out
+    assert _run(tmp_path, lambda cfg: _Result(output_dir="out", rows=cfg.rows)) == 0
+    out = capsys.readouterr().out
+    assert '"rows": 2' in out and '"output_dir": "out"' in out and "incomplete" not in out
 
 
 def test_a_bad_config_exits_2_before_running(tmp_path, capsys):

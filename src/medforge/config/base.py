@@ -1,7 +1,7 @@
 """Config machinery shared by every job.
 
 A job's config is a pydantic model with ``extra="forbid"``. It is loaded from YAML, then
-dotted overrides from the command line are applied (``teacher.temperature=0.5``), then the
+dotted overrides from the command line are applied (``engine.temperature=0.5``), then the
 whole thing is validated at once, before any Ray resource is asked for. Every problem is
 reported together, each with its field path, the bad value and a hint at the fix.
 """
@@ -10,10 +10,10 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, ClassVar, TypeVar
 
 import yaml
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from medforge.config.registry import resolve_config_path
 
@@ -26,6 +26,119 @@ class MedforgeModel(BaseModel):
     """Base for every medforge config section: unknown keys are errors."""
 
     model_config = ConfigDict(extra="forbid", validate_default=True, protected_namespaces=())
+
+
+class OutputBase(MedforgeModel):
+    """Where a job writes. Every job names its folder ``output.dir``; a job's own output section
+    subclasses this one, adds its fields and may narrow these two (a description, a path check)."""
+
+    dir: str = Field(description="The job's output folder. A local path, a shared mount, or (where the job "
+                                 "says so) a URI (s3://, gs://).")
+    overwrite: bool = Field(False, description="Delete what an earlier run left in dir before this one starts; "
+                                               "false: resume it (or add to it).")
+
+
+def _pop_dotted(data: dict[str, Any], dotted: str) -> tuple[bool, Any]:
+    """Remove ``a.b.c`` from nested ``data`` (parents left empty go too); ``(found, value)``."""
+    parts = dotted.split(".")
+    trail = [data]
+    for part in parts[:-1]:
+        node = trail[-1].get(part)
+        if not isinstance(node, dict):
+            return False, None
+        trail.append(node)
+    if parts[-1] not in trail[-1]:
+        return False, None
+    value = trail[-1].pop(parts[-1])
+    for depth in range(len(parts) - 1, 0, -1):
+        if trail[depth]:
+            break
+        trail[depth - 1].pop(parts[depth - 1])
+    return True, value
+
+
+def _has_dotted(data: dict[str, Any], dotted: str) -> bool:
+    node: Any = data
+    for part in dotted.split("."):
+        if not isinstance(node, dict) or part not in node:
+            return False
+        node = node[part]
+    return True
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> bool:
+    """Set ``a.b.c``; ``False`` (nothing set) when a parent on the way is not a mapping."""
+    parts = dotted.split(".")
+    node = data
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+        if not isinstance(node, dict):
+            return False
+    node[parts[-1]] = value
+    return True
+
+
+def _copy_dicts(value: Any) -> Any:
+    return {k: _copy_dicts(v) for k, v in value.items()} if isinstance(value, dict) else value
+
+
+def move_renamed_keys(data: dict[str, Any], renamed: dict[str, str], job: str, prefix: str = "") -> dict[str, Any]:
+    """``data`` with every old dotted key of ``renamed`` moved to its new key, each logged as deprecated.
+
+    ``prefix``: where ``data`` sits in a bigger config (``generate.``), for the messages.
+
+    Raises:
+        ValueError: when an old key and its new key are both given (which one is meant is not clear).
+    """
+    if not renamed or not isinstance(data, dict):
+        return data
+    data = _copy_dicts(data)
+    problems = []
+    for old, new in renamed.items():
+        if not _has_dotted(data, old):
+            continue
+        if _has_dotted(data, new) or not _set_dotted(_copy_dicts(data), new, None):
+            problems.append(f"{prefix}{old} and {prefix}{new} are both set: {prefix}{old} is the old name of "
+                            f"{prefix}{new}; fix: keep {prefix}{new} only")
+            continue
+        _, value = _pop_dotted(data, old)
+        _set_dotted(data, new, value)
+        logger.warning("%s: config key %s%s is deprecated and will be removed in the next release; use %s%s",
+                       job, prefix, old, prefix, new)
+    if problems:
+        raise ValueError("; ".join(problems))
+    return data
+
+
+class JobConfig(MedforgeModel):
+    """Base of every job's config: where Ray runs and where the job writes, declared once.
+
+    A subclass may narrow a field (another default, a tighter bound) by declaring it again.
+    ``renamed_keys`` maps old dotted keys to new ones: a config (file, override or dict) that
+    still uses an old key keeps working for one release, with a warning that names the new key.
+    """
+
+    renamed_keys: ClassVar[dict[str, str]] = {}
+
+    ray_address: str | None = Field(
+        None, description="Ray cluster to join; empty: join RAY_ADDRESS if set (ray job submit) or start a local one.")
+    ray_num_cpus: int | None = Field(
+        None, ge=1, description="Logical CPUs of a locally started Ray (oversubscribing a laptop is fine); "
+                                "null: max(4, cores).")
+    ray_object_store_mib: int | None = Field(
+        None, ge=80, description="Object store of a locally started Ray (ignored when joining one); "
+                                 "null: Ray's default, 30% of RAM.")
+    output: OutputBase = Field(description="Where the job writes.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _renamed(cls, data: Any) -> Any:
+        return cls.move_renamed_keys(data) if isinstance(data, dict) else data
+
+    @classmethod
+    def move_renamed_keys(cls, data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        """``data`` (a raw config mapping, or part of one) with this job's old keys moved to their new names."""
+        return move_renamed_keys(data, cls.renamed_keys, cls.__name__, prefix)
 
 
 class ConfigError(ValueError):
@@ -61,7 +174,7 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
         if "=" not in item or item.startswith("="):
             problems.append(
                 f"override {item!r} is not of the form key.path=value "
-                "(e.g. teacher.temperature=0.7); flags other than --config are not accepted"
+                "(e.g. engine.temperature=0.7); flags other than --config are not accepted"
             )
             continue
         key, _, raw = item.partition("=")
@@ -138,11 +251,19 @@ def load_config(model: type[M], path: str | Path | None, overrides: list[str] | 
         if not isinstance(loaded, dict):
             raise ConfigError(source, [f"top level must be a mapping, got {type(loaded).__name__}"])
         data = loaded
-    data = _deep_merge(data, parse_overrides(overrides))
+    extra = parse_overrides(overrides)
     try:
+        if issubclass(model, JobConfig):
+            # old keys are moved in the file and in the overrides apart, so that an old override
+            # (output_dir=...) still applies over a file written with the new key
+            data = model.move_renamed_keys(data)
+            extra = model.move_renamed_keys(extra)
+        data = _deep_merge(data, extra)
         return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, format_validation_error(exc, model)) from None
+    except ValueError as exc:
+        raise ConfigError(source, [str(exc)]) from None
 
 
 def dump_config(cfg: BaseModel) -> str:

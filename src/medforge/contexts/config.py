@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from medforge.config.base import MedforgeModel
+from medforge.config.base import JobConfig, MedforgeModel, OutputBase
 from medforge.generate.response_checks import ResponseCheckConfig
 from medforge.datasets.mcq import MAX_QUESTION_CHARS
 from medforge.engines.config import SamplingConfig, TeacherConfig
@@ -46,7 +46,7 @@ class ContextGenerationConfig(MedforgeModel):
         return self
 
 
-class ContextOutputConfig(MedforgeModel):
+class ContextOutputConfig(OutputBase):
     """Where and how results are written."""
 
     dir: str = Field(description="Run folder: staged input, output parts, quarantine, summary. A local path, a "
@@ -59,11 +59,14 @@ class ContextOutputConfig(MedforgeModel):
     overwrite: bool = Field(False, description="Delete an existing run folder instead of resuming it.")
 
 
-class ContextsConfig(MedforgeModel):
+class ContextsConfig(JobConfig):
     """Privacy-preserving contextual prompting at scale."""
 
-    teacher: TeacherConfig = Field(description="vLLM actors (kind: vllm), an OpenAI-compatible API (kind: openai), or "
-                                               "replies by rule without a model (kind: scripted: tests, dry runs).")
+    renamed_keys: ClassVar[dict[str, str]] = {"teacher": "engine"}
+
+    engine: TeacherConfig = Field(description="The teacher model: vLLM actors (kind: vllm), an OpenAI-compatible API "
+                                              "(kind: openai), or replies by rule without a model (kind: scripted: "
+                                              "tests, dry runs).")
     input: ContextInputConfig = Field(description="Input questions.")
     keywords: KeywordConfig = Field(default_factory=KeywordConfig, description="Local keyword extraction and guard.")
     keyword_concurrency: tuple[int, int] = Field(
@@ -82,8 +85,6 @@ class ContextsConfig(MedforgeModel):
         description="Cap on the object-store bytes this job's Ray Data stream holds in flight. Without it, "
                     "fast stages (keywords) run ahead of the teacher and queue up to a share of the cluster's "
                     "whole object store, so memory grows with the input. null: Ray Data's default.")
-    ray_address: str | None = Field(None, description="Ray cluster to join; null starts a local one (or uses RAY_ADDRESS).")
-    ray_num_cpus: int | None = Field(None, ge=1, description="Logical CPUs of a local cluster; null: max(4, cores).")
     ray_object_store_mib: int | None = Field(
         256, ge=80,
         description="Object store of a local cluster (ignored when joining one). Bounded so that the pages "
@@ -91,7 +92,7 @@ class ContextsConfig(MedforgeModel):
 
     @model_validator(mode="after")
     def _checks(self) -> ContextsConfig:
-        engine = engine_for(self.teacher)
+        engine = engine_for(self.engine)
         problems = engine.config_problems({"output.dir": self.output.dir})
         if problems:
             raise ValueError("; ".join(problems))
@@ -105,5 +106,5 @@ class ContextsConfig(MedforgeModel):
         if lo < 1 or hi < lo:
             raise ValueError(f"keyword_concurrency={self.keyword_concurrency}: need 1 <= min <= max")
         if self.generation.structured_output and not engine.structured(True):
-            raise ValueError("generation.structured_output=true but teacher.structured_output=false; disable one")
+            raise ValueError("generation.structured_output=true but engine.structured_output=false; disable one")
         return self

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+
 from medforge.contexts.config import ContextsConfig
-from medforge.contexts.pipeline import run_contexts
+from medforge.contexts.pipeline import ContextsResult, run_contexts
 from medforge.jobs import run_job
+
+logger = logging.getLogger(__name__)
 
 NOISE_WARNING = (
     "NOTE: the teacher is a tiny RANDOM model built offline; its contexts are noise (most rows are quarantined "
@@ -13,12 +17,14 @@ NOISE_WARNING = (
 )
 
 
-def _run(cfg: ContextsConfig) -> dict:
+def _run(cfg: ContextsConfig) -> ContextsResult:
+    if "tiny" in cfg.engine.model.lower():
+        logger.warning(NOISE_WARNING)
     return run_contexts(cfg)
 
 
 def main(argv: list[str], prog: str = "contexts") -> int:
-    return run_job(argv, prog=prog, model=ContextsConfig, run=_run, tiny_warning=NOISE_WARNING,
+    return run_job(argv, prog=prog, model=ContextsConfig, run=_run,
                    description="Privacy-preserving contextual prompting (Zhang et al., ICLR 2024).",
                    example="input.max_rows=100 output.chunk_rows=50")
 

@@ -36,6 +36,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from medforge.cards.contexts import stats_from_folder, write_contexts_card
 from medforge.contexts import task
 from medforge.contexts.config import ContextsConfig
@@ -47,6 +49,7 @@ from medforge.engines.engine import engine_for
 from medforge.io import atomic_write_jsonl, atomic_write_text, open_run_folder
 from medforge.privacy.vocab import load_vocabulary
 from medforge.progress import progress, progress_line
+from medforge.results import EngineRef, JobResult, ResultModel
 from medforge.run_folder import RunFolder
 
 logger = logging.getLogger(__name__)
@@ -66,8 +69,8 @@ def fingerprint(cfg: ContextsConfig) -> dict[str, Any]:
     return {
         "input": cfg.input.model_dump(mode="json"),
         "chunk_rows": cfg.output.chunk_rows,
-        "teacher_kind": cfg.teacher.kind,
-        "teacher_model": cfg.teacher.model,
+        "teacher_kind": cfg.engine.kind,
+        "teacher_model": cfg.engine.model,
         "keywords": cfg.keywords.model_dump(mode="json", exclude={"cache_dir"}),
         "generation": cfg.generation.model_dump(mode="json"),
         "prompt_sha256": task.prompt_hash(),
@@ -151,7 +154,7 @@ class KeywordStage:
     def __init__(self, cfg: ContextsConfig):
         self.cfg = cfg
         self.vocab = load_vocabulary(tuple(cfg.keywords.sources), cfg.keywords.cache_dir)
-        self.structured = structured_output_wanted(cfg.generation, cfg.teacher)
+        self.structured = structured_output_wanted(cfg.generation, cfg.engine)
 
     def __call__(self, batch):
         # Reading here rather than in a stage of its own saves a worker process for the
@@ -303,8 +306,8 @@ class ChunkWriter:
                 "preliminary_answer": r["preliminary_answer"], "privacy_budget": float(r["privacy_budget"]),
                 "n_words": int(r["n_words"]), "redactions": json.loads(r.get("redactions_json") or "{}"),
                 "num_input_tokens": int(r["num_input_tokens"]),
-                "num_generated_tokens": n_gen, "teacher_model": self.cfg.teacher.model,
-                "teacher_engine": self.cfg.teacher.kind, "prompt_sha256": task.prompt_hash(),
+                "num_generated_tokens": n_gen, "teacher_model": self.cfg.engine.model,
+                "teacher_engine": self.cfg.engine.kind, "prompt_sha256": task.prompt_hash(),
                 "request_seed": int(r["request_seed"]), "sampling_json": self.sampling_json,
                 # cut at the token limit and kept (checks.keep_truncated)
                 "response_truncated": bool(r.get("response_truncated", False)),
@@ -391,15 +394,39 @@ def build_dataset(cfg: ContextsConfig, paths: list[str]):
     # set -- and so the memory -- the same from the first chunk to the millionth row.
     ds = ds.map_batches(KeywordStage, fn_constructor_kwargs={"cfg": cfg}, concurrency=tuple(cfg.keyword_concurrency),
                         batch_size=1, batch_format="pyarrow", num_cpus=0.5)
-    ds = engine_for(cfg.teacher).chat(ds, cfg.generation.sampling)
+    ds = engine_for(cfg.engine).chat(ds, cfg.generation.sampling)
     return ds.map_batches(ParseStage, fn_constructor_kwargs={"checks": cfg.checks}, batch_format="numpy",
                           batch_size=batch, num_cpus=0.25, concurrency=1)
 
 
-def run_contexts(cfg: ContextsConfig) -> dict[str, Any]:
+class ContextsPaths(ResultModel):
+    out: str = Field(description="Output shards: id, overall_context, option_contexts, provenance.")
+    quarantine: str = Field(description="Rows quarantined, each with its reason.")
+    card: str | None = Field(None, description="The dataset card (card.md; card.html beside it).")
+
+
+class ContextsResult(JobResult):
+    """What ``run_contexts`` returns (and writes to ``summary.json``)."""
+
+    input_rows: int = Field(description="Questions read (staged).")
+    input_quarantined: int = Field(description="Questions quarantined while staging.")
+    chunks: int = Field(description="Chunks in the run.")
+    chunks_this_run: int = Field(description="Chunks written by this run.")
+    chunks_pending: int = Field(description="Chunks left pending (their requests failed).")
+    rows_with_context: int = Field(description="Rows that got contexts.")
+    rows_quarantined: int = Field(description="Rows quarantined.")
+    reasons_this_run: dict[str, int] = Field(description="Quarantine reasons of this run.")
+    generated_tokens_this_run: int = Field(description="Tokens the teacher generated in this run.")
+    redactions_this_run: dict[str, int] = Field(description="Identifiers redacted from the keywords, by type.")
+    teacher: EngineRef = Field(description="The teacher engine.")
+    wall_time_s: float = Field(description="Wall time of this run.")
+    paths: ContextsPaths = Field(description="Where the outputs are (URIs for a URI output.dir).")
+
+
+def run_contexts(cfg: ContextsConfig) -> ContextsResult:
     """Run (or resume) the job. Ray must already be initialised."""
     t0 = time.perf_counter()
-    engine = engine_for(cfg.teacher)
+    engine = engine_for(cfg.engine)
     # Staged chunks are read back by keyword actors on any node: output.dir must be shared storage there
     # (a URI, or a shared mount); a URI is pulled into the driver's staging copy first.
     engine.preflight("contexts", {"output.dir": cfg.output.dir})
@@ -434,20 +461,20 @@ def run_contexts(cfg: ContextsConfig) -> dict[str, Any]:
         for chunk in pending:  # a chunk with no row back at all
             if not writer.out_path(chunk).is_file():
                 writer.flush(chunk, missing_reason="no reply returned by the pipeline")
-    summary = _summarise(cfg, root, counts, time.perf_counter() - t0, writer)
+    result = _summarise(cfg, root, counts, time.perf_counter() - t0, writer)
     if writer.pending_chunks:
         errs = ", ".join(f"{k}={v}" for k, v in sorted(writer.pending_errors.items()))
-        summary["incomplete"] = (f"{len(writer.pending_chunks)} chunk(s) left pending because requests failed ({errs}); "
-                                 "run the same command again to redo them")
-    summary["paths"]["card"] = folder.home(root / "card.md")
-    atomic_write_text(root / "summary.json", json.dumps(summary, indent=2))
-    writer.write_card(summary)
+        result.incomplete = (f"{len(writer.pending_chunks)} chunk(s) left pending because requests failed ({errs}); "
+                             "run the same command again to redo them")
+    result.paths.card = folder.home(root / "card.md")
+    atomic_write_text(root / "summary.json", result.summary_json())
+    writer.write_card(result.summary())
     folder.push()
-    logger.info("dataset card: %s (and card.html)", summary["paths"]["card"])
-    return summary
+    logger.info("dataset card: %s (and card.html)", result.paths.card)
+    return result
 
 
-def _summarise(cfg: ContextsConfig, root: Path, counts: dict[int, int], elapsed: float, writer: ChunkWriter) -> dict[str, Any]:
+def _summarise(cfg: ContextsConfig, root: Path, counts: dict[int, int], elapsed: float, writer: ChunkWriter) -> ContextsResult:
     manifest = json.loads((root / "staged" / "manifest.json").read_text())
     ok = bad = 0
     for c in counts:
@@ -457,18 +484,19 @@ def _summarise(cfg: ContextsConfig, root: Path, counts: dict[int, int], elapsed:
         n_bad = sum(1 for _ in open(qpath, encoding="utf-8")) if qpath.is_file() else 0
         bad += n_bad
         ok += counts[c] - n_bad
-    return {
-        "input_rows": manifest["rows"],
-        "input_quarantined": manifest["quarantined"],
-        "chunks": len(counts),
-        "chunks_this_run": writer.written,
-        "chunks_pending": len([c for c in counts if not writer.out_path(c).is_file()]),
-        "rows_with_context": ok,
-        "rows_quarantined": bad,
-        "reasons_this_run": writer.reasons,
-        "generated_tokens_this_run": writer.generated_tokens,
-        "redactions_this_run": dict(sorted(writer.redactions.items())),
-        "teacher": {"kind": cfg.teacher.kind, "model": cfg.teacher.model},
-        "wall_time_s": round(elapsed, 2),
-        "paths": {"out": writer.folder.home(root / "out"), "quarantine": writer.folder.home(root / "quarantine")},
-    }
+    return ContextsResult(
+        output_dir=cfg.output.dir,
+        input_rows=manifest["rows"],
+        input_quarantined=manifest["quarantined"],
+        chunks=len(counts),
+        chunks_this_run=writer.written,
+        chunks_pending=len([c for c in counts if not writer.out_path(c).is_file()]),
+        rows_with_context=ok,
+        rows_quarantined=bad,
+        reasons_this_run=writer.reasons,
+        generated_tokens_this_run=writer.generated_tokens,
+        redactions_this_run=dict(sorted(writer.redactions.items())),
+        teacher=EngineRef(kind=cfg.engine.kind, model=cfg.engine.model),
+        wall_time_s=round(elapsed, 2),
+        paths=ContextsPaths(out=writer.folder.home(root / "out"), quarantine=writer.folder.home(root / "quarantine")),
+    )

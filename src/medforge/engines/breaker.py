@@ -50,22 +50,22 @@ class FailureKind:
 _KINDS = [
     (re.compile(r"\b401\b|AuthenticationError|invalid api key|incorrect api key", re.I),
      FailureKind("401 unauthorized", True, True, "the endpoint refuses the key: set a valid key in the variable "
-                 "named by teacher.api_key_env (or the file teacher.api_key_file), then run the same command again")),
+                 "named by engine.api_key_env (or the file engine.api_key_file), then run the same command again")),
     (re.compile(r"\b403\b|PermissionDenied", re.I),
      FailureKind("403 forbidden", True, True, "the key may not use this model or endpoint: check the account, "
-                 "teacher.model and teacher.base_url, then run the same command again")),
+                 "engine.model and engine.base_url, then run the same command again")),
     (re.compile(r"\b404\b|NotFoundError", re.I),
-     FailureKind("404 not found", True, True, "check teacher.base_url (it should end in /v1) and teacher.model")),
+     FailureKind("404 not found", True, True, "check engine.base_url (it should end in /v1) and engine.model")),
     (re.compile(r"context length|maximum model length|max_model_len|longer than the maximum|too long|"
                 r"context_length_exceeded", re.I),
-     FailureKind("prompt over the context length", True, False, "raise teacher.max_model_len (vLLM) or use a model "
+     FailureKind("prompt over the context length", True, False, "raise engine.max_model_len (vLLM) or use a model "
                  "with a longer context, or shorten the prompts (fewer seeds per prompt / demonstrations)")),
     (re.compile(r"\b(400|422)\b|BadRequestError|UnprocessableEntity", re.I),
-     FailureKind("400 bad request", True, False, "the endpoint rejects the request body: check teacher.model, "
-                 "sampling.max_tokens and teacher.structured_output (set it false for servers without json_schema)")),
+     FailureKind("400 bad request", True, False, "the endpoint rejects the request body: check engine.model, "
+                 "sampling.max_tokens and engine.structured_output (set it false for servers without json_schema)")),
     (re.compile(r"\b429\b|RateLimit", re.I),
-     FailureKind("429 rate limited", False, True, "lower teacher.concurrency / max_concurrent_requests or set "
-                 "teacher.rate_limit, then run the same command again")),
+     FailureKind("429 rate limited", False, True, "lower engine.concurrency / max_concurrent_requests or set "
+                 "engine.rate_limit, then run the same command again")),
     (re.compile(r"Connection|connect|unreachable|refused|\b50[234]\b|Timeout|timed out", re.I),
      FailureKind("endpoint unavailable", False, True, "the endpoint is down or overloaded: check it is up at "
                  "teacher.base_url, then run the same command again")),
@@ -122,10 +122,10 @@ class FailureBreaker:
             self.fatal_key, self.fatal_run = (kind.key, 1) if kind.fatal else ("", 0)
         if self.fatal_run >= self.cfg.max_consecutive_fatal:
             self.trip(f"{self.fatal_run} {what} in a row failed with the same non-retryable error ({kind.key})",
-                       error, kind, "teacher.breaker.max_consecutive_fatal")
+                       error, kind, "engine.breaker.max_consecutive_fatal")
         if self.consecutive >= self.cfg.max_consecutive_failures:
             self.trip(f"{self.consecutive} {what} in a row failed (after their retries)", error, kind,
-                       "teacher.breaker.max_consecutive_failures")
+                       "engine.breaker.max_consecutive_failures")
 
     def trip(self, what: str, error: str, kind: FailureKind, knob: str) -> None:
         self.tripped = (

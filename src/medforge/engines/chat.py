@@ -242,7 +242,7 @@ def check_openai_endpoint(teacher: OpenAITeacherConfig) -> None:
     except httpx.HTTPError as exc:
         raise ConnectionError(
             f"teacher endpoint {teacher.base_url} is unreachable ({type(exc).__name__}: {exc}); "
-            "start the server, or fix teacher.base_url"
+            "start the server, or fix engine.base_url"
         ) from None
     if r.status_code in (401, 403):
         where = teacher.api_key_file or f"${teacher.api_key_env}"

@@ -72,6 +72,6 @@ def auto_placement_problem(teacher: VLLMTeacherConfig, paths: dict[str, str | No
     shared = [f"{f} = {p!r}" for f, p in paths.items() if p and is_cluster_storage(p)]
     if not shared:
         return None
-    return (f"teacher.placement = 'auto' with cluster storage ({', '.join(shared)}): auto decides from the nodes "
+    return (f"engine.placement = 'auto' with cluster storage ({', '.join(shared)}): auto decides from the nodes "
             "up now, so on an autoscaled cluster at rest a GPU teacher is put on CPU and no GPU node is ever "
-            "launched; fix: declare teacher.placement: gpu (with tensor_parallel_size and accelerator_type)")
+            "launched; fix: declare engine.placement: gpu (with tensor_parallel_size and accelerator_type)")

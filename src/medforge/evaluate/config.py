@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, model_validator
 
-from medforge.config.base import MedforgeModel
+from medforge.config.base import JobConfig, MedforgeModel, OutputBase
 from medforge.engines.config import SamplingConfig, TeacherConfig
 from medforge.engines.engine import engine_for
 
@@ -16,14 +16,14 @@ def _greedy(max_tokens: int) -> SamplingConfig:
     return SamplingConfig(temperature=0.0, top_p=1.0, presence_penalty=0.0, max_tokens=max_tokens)
 
 
-class EvalModelSection(MedforgeModel):
-    name: str | None = Field(None, description="Label of the model under test in reports; empty: the engine's model.")
-    engine: TeacherConfig | None = Field(
-        None, description="How the model under test answers: kind=vllm (a local folder, e.g. a medforge export) "
-        "or kind=openai (any OpenAI-compatible endpoint, the medforge serve endpoint included). Empty with answers_path.",
-    )
-    answers_path: str | None = Field(
-        None, description="JSONL of answers already generated (id, output) to judge instead of generating them.")
+class AnswersSection(MedforgeModel):
+    """Where the answers under test come from: the job's ``engine`` writes them, or ``path`` holds them."""
+
+    label: str | None = Field(None, description="Label of the model under test in reports; empty: engine.model "
+                                                "(or the answers file's name).")
+    path: str | None = Field(
+        None, description="JSONL of answers already generated (id, output) to judge instead of generating them "
+                          "(then no engine).")
     prompt_format: Literal["chat", "alpaca"] = Field(
         "chat", description="How instructions are put to the model: chat (the tokenizer's/endpoint's chat template) or "
         "alpaca (the Alpaca prompt that medforge finetune trains with by default; vllm only).",
@@ -31,22 +31,6 @@ class EvalModelSection(MedforgeModel):
     system_prompt: str | None = Field(None, description="chat only: a system message before each instruction.")
     sampling: SamplingConfig = Field(
         default_factory=lambda: _greedy(512), description="Decoding: greedy by default; max_tokens is the answer length limit.")
-
-    @model_validator(mode="after")
-    def _one_source(self) -> EvalModelSection:
-        if (self.engine is None) == (self.answers_path is None):
-            raise ValueError("set exactly one of model.engine (generate answers) or model.answers_path (judge given answers)")
-        if self.prompt_format == "alpaca" and self.engine is not None and not engine_for(self.engine).takes_raw_prompt:
-            raise ValueError(f"prompt_format=alpaca needs engine.kind=vllm (or scripted), not {self.engine.kind}: "
-                             "an OpenAI-compatible endpoint takes chat messages; "
-                             "serve the model with a chat template that renders its training prompt, or use prompt_format=chat")
-        return self
-
-    @property
-    def label(self) -> str:
-        if self.name:
-            return self.name
-        return self.engine.model if self.engine is not None else Path(self.answers_path or "answers").stem
 
 
 class JudgeSection(MedforgeModel):
@@ -76,7 +60,7 @@ class EvalDataSection(MedforgeModel):
     max_items: int | None = Field(None, ge=1, description="Use only the first N items (smoke runs).")
 
 
-class EvalOutputSection(MedforgeModel):
+class EvalOutputSection(OutputBase):
     dir: str = Field(description="Run folder: report.json/.md/.html, PNG plots, verdicts.jsonl, answers.jsonl. "
                                  "A local path, a shared mount, or a URI (s3://, gs://).")
     cache_dir: str | None = Field(
@@ -84,6 +68,8 @@ class EvalOutputSection(MedforgeModel):
     staging_dir: str | None = Field(None, description=(
         "With a URI dir: the driver's local copy of the run folder (cache included), pulled at start and pushed "
         "after each pass. null: $MEDFORGE_STAGING_DIR or ~/.cache/medforge/staging/<name>."))
+    overwrite: bool = Field(False, description="Delete the run folder (answers, verdicts, reports and the cache in it) "
+                                               "before judging afresh; false: reuse the cached calls.")
 
 
 class StatsSection(MedforgeModel):
@@ -114,18 +100,43 @@ class ReferenceScoresSection(MedforgeModel):
     max_length: int = Field(256, ge=8, description="Tokens per text for the embedding (longer texts are cut).")
 
 
-class EvaluateConfig(MedforgeModel):
+class EvaluateConfig(JobConfig):
     """Free-form evaluation: the model's answers judged pairwise against references, both orders."""
 
-    model: EvalModelSection = Field(description="The model under test.")
+    renamed_keys: ClassVar[dict[str, str]] = {
+        "model.engine": "engine", "model.name": "answers.label", "model.answers_path": "answers.path",
+        "model.prompt_format": "answers.prompt_format", "model.system_prompt": "answers.system_prompt",
+        "model.sampling": "answers.sampling"}
+
+    engine: TeacherConfig | None = Field(
+        None, description="The model under test, which writes the answers: kind=vllm (a local folder, e.g. a medforge "
+        "export), kind=openai (any OpenAI-compatible endpoint, the medforge serve endpoint included) or kind=scripted. "
+        "Empty with answers.path.")
+    answers: AnswersSection = Field(default_factory=AnswersSection, description="How the answers are asked for, or "
+                                                                                "where given ones are.")
     judge: JudgeSection = Field(description="The pairwise judge.")
     data: EvalDataSection = Field(description="Test set and references.")
     output: EvalOutputSection = Field(description="Where reports go.")
     stats: StatsSection = Field(default_factory=StatsSection, description="Bootstrap, length control, judge-reliability thresholds.")
     reference_scores: ReferenceScoresSection = Field(
         default_factory=ReferenceScoresSection, description="Deterministic reference-based scores beside the judge.")
-    ray_address: str | None = Field(None, description="Ray cluster to join; empty: RAY_ADDRESS or a local cluster.")
-    ray_num_cpus: int | None = Field(None, ge=1, description="Logical CPUs for a locally started Ray.")
+
+    @model_validator(mode="after")
+    def _one_source(self) -> EvaluateConfig:
+        if (self.engine is None) == (self.answers.path is None):
+            raise ValueError("set exactly one of engine (generate answers) or answers.path (judge given answers)")
+        if self.answers.prompt_format == "alpaca" and self.engine is not None and not engine_for(self.engine).takes_raw_prompt:
+            raise ValueError(f"answers.prompt_format=alpaca needs engine.kind=vllm (or scripted), not {self.engine.kind}: "
+                             "an OpenAI-compatible endpoint takes chat messages; serve the model with a chat template "
+                             "that renders its training prompt, or use answers.prompt_format=chat")
+        return self
+
+    @property
+    def label(self) -> str:
+        """The model under test in reports."""
+        if self.answers.label:
+            return self.answers.label
+        return self.engine.model if self.engine is not None else Path(self.answers.path or "answers").stem
 
 
 class MCDatasetSection(MedforgeModel):
@@ -140,25 +151,34 @@ class MCDatasetSection(MedforgeModel):
         return self.name or Path(self.path).stem
 
 
-class EvaluateMCConfig(MedforgeModel):
+class MCOutputSection(OutputBase):
+    dir: str = Field(description="report.json/.md/.html, accuracy plots, per-question predictions.")
+    overwrite: bool = Field(False, description="Delete the folder before writing; false: files of this run replace "
+                                               "those of the same name.")
+
+
+class EvaluateMCConfig(JobConfig):
     """Multiple-choice evaluation of exported SLMs, with and without context, plus few-shot curves.
 
     Scoring runs in the job's driver process (no Ray cluster is started): an SLM scores a
-    MedQA-sized test set in seconds to minutes on one CPU or GPU.
+    MedQA-sized test set in seconds to minutes on one CPU or GPU. ``ray_*`` are accepted, as by
+    every job, and unused.
     """
 
+    renamed_keys: ClassVar[dict[str, str]] = {"output_dir": "output.dir"}
+
     models: dict[str, str] = Field(
-        default_factory=dict, description="name -> export folder (medforge finetune-mc's <output_dir>/model).")
+        default_factory=dict, description="name -> export folder (medforge finetune-mc's <output.dir>/model).")
     datasets: list[MCDatasetSection] = Field(default_factory=list, description="Datasets to score every model on.")
     use_context: list[Literal["as_trained", "with", "without"]] = Field(
         default_factory=lambda: ["with", "without"],
         description="Context settings scored: with (contexts appended), without, or as_trained (the export's medforge_mc.json).",
     )
     few_shot_runs: list[str] = Field(
-        default_factory=list, description="finetune-mc output_dirs (each with summary.json) for the accuracy-vs-shots curve.")
+        default_factory=list, description="finetune-mc output.dir folders (each with summary.json) for the accuracy-vs-shots curve.")
     batch_size: int = Field(32, ge=1, description="Questions per forward pass.")
     device: str | None = Field(None, description="cpu, cuda; empty: cuda when available.")
-    output_dir: str = Field(description="report.json/.md/.html, accuracy plots, per-question predictions.")
+    output: MCOutputSection = Field(description="Where reports go.")
 
     @model_validator(mode="after")
     def _something_to_do(self) -> EvaluateMCConfig:

@@ -23,6 +23,8 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from medforge.config.base import ConfigError
 from medforge.engines.engine import Engine, engine_for
 from medforge.evaluate import judge as J
@@ -32,7 +34,8 @@ from medforge.evaluate.data import load_items, reference_names
 from medforge.evaluate.refscores import embed_texts, reference_scores
 from medforge.evaluate.report import write_freeform_report
 from medforge.evaluate.stats import summarize
-from medforge.io import atomic_write_jsonl, read_jsonl
+from medforge.io import atomic_write_jsonl, clear_output_folder, read_jsonl
+from medforge.results import JobResult, ResultModel
 from medforge.run_folder import RunFolder, pull_run_folder
 from medforge.runtime import init_ray
 from medforge.finetune.prompts import alpaca_prompt, chat_messages
@@ -66,9 +69,9 @@ def _run_engine(cfg: EvaluateConfig, rows: list[dict[str, Any]], engine: Engine,
 
 
 def _model_engine(cfg: EvaluateConfig) -> Engine:
-    engine = engine_for(cfg.model.engine)
+    engine = engine_for(cfg.engine)
     # The Alpaca prompt is the whole input: no chat template on top of it.
-    return engine.for_raw_prompt() if cfg.model.prompt_format == "alpaca" else engine
+    return engine.for_raw_prompt() if cfg.answers.prompt_format == "alpaca" else engine
 
 
 def _structured(cfg: EvaluateConfig) -> bool:
@@ -77,11 +80,11 @@ def _structured(cfg: EvaluateConfig) -> bool:
 
 def get_answers(cfg: EvaluateConfig, items: list[dict[str, Any]], cache: CallCache) -> tuple[dict[str, dict[str, Any]], dict[str, int]]:
     """``{item id: answer record}`` and call counts; answers come from the cache, a file, or the engine."""
-    m = cfg.model
+    m = cfg.answers
     counts = {"requested": len(items), "cached": 0, "generated": 0}
-    if m.answers_path is not None:
+    if m.path is not None:
         answers = {}
-        for rec in read_jsonl(m.answers_path):
+        for rec in read_jsonl(m.path):
             if rec.get("id") is not None:
                 text = rec.get("output") if rec.get("output") is not None else rec.get("answer")
                 answers[str(rec["id"])] = {"answer": str(text or ""), "num_generated_tokens": 0, "engine_error": "", "cached": False}
@@ -90,7 +93,7 @@ def get_answers(cfg: EvaluateConfig, items: list[dict[str, Any]], cache: CallCac
     keys, todo = {}, []
     for i, it in enumerate(items):
         req = answer_request(it, m.prompt_format, m.system_prompt)
-        key = cache_key("answer", it["id"], engine_for(m.engine).identity, m.prompt_format, sampling_id, messages_hash(req["messages"]), req.get("prompt"))
+        key = cache_key("answer", it["id"], engine_for(cfg.engine).identity, m.prompt_format, sampling_id, messages_hash(req["messages"]), req.get("prompt"))
         keys[it["id"]] = key
         if key not in cache:
             todo.append({"id": it["id"], "key": key, "request_seed": m.sampling.seed + i, **req})
@@ -125,7 +128,7 @@ def plan_judgements(cfg: EvaluateConfig, items: list[dict[str, Any]], answers: d
     """
     structured = _structured(cfg)
     judge_id = engine_for(cfg.judge.engine).identity + ":" + J.prompt_hash()
-    max_tokens = cfg.model.sampling.max_tokens
+    max_tokens = cfg.answers.sampling.max_tokens
     quarantine: dict[str, Any] = {"missing_answer": [], "answer_error": [], "empty_answer": [], "truncated_answer": [],
                                   "missing_reference": {}}
     plan = []
@@ -142,7 +145,7 @@ def plan_judgements(cfg: EvaluateConfig, items: list[dict[str, Any]], answers: d
         empty = not text.strip()
         if empty:
             quarantine["empty_answer"].append(it["id"])
-        if cfg.model.engine is not None and ans["num_generated_tokens"] >= max_tokens:
+        if cfg.engine is not None and ans["num_generated_tokens"] >= max_tokens:
             quarantine["truncated_answer"].append(it["id"])
         for ref in refs:
             if ref not in it["references"]:
@@ -222,12 +225,38 @@ def item_records(plan: list[dict[str, Any]], ref: str) -> list[dict[str, Any]]:
     return list(items.values())
 
 
-def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
-    """Run the whole evaluation; returns the report (also written to ``output.dir``)."""
+class JudgeCalls(ResultModel):
+    requested: int = Field(description="Judge calls the plan holds (items x references x 2 orders).")
+    cached: int = Field(description="Answered from the cache.")
+    made: int = Field(description="Made in this run.")
+    errors: int = Field(description="Failed (their verdicts count as unparsed).")
+
+
+class WinRate(ResultModel):
+    win_rate: float | None = Field(description="Share of wins over the reference (ties count half), both orders.")
+    ci95: list[float | None] | None = Field(description="Bootstrap 95% interval over items.")
+    lc_win_rate: float | None = Field(description="Length-controlled win rate.")
+    n_scored: int = Field(description="Items scored.")
+
+
+class EvaluateResult(JobResult):
+    """What ``run_evaluate`` returns. ``report`` is the whole ``report.json`` (not printed)."""
+
+    model: str = Field(description="Label of the model under test.")
+    judge: str = Field(description="Label of the judge.")
+    n_items: int = Field(description="Test items.")
+    judge_calls: JudgeCalls
+    references: dict[str, WinRate] = Field(description="Per reference set.")
+    report_path: str = Field(description="report.json (report.md / report.html and plots beside it).")
+    report: dict[str, Any] = Field(exclude=True, description="The full report, as written to report.json.")
+
+
+def run_evaluate(cfg: EvaluateConfig) -> EvaluateResult:
+    """Run the whole evaluation; returns its result (the report is written to ``output.dir``)."""
     t0 = time.perf_counter()
     items = load_items(cfg.data.test_path, cfg.data.format, cfg.data.reference_fields, cfg.data.reference_files, cfg.data.max_items)
-    if cfg.model.answers_path is not None and not Path(cfg.model.answers_path).is_file():
-        raise ConfigError("model", [f"model.answers_path = {cfg.model.answers_path!r}: file not found; fix: point it at a JSONL of id/output"])
+    if cfg.answers.path is not None and not Path(cfg.answers.path).is_file():
+        raise ConfigError("answers", [f"answers.path = {cfg.answers.path!r}: file not found; fix: point it at a JSONL of id/output"])
     emb = cfg.reference_scores.embedding_model
     if emb and not (Path(emb) / "config.json").is_file():
         raise ConfigError("reference_scores", [f"reference_scores.embedding_model = {emb!r}: not a Hugging Face model folder "
@@ -237,6 +266,8 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     folder = RunFolder(cfg.output.dir, cfg.output.staging_dir)  # a URI: a staging copy, pushed after each pass
     pull_run_folder(folder, "output.dir")
     out = folder.local
+    if cfg.output.overwrite:
+        clear_output_folder(out)  # a URI: the next push deletes there what was deleted here
     cache_dir = Path(cfg.output.cache_dir) if cfg.output.cache_dir else out / "cache"
     answers_cache, verdict_cache = CallCache(cache_dir / "answers.jsonl"), CallCache(cache_dir / "verdicts.jsonl")
     try:
@@ -263,7 +294,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         block["missing_reference"] = len(quarantine["missing_reference"].get(ref, []))
         block["reference_scores"] = reference_based_scores(cfg, items, answers, plan, ref)
     report = {
-        "model": cfg.model.label,
+        "model": cfg.label,
         "judge": cfg.judge.label,
         "judge_prompt_hash": J.prompt_hash(),
         "structured_output": _structured(cfg),
@@ -272,7 +303,7 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
         "n_items": len(items),
         "answers": {**answer_calls, "missing": len(quarantine["missing_answer"]), "errors": len(quarantine["answer_error"]),
                     "empty": len(quarantine["empty_answer"]), "truncated": len(quarantine["truncated_answer"]),
-                    "max_tokens": cfg.model.sampling.max_tokens},
+                    "max_tokens": cfg.answers.sampling.max_tokens},
         "judge_calls": judge_calls,
         "references": references,
         "quarantine": quarantine,
@@ -281,7 +312,11 @@ def run_evaluate(cfg: EvaluateConfig) -> dict[str, Any]:
     }
     write_freeform_report(report, out)
     folder.push()
-    return report
+    return EvaluateResult(
+        output_dir=cfg.output.dir, model=report["model"], judge=report["judge"], n_items=report["n_items"],
+        judge_calls=JudgeCalls(**judge_calls),
+        references={ref: WinRate(**{k: r[k] for k in WinRate.model_fields}) for ref, r in references.items()},
+        report_path=folder.home(out / "report.json"), report=report)
 
 
 def reference_based_scores(cfg: EvaluateConfig, items: list[dict[str, Any]], answers: dict[str, dict[str, Any]],
@@ -300,8 +335,8 @@ def reference_based_scores(cfg: EvaluateConfig, items: list[dict[str, Any]], ans
 
 
 def _check_endpoints(cfg: EvaluateConfig) -> None:
-    for engine in (cfg.model.engine, cfg.judge.engine):
-        if engine is None:  # model.answers_path: nothing to reach
+    for engine in (cfg.engine, cfg.judge.engine):
+        if engine is None:  # answers.path: nothing to reach
             continue
         try:
             engine_for(engine).check_endpoint()

@@ -14,12 +14,15 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from medforge.config.base import ConfigError
 from medforge.datasets.mcq import iter_mcq_file, quarantine_record
 from medforge.evaluate.config import EvaluateMCConfig
 from medforge.evaluate.report import write_mc_report
-from medforge.io import atomic_write_jsonl
+from medforge.io import atomic_write_jsonl, clear_output_folder
 from medforge.mc.scorer import load_mc_model, score_rows
+from medforge.results import JobResult, ResultModel
 from medforge.finetune.common import mean_std
 
 logger = logging.getLogger(__name__)
@@ -61,7 +64,7 @@ def few_shot_curves(run_dirs: list[str]) -> tuple[dict[str, list[dict[str, Any]]
     for d in run_dirs:
         f = Path(d) / "summary.json"
         if not f.is_file():
-            problems.append(f"few_shot_runs: {d!r} has no summary.json; fix: point at a finished finetune-mc output_dir")
+            problems.append(f"few_shot_runs: {d!r} has no summary.json; fix: point at a finished finetune-mc output.dir")
             continue
         s = json.loads(f.read_text())
         accs = [x["accuracy"] for x in s.get("seeds", []) if x.get("accuracy") is not None]
@@ -75,16 +78,42 @@ def few_shot_curves(run_dirs: list[str]) -> tuple[dict[str, list[dict[str, Any]]
     return curves, problems
 
 
-def run_evaluate_mc(cfg: EvaluateMCConfig) -> dict[str, Any]:
+class MCScore(ResultModel):
+    model: str
+    dataset: str
+    context: str = Field(description="with, without or as_trained.")
+    accuracy: float | None
+    n_scored: int
+
+
+class FewShotPoint(ResultModel):
+    shots: int | None
+    mean_accuracy: float
+    std_accuracy: float
+    n_seeds: int
+    run: str
+
+
+class EvaluateMCResult(JobResult):
+    """What ``run_evaluate_mc`` returns. ``report`` is the whole ``report.json`` (not printed)."""
+
+    results: list[MCScore] = Field(description="One per model, dataset and context setting.")
+    few_shot: dict[str, list[FewShotPoint]] = Field(description="Accuracy-vs-shots curves, per context setting.")
+    report: dict[str, Any] = Field(exclude=True, description="The full report, as written to report.json.")
+
+
+def run_evaluate_mc(cfg: EvaluateMCConfig) -> EvaluateMCResult:
     """Score every model on every dataset under every context setting; write the report."""
     problems = [f"datasets: {d.path!r}: file not found; fix: point it at a JSONL file" for d in cfg.datasets if not Path(d.path).is_file()]
     problems += [f"models.{k} = {p!r}: not a medforge multiple-choice export (no medforge_mc.json); fix: point at the 'model' "
-                 "folder that medforge finetune-mc writes into its output_dir" for k, p in cfg.models.items()
+                 "folder that medforge finetune-mc writes into its output.dir" for k, p in cfg.models.items()
                  if not (Path(p) / "medforge_mc.json").is_file()]
     curves, fs_problems = few_shot_curves(cfg.few_shot_runs)
     if problems + fs_problems:
         raise ConfigError("evaluate-mc", problems + fs_problems)
-    out = Path(cfg.output_dir)
+    out = Path(cfg.output.dir)
+    if cfg.output.overwrite:
+        clear_output_folder(out)
     datasets = {}
     quarantine = []
     for d in cfg.datasets:
@@ -112,4 +141,6 @@ def run_evaluate_mc(cfg: EvaluateMCConfig) -> dict[str, Any]:
     report = {"results": results, "few_shot": curves, "quarantined": len(quarantine),
               "models": dict(cfg.models), "datasets": {d.label: d.path for d in cfg.datasets}}
     write_mc_report(report, out)
-    return report
+    return EvaluateMCResult(output_dir=cfg.output.dir,
+                            results=[MCScore(**{k: r[k] for k in MCScore.model_fields}) for r in results],
+                            few_shot=curves, report=report)

@@ -8,12 +8,12 @@ the data or the cluster (empty dataset, worker count) live in ``medforge.finetun
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import ClassVar, Literal
 
 from pydantic import Field, field_validator, model_validator
 
 from medforge.cluster.resources import custom_resource_problems
-from medforge.config.base import MedforgeModel
+from medforge.config.base import JobConfig, MedforgeModel, OutputBase
 
 
 # Every local path in these configs is made absolute where the job's driver runs (on the cluster
@@ -143,18 +143,27 @@ class LLMDataSection(MedforgeModel):
     _path_absolute = field_validator("path")(_absolute_if_local)
 
 
-class OutputSection(MedforgeModel):
-    export_dir: str = Field(
+class OutputSection(OutputBase):
+    dir: str = Field(
         description="Final HF model folder (safetensors + tokenizer), loadable by vLLM; a local path on a "
         "shared filesystem or a cloud URI. Loss curve and metrics are written next to it."
     )
-    overwrite: bool = Field(False, description="Replace an existing export_dir.")
+    overwrite: bool = Field(False, description="Replace an existing output.dir; false: refuse one that is not empty.")
 
-    _export_dir_absolute = field_validator("export_dir")(_absolute_if_local)
+    _dir_absolute = field_validator("dir")(_absolute_if_local)
 
 
-class FinetuneConfig(MedforgeModel):
+class SLMOutputSection(OutputBase):
+    dir: str = Field(description="Summary JSON, per-seed metrics and loss curves, and the best seed's export in "
+                                 "<dir>/model.")
+
+    _dir_absolute = field_validator("dir")(_absolute_if_local)
+
+
+class FinetuneConfig(JobConfig):
     """Supervised fine-tuning of a causal LM (AlpaCare recipe) on Ray Train + DeepSpeed ZeRO."""
+
+    renamed_keys: ClassVar[dict[str, str]] = {"output.export_dir": "output.dir"}
 
     model: str = Field(description="Base model: a local HF folder or a hub id (e.g. meta-llama/Llama-2-7b-hf).")
     data: LLMDataSection = Field(description="Training data and formatting.")
@@ -170,8 +179,6 @@ class FinetuneConfig(MedforgeModel):
         "auto", description="auto: flash_attention_2 on GPU when installed, else sdpa."
     )
     eval_every_steps: int = Field(0, ge=0, description="Eval loss every N steps (0: at each epoch end).")
-    ray_address: str | None = Field(None, description="Ray cluster to join; empty: RAY_ADDRESS or a local cluster.")
-    ray_num_cpus: int | None = Field(None, ge=1, description="Logical CPUs for a locally started Ray.")
 
     _model_absolute = field_validator("model")(_absolute_if_local_folder)
 
@@ -188,8 +195,10 @@ class SLMDataSection(MedforgeModel):
     _paths_absolute = field_validator("train_path", "dev_path", "test_path")(_absolute_if_local)
 
 
-class FinetuneMCConfig(MedforgeModel):
+class FinetuneMCConfig(JobConfig):
     """Multiple-choice fine-tuning of a small encoder (BioLinkBERT-style), with or without generated context."""
+
+    renamed_keys: ClassVar[dict[str, str]] = {"output_dir": "output.dir"}
 
     model: str = Field(description="Encoder with a multiple-choice head: HF folder or hub id.")
     data: SLMDataSection = Field(description="Train/dev/test data.")
@@ -208,9 +217,6 @@ class FinetuneMCConfig(MedforgeModel):
     scaling: ScalingSection = Field(default_factory=ScalingSection, description="Ray Train workers.")
     checkpoint: CheckpointSection = Field(description="Checkpoint storage (one run per seed: <name>-seed<k>).")
     logger: LoggerSection = Field(default_factory=LoggerSection, description="Metrics logger.")
-    output_dir: str = Field(description="Summary JSON, per-seed metrics and loss curves go here.")
-    ray_address: str | None = Field(None, description="Ray cluster to join; empty: RAY_ADDRESS or a local cluster.")
-    ray_num_cpus: int | None = Field(None, ge=1, description="Logical CPUs for a locally started Ray.")
+    output: SLMOutputSection = Field(description="Summary, per-seed runs and the exported model.")
 
     _model_absolute = field_validator("model")(_absolute_if_local_folder)
-    _output_dir_absolute = field_validator("output_dir")(_absolute_if_local)

@@ -2,19 +2,17 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from medforge.jobs import run_job
 from medforge.finetune.config import FinetuneConfig, FinetuneMCConfig
-from medforge.finetune.llm import run_finetune
-from medforge.finetune.slm import run_finetune_mc
+from medforge.finetune.llm import FinetuneResult, run_finetune
+from medforge.finetune.slm import FinetuneMCResult, run_finetune_mc
 
 
-def _run(cfg: FinetuneConfig) -> dict[str, Any]:
+def _run(cfg: FinetuneConfig) -> FinetuneResult:
     return run_finetune(cfg)
 
 
-def _run_mc(cfg: FinetuneMCConfig) -> dict[str, Any]:
+def _run_mc(cfg: FinetuneMCConfig) -> FinetuneMCResult:
     return run_finetune_mc(cfg)
 
 

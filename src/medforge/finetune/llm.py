@@ -19,8 +19,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from medforge.cards.model import ModelCardInputs, find_dataset_card, write_model_card
 from medforge.config.base import ConfigError
+from medforge.results import JobResult
 from medforge.finetune.common import (
     MetricsLogger,
     cluster_capacity_problems,
@@ -178,7 +181,7 @@ def preflight(cfg: FinetuneConfig) -> Plan:
     if "://" not in data_path and not Path(data_path).exists():
         problems.append(f"data.path = {data_path!r}: not found; fix: point it at <run>/dataset/medinstruct.jsonl or its parquet/ folder")
     problems += cluster_capacity_problems(cfg.scaling, {"checkpoint.storage_path": cfg.checkpoint.storage_path,
-                                                        "output.export_dir": cfg.output.export_dir})
+                                                        "output.dir": cfg.output.dir})
     if problems:
         raise ConfigError("preflight", problems)
 
@@ -351,7 +354,7 @@ ADAPTER_DIR = "lora_adapter"
 def export_paths(cfg: FinetuneConfig) -> dict[str, str | None]:
     """What a fine-tune leaves for evaluation and serving: ``model`` (the merged HF folder, always) and
     ``adapter`` (the unmerged peft adapter beside it, with ``lora.enabled``; else None)."""
-    root = cfg.output.export_dir.rstrip("/")
+    root = cfg.output.dir.rstrip("/")
     return {"model": root, "adapter": f"{root}/{ADAPTER_DIR}" if cfg.lora.enabled else None}
 
 
@@ -517,8 +520,8 @@ def train_loop(config: dict[str, Any]) -> None:
             if (run_dir / "metrics.jsonl").is_file():
                 (logs / "metrics.jsonl").write_text((run_dir / "metrics.jsonl").read_text())
             _write_model_card(cfg, out, state)
-            export_folder(out, cfg.output.export_dir, cfg.output.overwrite)
-        logger.info("exported %s", cfg.output.export_dir)
+            export_folder(out, cfg.output.dir, cfg.output.overwrite)
+        logger.info("exported %s", cfg.output.dir)
     mlog.close()
 
 
@@ -547,7 +550,26 @@ def _last(state: dict[str, Any], key: str) -> float | None:
 # ---------------------------------------------------------------- driver
 
 
-def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
+class FinetuneResult(JobResult):
+    """What ``run_finetune`` returns: the last reported metrics, the data's counts and where the model is."""
+
+    step: int | None = Field(None, description="Optimiser steps done.")
+    train_loss: float | None = Field(None, description="Mean train loss of the last logged window.")
+    eval_loss: float | None = Field(None, description="Last eval loss (held-out split).")
+    tokens_per_s: float | None = Field(None, description="Train tokens per second of the last logged window.")
+    mfu: float | None = Field(None, description="Model FLOPs utilisation of the last window (GPU runs).")
+    first_train_loss: float | None = Field(None, description="Train loss of the first logged window.")
+    wall_s: float = Field(description="Wall time of the Ray Train run.")
+    rows: int = Field(description="Rows read.")
+    truncated: int = Field(description="Rows cut at data.max_length.")
+    dropped: int = Field(description="Rows dropped (empty after formatting, or too long with overflow=drop).")
+    train_rows: int = Field(description="Rows trained on.")
+    eval_rows: int = Field(description="Rows held out for eval loss.")
+    export_dir: str = Field(description="The exported model folder (= output_dir).")
+    checkpoint: str | None = Field(None, description="The last checkpoint.")
+
+
+def run_finetune(cfg: FinetuneConfig) -> FinetuneResult:
     """Preflight, then fit on Ray Train; returns the summary (also written next to the export).
 
     Raises:
@@ -556,9 +578,9 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     from ray.train import CheckpointConfig, FailureConfig, RunConfig
     from ray.train.torch import TorchTrainer
 
-    if "://" not in cfg.output.export_dir and Path(cfg.output.export_dir).exists() and not cfg.output.overwrite:
-        if any(Path(cfg.output.export_dir).iterdir()):
-            raise ConfigError("preflight", [f"output.export_dir = {cfg.output.export_dir!r} exists; fix: set output.overwrite=true or pick another folder"])
+    if "://" not in cfg.output.dir and Path(cfg.output.dir).exists() and not cfg.output.overwrite:
+        if any(Path(cfg.output.dir).iterdir()):
+            raise ConfigError("preflight", [f"output.dir = {cfg.output.dir!r} exists; fix: set output.overwrite=true or pick another folder"])
     plan = preflight(cfg)
     logger.info("DeepSpeed config:\n%s", json.dumps(plan.ds_config, indent=1))
     logger.info("plan: %d optimizer steps (%d per epoch)", plan.total_steps, plan.steps_per_epoch)
@@ -588,19 +610,20 @@ def run_finetune(cfg: FinetuneConfig) -> dict[str, Any]:
     )
     t0 = time.perf_counter()
     result = trainer.fit()
-    summary = {
-        **{k: v for k, v in (result.metrics or {}).items() if not k.startswith("_")},
-        "first_train_loss": _first_loss(cfg.output.export_dir),
-        "wall_s": round(time.perf_counter() - t0, 1),
-        "rows": plan.stats.rows,
-        "truncated": plan.stats.truncated,
-        "dropped": plan.stats.dropped,
-        "train_rows": plan.stats.train,
-        "eval_rows": plan.stats.eval,
-        "export_dir": cfg.output.export_dir,
-        "checkpoint": result.checkpoint.path if result.checkpoint else None,
-    }
-    return summary
+    metrics = result.metrics or {}
+    return FinetuneResult(
+        output_dir=cfg.output.dir,
+        **{k: metrics.get(k) for k in ("step", "train_loss", "eval_loss", "tokens_per_s", "mfu")},
+        first_train_loss=_first_loss(cfg.output.dir),
+        wall_s=round(time.perf_counter() - t0, 1),
+        rows=plan.stats.rows,
+        truncated=plan.stats.truncated,
+        dropped=plan.stats.dropped,
+        train_rows=plan.stats.train,
+        eval_rows=plan.stats.eval,
+        export_dir=cfg.output.dir,
+        checkpoint=result.checkpoint.path if result.checkpoint else None,
+    )
 
 
 def _first_loss(export_dir: str) -> float | None:

@@ -7,9 +7,9 @@ of them at once; early stopping on dev accuracy; test accuracy is taken at the b
 mean and std over seeds.
 
 Export: each seed's weights at its best dev epoch are saved as a Hugging Face folder
-``<output_dir>/<checkpoint.name>-seed<k>/model`` (see :func:`medforge.mc.scorer.save_mc_export`:
+``<output.dir>/<checkpoint.name>-seed<k>/model`` (see :func:`medforge.mc.scorer.save_mc_export`:
 ``AutoModelForMultipleChoice`` + tokenizer + ``medforge_mc.json``), and the best seed's (by dev
-accuracy) is copied to ``<output_dir>/model``. Load it with :func:`medforge.mc.scorer.load_mc_model`.
+accuracy) is copied to ``<output.dir>/model``. Load it with :func:`medforge.mc.scorer.load_mc_model`.
 
 Input rows (JSONL): ``id``, ``question``, ``options`` (``{"A": ...}`` or a list), ``answer``
 (a label like ``"A"`` or an index), optional ``overall_context`` (str) and ``option_contexts``
@@ -27,11 +27,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from medforge.cards.model import ModelCardInputs, find_dataset_card, write_model_card
 from medforge.config.base import ConfigError
-from medforge.io import read_jsonl
+from medforge.io import clear_output_folder, read_jsonl
 from medforge.mc.encoding import MCFormat, collate_mc, encode_rows, normalize_row
 from medforge.mc.scorer import save_mc_export
+from medforge.results import JobResult, ResultModel
 from medforge.finetune.common import (
     MetricsLogger,
     cluster_capacity_problems,
@@ -52,7 +55,7 @@ CKPT_TAG = "ds"
 
 def mc_export_dir(cfg: FinetuneMCConfig) -> str:
     """The folder the best seed's model is exported to (what /v1/medqa's ``mc_model`` and evaluate-mc read)."""
-    return str(Path(cfg.output_dir) / "model")
+    return str(Path(cfg.output.dir) / "model")
 
 
 def load_split(path: str, field: str) -> tuple[list[dict[str, Any]], list[str]]:
@@ -96,7 +99,7 @@ def preflight(cfg: FinetuneMCConfig) -> dict[str, Any]:
             "fix: run the context-generation job first, or set data.use_context=false"
         )
     problems += cluster_capacity_problems(cfg.scaling, {"checkpoint.storage_path": cfg.checkpoint.storage_path,
-                                                        "output_dir": cfg.output_dir},
+                                                        "output.dir": cfg.output.dir},
                                           runs=min(cfg.concurrent_seeds, len(cfg.seeds)))
     if problems:
         raise ConfigError("preflight", problems)
@@ -160,12 +163,12 @@ def mc_format(cfg: FinetuneMCConfig, num_options: int, labels: list[str]) -> MCF
 
 def _export_best(engine: Any, model: Any, tok: Any, cfg: FinetuneMCConfig, run_name: str,
                  num_options: int, labels: list[str]) -> None:
-    """Save the current weights as ``<output_dir>/<run_name>/model`` (collective; rank 0 writes)."""
+    """Save the current weights as ``<output.dir>/<run_name>/model`` (collective; rank 0 writes)."""
     import ray.train
 
     sd = full_state_dict(engine)
     if ray.train.get_context().get_world_rank() == 0:
-        save_mc_export(Path(cfg.output_dir) / run_name / "model", model, tok, mc_format(cfg, num_options, labels), state_dict=sd)
+        save_mc_export(Path(cfg.output.dir) / run_name / "model", model, tok, mc_format(cfg, num_options, labels), state_dict=sd)
 
 
 def train_loop(config: dict[str, Any]) -> None:
@@ -196,7 +199,7 @@ def train_loop(config: dict[str, Any]) -> None:
             _, client = engine.load_checkpoint(d, tag=CKPT_TAG)
         state = client["medforge"]
     run_name = f"{cfg.checkpoint.name}-seed{seed}"
-    mlog = MetricsLogger(cfg.logger, Path(cfg.output_dir) / run_name, run_name, rank, config["cfg"])
+    mlog = MetricsLogger(cfg.logger, Path(cfg.output.dir) / run_name, run_name, rank, config["cfg"])
     shard = ray.train.get_dataset_shard("train")
     bs = cfg.optim.micro_batch_size
     t_tokens, t0 = 0, time.perf_counter()
@@ -244,7 +247,7 @@ def train_loop(config: dict[str, Any]) -> None:
             engine.save_checkpoint(tmp, tag=CKPT_TAG, client_state={"medforge": state})
             ray.train.report(metrics, checkpoint=Checkpoint.from_directory(tmp))
     if rank == 0:
-        out = Path(cfg.output_dir) / run_name
+        out = Path(cfg.output.dir) / run_name
         out.mkdir(parents=True, exist_ok=True)
         plot_loss_curve(state["history"], out / "loss_curve.png", f"MC {run_name}")
         (out / "history.json").write_text(json.dumps(state["history"], indent=1))
@@ -276,7 +279,7 @@ def _fit_seed(cfg: FinetuneMCConfig, seed: int, train_rows: list[Any], ds_config
     result = trainer.fit()
     m = result.metrics or {}
     acc = m.get("test_accuracy") if m.get("test_accuracy") is not None else m.get("best_dev_accuracy")
-    export = Path(cfg.output_dir) / f"{cfg.checkpoint.name}-seed{seed}" / "model"
+    export = Path(cfg.output.dir) / f"{cfg.checkpoint.name}-seed{seed}" / "model"
     logger.info("seed %d: accuracy %.4f (best dev %.4f)", seed, acc, m.get("best_dev_accuracy"))
     return {"seed": seed, "accuracy": acc, "best_dev_accuracy": m.get("best_dev_accuracy"), "epochs": m.get("epoch"),
             "tokens_per_s": m.get("tokens_per_s"), "export_dir": str(export)}
@@ -299,12 +302,37 @@ def _write_model_card(cfg: FinetuneMCConfig, export_dir: Path, best: dict[str, A
         logger.exception("could not write the model card; the export is unaffected")
 
 
-def run_finetune_mc(cfg: FinetuneMCConfig) -> dict[str, Any]:
+class SeedResult(ResultModel):
+    seed: int
+    accuracy: float | None = Field(description="Test accuracy (dev accuracy without a test set).")
+    best_dev_accuracy: float | None
+    epochs: int | None
+    tokens_per_s: float | None
+    export_dir: str = Field(description="This seed's best model.")
+
+
+class FinetuneMCResult(JobResult):
+    """What ``run_finetune_mc`` returns (and writes to ``<output.dir>/summary.json``)."""
+
+    metric: str = Field(description="test_accuracy, or dev_accuracy without a test set.")
+    mean_accuracy: float
+    std_accuracy: float
+    seeds: list[SeedResult]
+    use_context: bool
+    few_shot: int | None
+    train_rows: int
+    export_dir: str = Field(description="The best seed's model, copied to <output.dir>/model.")
+    export_seed: int
+
+
+def run_finetune_mc(cfg: FinetuneMCConfig) -> FinetuneMCResult:
     """One Ray Train run per seed (``concurrent_seeds`` of them at once); returns (and writes) mean/std
     of accuracy over seeds."""
     from concurrent.futures import ThreadPoolExecutor
 
     encoded = preflight(cfg)
+    if cfg.output.overwrite and "://" not in cfg.output.dir:
+        clear_output_folder(cfg.output.dir)
     # preflight made sure every train row has the same option count
     num_options = len(encoded["train"][0]["input_ids"])
     labels = encoded["train"][0]["option_labels"]
@@ -337,17 +365,18 @@ def run_finetune_mc(cfg: FinetuneMCConfig) -> dict[str, Any]:
         shutil.copytree(best["export_dir"], export_dir)
         logger.info("exported seed %d (best dev accuracy) to %s", best["seed"], export_dir)
         _write_model_card(cfg, export_dir, best, mean, std, per_seed)
-    summary = {
-        "metric": "test_accuracy" if cfg.data.test_path else "dev_accuracy",
-        "mean_accuracy": mean,
-        "std_accuracy": std,
-        "seeds": per_seed,
-        "use_context": cfg.data.use_context,
-        "few_shot": cfg.data.few_shot,
-        "train_rows": len(encoded["train"]),
-        "export_dir": str(export_dir),
-        "export_seed": best["seed"],
-    }
-    Path(cfg.output_dir).mkdir(parents=True, exist_ok=True)
-    (Path(cfg.output_dir) / "summary.json").write_text(json.dumps(summary, indent=2))
-    return summary
+    result = FinetuneMCResult(
+        output_dir=cfg.output.dir,
+        metric="test_accuracy" if cfg.data.test_path else "dev_accuracy",
+        mean_accuracy=mean,
+        std_accuracy=std,
+        seeds=[SeedResult(**s) for s in per_seed],
+        use_context=cfg.data.use_context,
+        few_shot=cfg.data.few_shot,
+        train_rows=len(encoded["train"]),
+        export_dir=str(export_dir),
+        export_seed=best["seed"],
+    )
+    Path(cfg.output.dir).mkdir(parents=True, exist_ok=True)
+    (Path(cfg.output.dir) / "summary.json").write_text(result.summary_json())
+    return result

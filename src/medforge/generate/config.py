@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import ClassVar
 
 from pydantic import Field, model_validator
 
-from medforge.config.base import MedforgeModel
+from medforge.config.base import JobConfig, MedforgeModel, OutputBase
 from medforge.generate.filters import TaskFilterConfig
 from medforge.generate.response_checks import ResponseCheckConfig
 from medforge.engines.config import OpenAITeacherConfig, SamplingConfig, TeacherConfig, VLLMTeacherConfig
@@ -62,7 +63,7 @@ class BudgetConfig(MedforgeModel):
     max_generated_tokens: int | None = Field(None, ge=1, description="Stop once task generation used this many tokens.")
 
 
-class OutputConfig(MedforgeModel):
+class OutputConfig(OutputBase):
     dir: str = Field(description="Run folder: checkpoints, dataset, quarantine and summary. Reuse it to resume. "
                                  "A local path, a shared mount, or a URI (s3://, gs://).")
     staging_dir: str | None = Field(None, description=(
@@ -72,11 +73,13 @@ class OutputConfig(MedforgeModel):
     overwrite: bool = Field(False, description="Delete an existing run folder instead of resuming it.")
 
 
-class GenerateConfig(MedforgeModel):
+class GenerateConfig(JobConfig):
     """AlpaCare-style instruction synthesis: seeds -> tasks -> filters -> responses -> dataset."""
 
-    teacher: TeacherConfig = Field(description="Teacher engine: kind vllm (Ray Data LLM), openai (endpoint) or scripted "
-                                               "(replies by rule, no model: tests and dry runs).")
+    renamed_keys: ClassVar[dict[str, str]] = {"teacher": "engine"}
+
+    engine: TeacherConfig = Field(description="The teacher model and how it runs: kind vllm (Ray Data LLM), openai "
+                                              "(endpoint) or scripted (replies by rule, no model: tests and dry runs).")
     seeds: SeedsConfig = Field(default_factory=SeedsConfig, description="Seed tasks.")
     generation: GenerationConfig = Field(default_factory=GenerationConfig, description="Task generation.")
     filters: TaskFilterConfig = Field(default_factory=TaskFilterConfig, description="Length, denylist, novelty.")
@@ -84,16 +87,10 @@ class GenerateConfig(MedforgeModel):
     budget: BudgetConfig = Field(default_factory=BudgetConfig, description="When to stop.")
     output: OutputConfig = Field(description="Where results go.")
     seed: int = Field(0, description="Seed for sampling seed triples and request seeds.")
-    ray_address: str | None = Field(
-        None, description="Ray cluster to join; empty: join RAY_ADDRESS if set (ray job submit) or start a local one."
-    )
-    ray_num_cpus: int | None = Field(
-        None, ge=1, description="Logical CPUs for a locally started Ray (oversubscribing a laptop is fine)."
-    )
 
     @model_validator(mode="after")
     def _check(self) -> "GenerateConfig":
-        problems = engine_for(self.teacher).config_problems({"output.dir": self.output.dir})
+        problems = engine_for(self.engine).config_problems({"output.dir": self.output.dir})
         if problems:
             raise ValueError("; ".join(problems))
         if self.seeds.path is not None and not Path(self.seeds.path).is_file():

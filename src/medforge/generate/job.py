@@ -2,25 +2,31 @@
 
 from __future__ import annotations
 
+import logging
+
 from medforge.generate.config import GenerateConfig
-from medforge.generate.pipeline import run_generate
+from medforge.generate.pipeline import GenerateResult, run_generate
 from medforge.jobs import run_job
+
+logger = logging.getLogger(__name__)
 
 NOISE_WARNING = (
     "NOTE: the teacher is a tiny RANDOM model built offline; the tasks and answers it writes are noise. "
-    "They only show that the real pipeline ran. For real data set teacher.model to a real checkpoint "
+    "They only show that the real pipeline ran. For real data set engine.model to a real checkpoint "
     "(e.g. configs/generate/cluster_llama3_70b.yaml) or use an API teacher (configs/generate/openai_api.yaml)."
 )
 
 
-def _run(cfg: GenerateConfig) -> dict:
+def _run(cfg: GenerateConfig) -> GenerateResult:
+    if "tiny" in cfg.engine.model.lower():
+        logger.warning(NOISE_WARNING)
     return run_generate(cfg)
 
 
 def main(argv: list[str], prog: str = "generate") -> int:
-    return run_job(argv, prog=prog, model=GenerateConfig, run=_run, tiny_warning=NOISE_WARNING,
+    return run_job(argv, prog=prog, model=GenerateConfig, run=_run,
                    description="AlpaCare-style instruction synthesis.",
-                   example="budget.target_tasks=100 teacher.concurrency=[1,4]")
+                   example="budget.target_tasks=100 engine.concurrency=[1,4]")
 
 
 def cli_main(argv: list[str]) -> int:

@@ -31,6 +31,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from medforge.cards.instructions import write_instruction_card
 from medforge.generate import instruction_task, response_task
 from medforge.generate.config import GenerateConfig
@@ -50,6 +52,7 @@ from medforge.io import (
     read_jsonl,
 )
 from medforge.progress import progress, progress_line
+from medforge.results import EngineRef, JobResult, ResultModel
 from medforge.run_folder import RunFolder, pull_run_folder
 
 logger = logging.getLogger(__name__)
@@ -62,6 +65,34 @@ CARD_INTERVAL_S = 30.0
 # Where a run folder's dataset lands, relative to output.dir (what finetune's data.path names).
 DATASET_DIR = "dataset"
 DATASET_FILES = {"jsonl": "medinstruct.jsonl", "parquet": "parquet"}
+
+
+class GeneratePaths(ResultModel):
+    jsonl: str = Field(description="The dataset as one JSONL file (instruction, input, output, provenance).")
+    parquet: str = Field(description="The dataset as Parquet shards.")
+    quarantine: str = Field(description="Rejected tasks and failed responses, each with its reason.")
+    card: str = Field(description="The dataset card (card.md; card.html beside it).")
+
+
+class GenerateResult(JobResult):
+    """What ``run_generate`` returns (and writes to ``summary.json``)."""
+
+    dataset_rows: int = Field(description="Rows in the dataset.")
+    accepted_tasks: int = Field(description="Tasks that passed every filter.")
+    target_tasks: int = Field(description="budget.target_tasks.")
+    rounds: int = Field(description="Task-generation rounds done.")
+    rejected: dict[str, int] = Field(description="Rejected tasks by reason.")
+    responses_failed: int = Field(description="Tasks whose response failed a gate (quarantined).")
+    responses_failed_by_reason: dict[str, int] = Field(description="Failed responses by gate.")
+    responses_retried: int = Field(description="Responses asked for a second time.")
+    responses_truncated_kept: int = Field(description="Responses cut at the token limit and kept.")
+    responses_pending: int = Field(description="Tasks with no response yet (their requests failed).")
+    generated_tokens_tasks: int = Field(description="Tokens the teacher generated for tasks.")
+    teacher: EngineRef = Field(description="The teacher engine.")
+    wall_time_s: float = Field(description="Wall time of this run.")
+    reply_gates_cpu_s: float = Field(description="CPU time spent in the reply gates.")
+    paths: GeneratePaths = Field(description="Where the outputs are (URIs for a URI output.dir).")
+    card_s: float | None = Field(None, description="Time spent writing dataset cards in this run.")
 
 
 def dataset_paths(output_dir: str) -> dict[str, str]:
@@ -117,7 +148,7 @@ class InstructionRun:
 
     def __init__(self, cfg: GenerateConfig):
         self.cfg = cfg
-        self.engine: Engine = engine_for(cfg.teacher)
+        self.engine: Engine = engine_for(cfg.engine)
         self.folder = RunFolder(cfg.output.dir, cfg.output.staging_dir)  # staging copy + URI home, if any
         self.root = self.folder.local
         self.raw_dir = self.root / "raw"
@@ -153,8 +184,8 @@ class InstructionRun:
         cfg = self.cfg
         seeds_hash = hashlib.sha256(json.dumps(self.seedset.seeds, sort_keys=True).encode()).hexdigest()[:16]
         return {
-            "teacher_kind": cfg.teacher.kind,
-            "teacher_model": cfg.teacher.model,
+            "teacher_kind": cfg.engine.kind,
+            "teacher_model": cfg.engine.model,
             "seeds_sha256": seeds_hash,
             "seeds_per_prompt": cfg.seeds.per_prompt,
             "generation": cfg.generation.model_dump(mode="json"),
@@ -400,7 +431,7 @@ def generate_tasks(run: InstructionRun) -> None:
                            run.rounds_done, (last_error or "see above")[:200])
             if failed_rounds >= MAX_FAILED_ROUNDS:
                 breaker.trip(f"{failed_rounds} rounds in a row had every request fail", last_error,
-                             classify(last_error), "teacher.breaker")
+                             classify(last_error), "engine.breaker")
             continue
         if run.rounds_done == first:
             raise RuntimeError("the teacher stream ended without completing a round; see the engine errors above")
@@ -560,8 +591,8 @@ def _answer_tasks(run: InstructionRun, pending: list[dict[str, Any]], done: dict
 def _provenance(run: InstructionRun, task: dict[str, Any], response: dict[str, Any] | None) -> dict[str, Any]:
     cfg = run.cfg
     return {
-        "teacher_model": cfg.teacher.model,
-        "teacher_engine": cfg.teacher.kind,
+        "teacher_model": cfg.engine.model,
+        "teacher_engine": cfg.engine.kind,
         "generation_template": instruction_task.TEMPLATE,
         "generation_template_sha256": template_hash(instruction_task.TEMPLATE),
         "response_template_sha256": template_hash(response_task.SYSTEM_TEMPLATE) + ":" + template_hash(response_task.USER_TEMPLATE),
@@ -574,7 +605,7 @@ def _provenance(run: InstructionRun, task: dict[str, Any], response: dict[str, A
     }
 
 
-def write_outputs(run: InstructionRun, responses: dict[str, dict[str, Any]] | None, elapsed_s: float) -> dict[str, Any]:
+def write_outputs(run: InstructionRun, responses: dict[str, dict[str, Any]] | None, elapsed_s: float) -> GenerateResult:
     cfg = run.cfg
     rows, resp_errors = [], []
     pending = 0
@@ -610,40 +641,40 @@ def write_outputs(run: InstructionRun, responses: dict[str, dict[str, Any]] | No
     atomic_write_parquet_shards(run.dataset_dir / DATASET_FILES["parquet"], rows, cfg.output.shard_rows)
     atomic_write_jsonl(run.quarantine_dir / "tasks_rejected.jsonl", run.rejected)
     atomic_write_jsonl(run.quarantine_dir / "responses_failed.jsonl", resp_errors)
-    summary = {
-        "dataset_rows": len(rows),
-        "accepted_tasks": len(run.accepted),
-        "target_tasks": cfg.budget.target_tasks,
-        "rounds": run.rounds_done,
-        "rejected": dict(sorted(run.reasons.items())),
-        "responses_failed": len(resp_errors),
-        "responses_failed_by_reason": dict(sorted(gates.items())),
-        "responses_retried": sum(1 for r in (responses or {}).values() if int(r.get("attempt", 0)) > 0),
-        "responses_truncated_kept": sum(1 for r in rows if r["response_truncated"]),
-        "responses_pending": pending,
-        "generated_tokens_tasks": run.generated_tokens,
-        "teacher": {"kind": cfg.teacher.kind, "model": cfg.teacher.model},
-        "wall_time_s": round(elapsed_s, 2),
-        "reply_gates_cpu_s": round(run.gate_seconds, 4),
-        "paths": {
+    result = GenerateResult(
+        output_dir=cfg.output.dir,
+        incomplete=(f"{pending} task(s) have no response yet (their requests failed); "
+                    "run the same command again to retry them") if pending else None,
+        dataset_rows=len(rows),
+        accepted_tasks=len(run.accepted),
+        target_tasks=cfg.budget.target_tasks,
+        rounds=run.rounds_done,
+        rejected=dict(sorted(run.reasons.items())),
+        responses_failed=len(resp_errors),
+        responses_failed_by_reason=dict(sorted(gates.items())),
+        responses_retried=sum(1 for r in (responses or {}).values() if int(r.get("attempt", 0)) > 0),
+        responses_truncated_kept=sum(1 for r in rows if r["response_truncated"]),
+        responses_pending=pending,
+        generated_tokens_tasks=run.generated_tokens,
+        teacher=EngineRef(kind=cfg.engine.kind, model=cfg.engine.model),
+        wall_time_s=round(elapsed_s, 2),
+        reply_gates_cpu_s=round(run.gate_seconds, 4),
+        paths=GeneratePaths(
             **{kind: run.folder.home(run.dataset_dir / name) for kind, name in DATASET_FILES.items()},
-            "quarantine": run.folder.home(run.quarantine_dir),
-            "card": run.folder.home(run.root / "card.md"),
-        },
-    }
-    if pending:
-        summary["incomplete"] = (f"{pending} task(s) have no response yet (their requests failed); "
-                                 "run the same command again to retry them")
-    atomic_write_text(run.root / "summary.json", json.dumps(summary, indent=2))
+            quarantine=run.folder.home(run.quarantine_dir),
+            card=run.folder.home(run.root / "card.md"),
+        ),
+    )
+    atomic_write_text(run.root / "summary.json", result.summary_json())
     run.write_card(responses, force=True)
-    summary["card_s"] = round(run.card_seconds, 3)  # every card of this run, the final one included
-    atomic_write_text(run.root / "summary.json", json.dumps(summary, indent=2))
+    result.card_s = round(run.card_seconds, 3)  # every card of this run, the final one included
+    atomic_write_text(run.root / "summary.json", result.summary_json())
     run.folder.push()
-    logger.info("dataset card: %s (and card.html)", summary["paths"]["card"])
-    return summary
+    logger.info("dataset card: %s (and card.html)", result.paths.card)
+    return result
 
 
-def run_generate(cfg: GenerateConfig) -> dict[str, Any]:
+def run_generate(cfg: GenerateConfig) -> GenerateResult:
     """Run (or resume) the whole pipeline. Ray must already be initialised."""
     t0 = time.perf_counter()
     run = InstructionRun(cfg)

@@ -13,11 +13,11 @@ engine start); any engine of the evaluate job works too (an API judge, a vLLM fo
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from medforge.config.base import MedforgeModel
+from medforge.config.base import JobConfig, MedforgeModel, OutputBase
 from medforge.generate.config import GenerateConfig
 from medforge.evaluate.config import EvaluateConfig
 from medforge.serve.config import LLMServeConfig
@@ -33,14 +33,17 @@ SERVED_BASE = "<the served base model>"
 MANAGED: dict[str, dict[str, Any]] = {
     "generate": {"output.dir": PLACEHOLDER, "output.overwrite": False},
     "finetune": {"data.path": PLACEHOLDER, "checkpoint.storage_path": PLACEHOLDER, "checkpoint.name": "sft",
-                 "output.export_dir": PLACEHOLDER, "output.overwrite": True},
-    "evaluate": {"model.engine": {"kind": "openai", "base_url": SERVED_URL, "model": SERVED_BASE},
-                 "model.answers_path": None, "model.name": None, "output.dir": PLACEHOLDER, "output.cache_dir": None},
+                 "output.dir": PLACEHOLDER, "output.overwrite": True},
+    "evaluate": {"engine": {"kind": "openai", "base_url": SERVED_URL, "model": SERVED_BASE},
+                 "answers.path": None, "answers.label": None, "output.dir": PLACEHOLDER, "output.cache_dir": None,
+                 "output.overwrite": False},
     "serve.llm": {"engine.model": PLACEHOLDER, "adapters": {}},
 }
 # Fields that change where or how fast a stage runs, never what it produces: not in fingerprints.
 RUNTIME_ONLY = ("ray_address", "ray_num_cpus", "ray_object_store_mib")
 STAGES = ("generate", "finetune", "evaluate", "serve")
+STAGE_CONFIGS: dict[str, type[JobConfig]] = {
+    "generate": GenerateConfig, "finetune": FinetuneConfig, "evaluate": EvaluateConfig}
 
 
 def _get(d: dict[str, Any], dotted: str) -> tuple[bool, Any]:
@@ -95,20 +98,36 @@ class PipelineServeSection(MedforgeModel):
         return f"http://{host}:{self.port}/v1"
 
 
-class PipelineConfig(MedforgeModel):
+class PipelineOutputSection(OutputBase):
+    dir: str = Field(description="Run folder: one sub-folder per stage and fingerprint, lineage.json, summary.json.")
+    overwrite: bool = Field(False, description="Delete the run folder and start afresh (as --force-new); false: "
+                                               "resume it, skipping the stages that finished for this config.")
+
+
+class PipelineConfig(JobConfig):
     """Seed tasks -> tasks and responses -> fine-tune -> evaluate tuned and base -> serve, in one Ray cluster."""
 
+    renamed_keys: ClassVar[dict[str, str]] = {"run_dir": "output.dir"}
+
     name: str = Field(description="The experiment's name; a run folder holds one experiment (see --force-new).")
-    run_dir: str = Field(description="Run folder: one sub-folder per stage and fingerprint, lineage.json, summary.json.")
+    output: PipelineOutputSection = Field(description="Where the run lives.")
     generate: GenerateConfig = Field(description="Stage 1, as configs/generate/*.yaml minus output.dir.")
     finetune: FinetuneConfig = Field(
         description="Stage 2, as configs/finetune/*.yaml minus data.path, checkpoint.storage_path and output.")
     evaluate: EvaluateConfig = Field(
-        description="Stage 3, as configs/evaluate/*.yaml minus model.engine and output; run for the tuned model "
+        description="Stage 3, as configs/evaluate/*.yaml minus engine and output; run for the tuned model "
                     "and for its base model with the same judge and references.")
     serve: PipelineServeSection = Field(description="Stage 4: serve the tuned model.")
-    ray_address: str | None = Field(None, description="Ray cluster to join; empty: RAY_ADDRESS or a local cluster.")
     ray_num_cpus: int = Field(8, ge=4, description="Logical CPUs of a locally started Ray (Serve LLM needs 8 on a laptop).")
+
+    @classmethod
+    def move_renamed_keys(cls, data: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+        """The pipeline's old keys, and each stage's (``generate.teacher``), moved to their new names."""
+        data = super().move_renamed_keys(data, prefix)
+        for top, stage in STAGE_CONFIGS.items():
+            if isinstance(data.get(top), dict):
+                data = {**data, top: stage.move_renamed_keys(data[top], f"{prefix}{top}.")}
+        return data
 
     @model_validator(mode="before")
     @classmethod
@@ -116,6 +135,7 @@ class PipelineConfig(MedforgeModel):
         """Refuse user values for the wiring fields, then fill them with placeholders (resolved per run)."""
         if not isinstance(data, dict):
             return data
+        data = cls.move_renamed_keys(data)  # a stage's old keys, moved before the wiring is checked
         data = {k: (dict(v) if isinstance(v, dict) else v) for k, v in data.items()}
         problems = []
         for section, fields in MANAGED.items():

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 
@@ -42,7 +41,7 @@ def main(argv: list[str], prog: str = "medforge pipeline") -> int:
         cfg = load_config(PipelineConfig, args.config, overrides)
         selected = select_stages(args.from_stage, args.only)
         logger.info("resolved config:\n%s", dump_config(cfg))
-        summary, run = run_pipeline(cfg, selected, rerun=args.rerun, force_new=args.force_new, source=args.config)
+        result, run = run_pipeline(cfg, selected, rerun=args.rerun, force_new=args.force_new, source=args.config)
     except (ConfigError, PipelineRefused) as exc:
         print(f"{prog}: {exc}", file=sys.stderr)
         return 2
@@ -55,7 +54,7 @@ def main(argv: list[str], prog: str = "medforge pipeline") -> int:
             raise
         print(message, file=sys.stderr)
         return EXIT_INCOMPLETE
-    print(json.dumps(summary, indent=2, default=str))
+    print(result.summary_json())
     print_how_to_query(run, prog)
     if run.serving and cfg.serve.keep_serving:
         wait_while_serving(run)

@@ -44,7 +44,7 @@ class Plan:
 
     @property
     def adapter_dir(self) -> Path:
-        return Path(self.finetune.output.export_dir) / ADAPTER_DIR
+        return Path(self.finetune.output.dir) / ADAPTER_DIR
 
     @property
     def served_ids(self) -> dict[str, str]:
@@ -64,7 +64,7 @@ class Plan:
             args["engine"]["model"] = self.finetune.model
             args["adapters"] = {self.cfg.serve.tuned_id: str(self.adapter_dir)}
         else:
-            args["engine"]["model"] = self.finetune.output.export_dir
+            args["engine"]["model"] = self.finetune.output.dir
             args["model_id"] = self.cfg.serve.tuned_id
             args["adapters"] = {}
         return args
@@ -101,10 +101,10 @@ class Plan:
         else:  # a full fine-tune serves only the tuned model: the base answers on vLLM actors
             engine = {**cfg.serve.llm.engine.model_dump(mode="json"), "kind": "vllm", "model": self.finetune.model}
             # prompted as the tuned model was trained (a base LM may have no chat template at all)
-            data["model"]["prompt_format"] = self.finetune.data.format
-            data["model"]["system_prompt"] = self.finetune.data.system_prompt
-        data["model"]["engine"] = engine
-        data["model"]["name"] = f"{which}: {engine['model']}"
+            data["answers"]["prompt_format"] = self.finetune.data.format
+            data["answers"]["system_prompt"] = self.finetune.data.system_prompt
+        data["engine"] = engine
+        data["answers"]["label"] = f"{which}: {engine['model']}"
         if cfg.judge_is_served:
             base_id = self.served_ids.get("base", self.served_ids["tuned"])
             data["judge"]["engine"] = {**served, "model": base_id}
@@ -137,7 +137,7 @@ def _copy(model: BaseModel, updates: dict[str, Any]) -> Any:
 
 def make_plan(cfg: PipelineConfig) -> Plan:
     """Fingerprints, folders and resolved configs of the four stages."""
-    run_dir = Path(cfg.run_dir)
+    run_dir = Path(cfg.output.dir)
     ray = {"ray_address": cfg.ray_address, "ray_num_cpus": cfg.ray_num_cpus}
     stages: dict[str, StagePlan] = {}
 
@@ -157,7 +157,7 @@ def make_plan(cfg: PipelineConfig) -> Plan:
     finetune = _copy(cfg.finetune, {
         "data": {"path": str(stages["generate"].folder / DATASET)},
         "checkpoint": {"storage_path": _absolute(folder / "checkpoints"), "name": f"{CHECKPOINT_NAME}-{fp[:12]}"},
-        "output": {"export_dir": str(folder / "model"), "overwrite": True}, **ray})
+        "output": {"dir": str(folder / "model"), "overwrite": True}, **ray})
 
     # 3. evaluate tuned and base: the test set's content is an input
     ev_conf = config_for_fingerprint(cfg.evaluate, _managed("evaluate"))
@@ -190,8 +190,8 @@ def wiring_problems(cfg: PipelineConfig) -> list[str]:
                  "evaluated on the base model, through its own chat template, so it would be prompted differently from "
                  "how it was trained; fix: finetune.data.format=chat (or lora.enabled=false: the merged export then "
                  "carries a chat template that renders the Alpaca prompt)")
-    if ft.data.format == "chat" and (ev.model.system_prompt or None) != (ft.data.system_prompt or None):
-        p.append(f"evaluate.model.system_prompt = {ev.model.system_prompt!r} but finetune.data.system_prompt = "
+    if ft.data.format == "chat" and (ev.answers.system_prompt or None) != (ft.data.system_prompt or None):
+        p.append(f"evaluate.answers.system_prompt = {ev.answers.system_prompt!r} but finetune.data.system_prompt = "
                  f"{ft.data.system_prompt!r}: the model would be evaluated with a prompt it was not trained with; "
                  "fix: give both the same value")
     if ft.lora.enabled and sv.llm.max_lora_rank < ft.lora.r:
@@ -199,7 +199,7 @@ def wiring_problems(cfg: PipelineConfig) -> list[str]:
                  f"refuse the tuned adapter; fix: serve.llm.max_lora_rank={ft.lora.r}")
     if sv.medqa is not None and "://" not in sv.medqa.mc_model and not os.path.isdir(sv.medqa.mc_model):
         p.append(f"serve.medqa.mc_model = {sv.medqa.mc_model!r}: no such folder; fix: point it at a multiple-choice "
-                 "export (medforge finetune-mc writes <output_dir>/model), or set serve.medqa: null")
+                 "export (medforge finetune-mc writes <output.dir>/model), or set serve.medqa: null")
     test = ev.data.test_path
     if "://" not in test and not os.path.isfile(test):
         p.append(f"evaluate.data.test_path = {test!r}: file not found, and evaluation runs after hours of generation "

@@ -17,6 +17,8 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from pydantic import Field
+
 from medforge.cards.model import update_with_lineage
 from medforge.config.base import ConfigError
 from medforge.io import atomic_write_text
@@ -25,6 +27,7 @@ from medforge.pipeline.config import STAGES, PipelineConfig
 from medforge.pipeline.errors import PipelineIncomplete, PipelineRefused
 from medforge.pipeline.plan import Plan, make_plan, wiring_problems
 from medforge.pipeline.records import SHORT, code_version, now, read_record, write_record
+from medforge.results import JobResult, ResultModel
 from medforge.runtime import init_ray
 from medforge.secrets import KeySource, read_key_file, write_new_key_file
 from medforge.serve.cli import run_serve
@@ -33,9 +36,30 @@ logger = logging.getLogger(__name__)
 
 PIPELINE_RECORD = "pipeline.json"
 DEFAULT_KEY_ENV = "MEDFORGE_API_KEYS"
-GENERATED_KEY_FILE = "secrets/endpoint_key"  # under run_dir: the key a local run makes when it is given none
+GENERATED_KEY_FILE = "secrets/endpoint_key"  # under output.dir: the key a local run makes when it is given none
 
-__all__ = ["PipelineIncomplete", "PipelineRefused", "PipelineRun", "endpoint_key", "open_run_dir", "select_stages"]
+__all__ = ["PipelineIncomplete", "PipelineRefused", "PipelineResult", "PipelineRun", "endpoint_key", "open_run_dir",
+           "select_stages"]
+
+
+class StageSummary(ResultModel):
+    status: str | None = Field(description="ran, resumed, cached, not selected (None: not reached).")
+    fingerprint: str = Field(description="The stage's fingerprint (short).")
+    seconds: float | None = Field(description="Time the stage took in this run (0 when it did not run).")
+    folder: str = Field(description="The stage's folder.")
+
+
+class PipelineResult(JobResult):
+    """What ``PipelineRun.run`` returns (and writes to ``<output.dir>/summary.json``)."""
+
+    pipeline: str = Field(description="The experiment's name.")
+    seconds: float = Field(description="Wall time of this run.")
+    stages: dict[str, StageSummary] = Field(description="Per stage, in order.")
+    lineage: str = Field(description="lineage.json.")
+    dataset_card: str | None = Field(description="The generated dataset's card.")
+    model_card: str | None = Field(description="The tuned model's card.")
+    judge_usable: dict[str, bool] | None = Field(description="Per reference: whether the judge passed its reliability checks.")
+    win_rates: dict[str, Any] = Field(description="Per model (tuned, base): win rates per reference, with CIs.")
 
 
 def select_stages(from_stage: str | None, only: str | None) -> list[str]:
@@ -51,7 +75,8 @@ def select_stages(from_stage: str | None, only: str | None) -> list[str]:
 
 def open_run_dir(cfg: PipelineConfig, force_new: bool) -> None:
     """Create the run folder, or check it holds this experiment (``name``); ``force_new`` empties it."""
-    root = Path(cfg.run_dir)
+    root = Path(cfg.output.dir)
+    force_new = force_new or cfg.output.overwrite
     rec_path = root / PIPELINE_RECORD
     if rec_path.is_file():
         old = json.loads(rec_path.read_text())
@@ -59,12 +84,12 @@ def open_run_dir(cfg: PipelineConfig, force_new: bool) -> None:
             if not force_new:
                 raise PipelineRefused(
                     f"{root} holds the run of pipeline {old.get('name')!r}, not {cfg.name!r}; fix: pick another "
-                    "run_dir, or pass --force-new to delete that run and start this one there")
+                    "output.dir, or pass --force-new (or output.overwrite=true) to delete that run and start this one there")
     if force_new and root.exists():
-        logger.warning("--force-new: deleting %s", root)
+        logger.warning("--force-new / output.overwrite: deleting %s", root)
         shutil.rmtree(root)
     elif root.exists() and not rec_path.is_file() and any(root.iterdir()):
-        raise PipelineRefused(f"{root} exists and is not a pipeline run folder; fix: pick another run_dir "
+        raise PipelineRefused(f"{root} exists and is not a pipeline run folder; fix: pick another output.dir "
                               "(or pass --force-new to delete it)")
     root.mkdir(parents=True, exist_ok=True)
     if not rec_path.is_file():
@@ -77,7 +102,7 @@ def endpoint_key(cfg: PipelineConfig, environ: Mapping[str, str], on_cluster: bo
     ``serve.llm.security.auth.api_keys_file`` when set (on a cluster: a file on the shared storage,
     read by every Serve replica and client actor on its own node, so the key never travels in the
     job's runtime_env), else ``$<api_keys_env>`` when it holds one key, else (a local run only) a
-    new key in ``<run_dir>/secrets/endpoint_key`` (mode 600), whose path the replicas and clients
+    new key in ``<output.dir>/secrets/endpoint_key`` (mode 600), whose path the replicas and clients
     are given instead."""
     auth = cfg.serve.llm.security.auth
     env = auth.api_keys_env or DEFAULT_KEY_ENV
@@ -103,7 +128,7 @@ def endpoint_key(cfg: PipelineConfig, environ: Mapping[str, str], on_cluster: bo
             "`openssl rand -hex 24 > /mnt/shared/secrets/medforge_api_keys && chmod 600 "
             "/mnt/shared/secrets/medforge_api_keys` and serve.llm.security.auth.api_keys_file="
             "/mnt/shared/secrets/medforge_api_keys (never in the job's runtime_env: Ray shows it in `ray job list`)")
-    path = write_new_key_file(Path(cfg.run_dir).resolve() / GENERATED_KEY_FILE)
+    path = write_new_key_file(Path(cfg.output.dir).resolve() / GENERATED_KEY_FILE)
     return KeySource(env=env, file=str(path), generated=True)
 
 
@@ -159,7 +184,7 @@ class PipelineRun:
 
         if not ray.is_initialized():
             self.started_ray = not (self.cfg.ray_address or os.environ.get("RAY_ADDRESS"))
-            init_ray(self.cfg.ray_address, self.cfg.ray_num_cpus)
+            init_ray(self.cfg.ray_address, self.cfg.ray_num_cpus, self.cfg.ray_object_store_mib)
 
     def ensure_serving(self) -> None:
         """Deploy the LLM app (base + tuned adapter, or the merged model) once, and wait until it answers."""
@@ -188,7 +213,7 @@ class PipelineRun:
             self.serving = False
 
     # ------------------------------------------------------------------ run
-    def run(self) -> dict[str, Any]:
+    def run(self) -> PipelineResult:
         todo = self.to_run()
         self.check_upstream(todo)
         if any(s in todo for s in ("evaluate", "serve")):
@@ -234,22 +259,24 @@ class PipelineRun:
             _progress(f"dataset card: {gen_out['card']}")
         if model_card:
             _progress(f"model card: {model_card}")
-        summary = {"pipeline": self.cfg.name, "run_dir": self.cfg.run_dir, "seconds": round(time.perf_counter() - t_all, 1),
-                   "stages": {n: {"status": self.status.get(n), "fingerprint": self.plan.stages[n].fingerprint[:SHORT],
-                                  "seconds": (self.records[n] or {}).get("seconds") if self.status.get(n) in ("ran", "resumed") else 0.0,
-                                  "folder": str(self.plan.stages[n].folder)} for n in STAGES},
-                   "lineage": str(Path(self.cfg.run_dir) / "lineage.json"),
-                   "dataset_card": gen_out.get("card"), "model_card": model_card,
-                   # the judge's verdict comes before the win rates it qualifies
-                   "judge_usable": ((self.records.get("evaluate") or {}).get("outputs") or {}).get("judge_usable"),
-                   "win_rates": lineage.get("scores", {})}
-        atomic_write_text(Path(self.cfg.run_dir) / "summary.json", json.dumps(summary, indent=2, default=str))
-        return summary
+        result = PipelineResult(
+            output_dir=self.cfg.output.dir, pipeline=self.cfg.name, seconds=round(time.perf_counter() - t_all, 1),
+            stages={n: StageSummary(
+                status=self.status.get(n), fingerprint=self.plan.stages[n].fingerprint[:SHORT],
+                seconds=(self.records[n] or {}).get("seconds") if self.status.get(n) in ("ran", "resumed") else 0.0,
+                folder=str(self.plan.stages[n].folder)) for n in STAGES},
+            lineage=str(Path(self.cfg.output.dir) / "lineage.json"),
+            dataset_card=gen_out.get("card"), model_card=str(model_card) if model_card else None,
+            # the judge's verdict comes before the win rates it qualifies
+            judge_usable=((self.records.get("evaluate") or {}).get("outputs") or {}).get("judge_usable"),
+            win_rates=lineage.get("scores", {}))
+        atomic_write_text(Path(self.cfg.output.dir) / "summary.json", result.summary_json())
+        return result
 
 
 def run_pipeline(cfg: PipelineConfig, stages: list[str] | None = None, *, rerun: bool = False,
-                 force_new: bool = False, source: str = "<config>") -> tuple[dict[str, Any], PipelineRun]:
-    """Run ``stages`` (default: all) of the pipeline job; returns its summary and the run.
+                 force_new: bool = False, source: str = "<config>") -> tuple[PipelineResult, PipelineRun]:
+    """Run ``stages`` (default: all) of the pipeline job; returns its result and the run.
 
     Raises:
         ConfigError: a stage section that the wiring cannot use (nothing has run).
@@ -300,7 +327,7 @@ def write_lineage(run: PipelineRun) -> dict[str, Any]:
         "written_at": now(),
         "code": code_version(),
         "data": {"fingerprint": gen.get("data_sha256"), "path": gen.get("dataset"), "rows": gen.get("rows"),
-                 "teacher": {"kind": cfg.generate.teacher.kind, "model": cfg.generate.teacher.model},
+                 "teacher": {"kind": cfg.generate.engine.kind, "model": cfg.generate.engine.model},
                  "seed_set": {"path": seeds or "built-in (src/medforge/generate/data)",
                               "sha256": gen.get("seeds_sha256")}},
         "model": {"base_model": cfg.finetune.model, "export_dir": ft.get("export_dir"), "adapter_dir": ft.get("adapter_dir"),
@@ -315,7 +342,7 @@ def write_lineage(run: PipelineRun) -> dict[str, Any]:
                         "finished_at": r["finished_at"], "seconds": r["seconds"], "config": r["config"]} if r else None)
                    for n, r in rec.items()},
     }
-    atomic_write_text(Path(cfg.run_dir) / "lineage.json", json.dumps(lineage, indent=2, default=str))
+    atomic_write_text(Path(cfg.output.dir) / "lineage.json", json.dumps(lineage, indent=2, default=str))
     return lineage
 
 
@@ -328,7 +355,7 @@ def update_model_card(run: PipelineRun, lineage: dict[str, Any]) -> str | None:
     tuned, base = scores.get("tuned") or {}, scores.get("base") or {}
     evaluation = {ref: {**r, "base_model_win_rate": (base.get(ref) or {}).get("win_rate")} for ref, r in tuned.items()}
     try:
-        path = update_with_lineage(export, Path(run.cfg.run_dir) / "lineage.json", evaluation or None)
+        path = update_with_lineage(export, Path(run.cfg.output.dir) / "lineage.json", evaluation or None)
     except Exception:  # noqa: BLE001 - the card must never fail the run it describes
         logger.exception("could not update the model card in %s", export)
         return None

@@ -45,19 +45,19 @@ def generate_stage(run: StageHost) -> dict[str, Any]:
     """Tasks, novelty filter and responses (``medforge generate``), resumed in its folder."""
     cfg = run.plan.generate
     run.ensure_ray()
-    summary = run_generate(cfg)
-    if summary.get("incomplete"):
-        raise PipelineIncomplete(f"generate: {summary['incomplete']}")
-    dataset = Path(summary["paths"]["jsonl"])
-    if not summary["dataset_rows"]:
-        raise PipelineIncomplete(f"generate wrote no dataset rows ({summary['rejected']} rejected, see "
-                                 f"{summary['paths']['quarantine']}); fix: raise generate.budget.target_tasks or "
+    result = run_generate(cfg)
+    if result.incomplete:
+        raise PipelineIncomplete(f"generate: {result.incomplete}")
+    dataset = Path(result.paths.jsonl)
+    if not result.dataset_rows:
+        raise PipelineIncomplete(f"generate wrote no dataset rows ({result.rejected} rejected, see "
+                                 f"{result.paths.quarantine}); fix: raise generate.budget.target_tasks or "
                                  "max_rounds, or check the teacher")
-    return {"dataset": str(dataset), "data_sha256": file_sha256(dataset), "rows": summary["dataset_rows"],
-            "accepted_tasks": summary["accepted_tasks"], "rejected": summary["rejected"],
-            "responses_failed": summary["responses_failed"],
-            "responses_failed_by_reason": summary.get("responses_failed_by_reason", {}),
-            "card": summary["paths"].get("card"),
+    return {"dataset": str(dataset), "data_sha256": file_sha256(dataset), "rows": result.dataset_rows,
+            "accepted_tasks": result.accepted_tasks, "rejected": result.rejected,
+            "responses_failed": result.responses_failed,
+            "responses_failed_by_reason": result.responses_failed_by_reason,
+            "card": result.paths.card,
             "seeds_sha256": InstructionRun(cfg).fingerprint()["seeds_sha256"]}
 
 
@@ -65,14 +65,14 @@ def finetune_stage(run: StageHost) -> dict[str, Any]:
     """LoRA or full fine-tune (``medforge finetune``); a killed run resumes from its latest checkpoint."""
     cfg = run.plan.finetune
     run.ensure_ray()
-    summary = run_finetune(cfg)
-    export = Path(cfg.output.export_dir)
+    result = run_finetune(cfg)
+    export = Path(cfg.output.dir)
     history = export / "training_logs" / "history.json"
     resumed = history.is_file() and any(h.get("resumed_from_checkpoint") for h in json.loads(history.read_text()))
     return {"export_dir": str(export), "adapter_dir": str(run.plan.adapter_dir) if run.plan.lora else None,
             "base_model": cfg.model, "data_sha256": file_sha256(cfg.data.path),
-            "first_train_loss": summary.get("first_train_loss"), "train_loss": summary.get("train_loss"),
-            "eval_loss": summary.get("eval_loss"), "steps": summary.get("step"), "resumed_from_checkpoint": resumed}
+            "first_train_loss": result.first_train_loss, "train_loss": result.train_loss,
+            "eval_loss": result.eval_loss, "steps": result.step, "resumed_from_checkpoint": resumed}
 
 
 def evaluate_stage(run: StageHost) -> dict[str, Any]:
@@ -90,17 +90,17 @@ def evaluate_stage(run: StageHost) -> dict[str, Any]:
 
     def one(which: str) -> dict[str, Any]:
         cfg = run.plan.eval_config(which, key)
-        label = f"{which} model {cfg.model.engine.model} (finetune {ft_fp[:SHORT]}, data {str(data_fp)[:SHORT]})"
-        cfg = cfg.model_copy(update={"model": cfg.model.model_copy(update={"name": label})})
-        report = evaluate(cfg)
-        scored = {"model": cfg.model.engine.model, "which": which, "base_model": ft["base_model"],
+        label = f"{which} model {cfg.engine.model} (finetune {ft_fp[:SHORT]}, data {str(data_fp)[:SHORT]})"
+        cfg = cfg.model_copy(update={"answers": cfg.answers.model_copy(update={"label": label})})
+        result = evaluate(cfg)
+        scored = {"model": cfg.engine.model, "which": which, "base_model": ft["base_model"],
                   "export_dir": ft["export_dir"] if which == "tuned" else None, "finetune_fingerprint": ft_fp,
                   "data_fingerprint": data_fp, "test_set": cfg.data.test_path}
         path = Path(cfg.output.dir) / "report.json"
         full = json.loads(path.read_text())
         full["scored"] = scored
         atomic_write_text(path, json.dumps(full, indent=2, default=str))
-        return model_entry(report, path)
+        return model_entry(result.report, path)
 
     with ThreadPoolExecutor(2, thread_name_prefix="evaluate") as pool:
         futures = {which: pool.submit(one, which) for which in ("tuned", "base")}

@@ -107,7 +107,7 @@ class LLMServeConfig(ServedAppConfig):
     adapters: dict[str, str] = Field(
         default_factory=dict,
         description="LoRA adapters served beside the base model: name (what clients put in `model`) -> peft "
-                    "adapter folder (e.g. <export_dir>/lora_adapter from finetune with lora.enabled).")
+                    "adapter folder (e.g. <output.dir>/lora_adapter from finetune with lora.enabled).")
     max_lora_rank: int = Field(16, ge=1, description="Largest adapter rank the engine accepts (vLLM max_lora_rank).")
 
     @field_validator("model_id")
@@ -128,7 +128,7 @@ class LLMServeConfig(ServedAppConfig):
             p = Path(path).expanduser()
             if "://" not in path and not (p / "adapter_config.json").is_file():
                 problems.append(f"adapter {name!r}: {path!r} holds no adapter_config.json; point it at a peft adapter "
-                                "folder (finetune with lora.enabled writes <export_dir>/lora_adapter)")
+                                "folder (finetune with lora.enabled writes <output.dir>/lora_adapter)")
             out[name] = str(p.resolve()) if "://" not in path else path
         if problems:
             raise ValueError("; ".join(problems))

@@ -65,7 +65,7 @@ def test_each_cluster_job_demand_fits_and_a_missing_node_type_is_named(tmp_path)
     # judge) need L4 nodes; the rest still fit
     assert len(problems) == 5 and all("accelerator_type:L4 (no node type carries it)" in p for p in problems)
     assert any("cluster.yaml: judge.engine" in p for p in problems)
-    assert any("cluster.yaml: generate.teacher" in p for p in problems)  # configs/pipeline/cluster.yaml
+    assert any("cluster.yaml: generate.engine" in p for p in problems)  # configs/pipeline/cluster.yaml
     # the pipeline's training workers and served engine are found inside its embedded stage configs
     pipeline = [d.field for d in job_demands(REPO / "configs" / "pipeline" / "cluster.yaml")]
     assert any(f.startswith("cluster.yaml: finetune.scaling (num_workers=8") for f in pipeline), pipeline

@@ -136,7 +136,7 @@ def test_auto_placement_refused_with_cluster_storage():
     auto = VLLMTeacherConfig(model="org/m")
     assert auto_placement_problem(auto, {"output.dir": "runs/x"}) is None
     problem = auto_placement_problem(auto, {"output.dir": "/mnt/shared/runs/x"})
-    assert problem and "declare teacher.placement: gpu" in problem
+    assert problem and "declare engine.placement: gpu" in problem
     assert auto_placement_problem(_teacher(), {"output.dir": "/mnt/shared/runs/x"}) is None
 
 

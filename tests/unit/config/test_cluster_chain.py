@@ -84,7 +84,7 @@ def test_evaluate_and_serving_load_what_the_finetune_exports():
     models = {e["model"] for e in exports}
     adapters = {e["adapter"] for e in exports if e["adapter"]}
     ev = _load(EVALUATE)
-    assert ev.model.engine.model in models, f"{EVALUATE}: model.engine.model={ev.model.engine.model!r}; exports {models}"
+    assert ev.engine.model in models, f"{EVALUATE}: engine.model={ev.engine.model!r}; exports {models}"
     for name, data in _serving_files():
         llm = _serve_apps(data)["llm"]
         lora_bases = {_load(rel).model for rel in FINETUNE if export_paths(_load(rel))["adapter"]}
@@ -128,7 +128,7 @@ def test_the_documented_cluster_commands_keep_the_chain():
     # the whole path: the fine-tune's overrides leave the export where evaluate and serve read it
     ft_cmd = find_command(cmds, "finetune.py", "checkpoint.storage_path=")
     ft = _load(FINETUNE[0], overrides(ft_cmd))
-    assert export_paths(ft)["model"] == _load(EVALUATE).model.engine.model, ft_cmd.where()
+    assert export_paths(ft)["model"] == _load(EVALUATE).engine.model, ft_cmd.where()
     # the bucket variant: generation's run folder in the bucket is the fine-tune's data
     gen_cmd = find_command(cmds, "generate.py", "output.dir=s3://")
     data_cmd = find_command(cmds, "finetune.py", "data.path=s3://")
@@ -137,8 +137,8 @@ def test_the_documented_cluster_commands_keep_the_chain():
 
 
 def test_a_broken_link_is_caught():
-    ft = _load(FINETUNE[0], ["output.export_dir=/mnt/shared/models/elsewhere"])
-    assert export_paths(ft)["model"] != _load(EVALUATE).model.engine.model
+    ft = _load(FINETUNE[0], ["output.dir=/mnt/shared/models/elsewhere"])
+    assert export_paths(ft)["model"] != _load(EVALUATE).engine.model
     data = yaml.safe_load((REPO / "configs/serve/cluster.yaml").read_text())
     data = _deep_merge(data, {})  # plain copy
     data["applications"][0]["args"] = _deep_merge(data["applications"][0]["args"], parse_overrides(
@@ -152,6 +152,6 @@ def test_output_path_functions_match_what_the_jobs_write():
 
     assert dataset_paths("s3://b/run/") == {"jsonl": f"s3://b/run/{DATASET_DIR}/{DATASET_FILES['jsonl']}",
                                             "parquet": f"s3://b/run/{DATASET_DIR}/{DATASET_FILES['parquet']}"}
-    lora = _load(FINETUNE[0], ["lora.enabled=true", "output.export_dir=/mnt/shared/models/x"])
+    lora = _load(FINETUNE[0], ["lora.enabled=true", "output.dir=/mnt/shared/models/x"])
     assert export_paths(lora) == {"model": "/mnt/shared/models/x", "adapter": f"/mnt/shared/models/x/{ADAPTER_DIR}"}
-    assert mc_export_dir(_load(FINETUNE_MC[0], ["output_dir=/mnt/shared/runs/mc"])) == "/mnt/shared/runs/mc/model"
+    assert mc_export_dir(_load(FINETUNE_MC[0], ["output.dir=/mnt/shared/runs/mc"])) == "/mnt/shared/runs/mc/model"

@@ -38,7 +38,7 @@ def test_load_applies_overrides(tmp_path):
                       ["budget.target_tasks=7", "generation.sampling.temperature=0.5"])
     assert cfg.budget.target_tasks == 7
     assert cfg.generation.sampling.temperature == 0.5
-    assert cfg.teacher.kind == "openai"
+    assert cfg.engine.kind == "openai"
 
 
 def test_all_problems_reported_at_once_with_field_value_and_fix(tmp_path):
@@ -74,6 +74,6 @@ def test_a_mapping_override_merges_and_an_empty_one_clears(tmp_path):
     from medforge.config.base import _deep_merge
 
     merged = load_config(GenerateConfig, _write(tmp_path, BASE.format(out=tmp_path)), ["teacher={model: m2}"])
-    assert merged.teacher.model == "m2" and merged.teacher.base_url == "http://127.0.0.1:9/v1"  # merged key by key
+    assert merged.engine.model == "m2" and merged.engine.base_url == "http://127.0.0.1:9/v1"  # merged key by key
     assert _deep_merge({"a": {"x": 1}, "b": 2}, {"a": {}}) == {"a": {}, "b": 2}  # `a={}` clears a
     assert _deep_merge({"a": {"x": 1}}, {"a": {"y": 2}}) == {"a": {"x": 1, "y": 2}}

@@ -39,5 +39,5 @@ def test_shipped_config_validates(path, tiny_models, monkeypatch):
     if path.parent.name == "pipeline" and "/mnt/" in text:
         overrides.append("generate.seeds.path=null")
     if path.name == "cluster.yaml" and path.parent.name == "evaluate":  # the fine-tune's export, on the cluster's mount
-        overrides.append(f"model.engine.model={tiny_models['llama']}")
+        overrides.append(f"engine.model={tiny_models['llama']}")
     load_config(model, path, overrides)

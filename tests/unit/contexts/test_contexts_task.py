@@ -66,7 +66,7 @@ def test_every_contexts_config_validates():
     for path in sorted((root / "configs" / "contexts").glob("*.yaml")):
         cfg = ContextsConfig.model_validate(
             {**__import__("yaml").safe_load(path.read_text()),
-             "teacher": {**__import__("yaml").safe_load(path.read_text())["teacher"],
+             "engine": {**__import__("yaml").safe_load(path.read_text())["engine"],
                          "model": "org/model"}})  # local tiny folder may not be built here
         assert cfg.output.chunk_rows >= 1
     with pytest.raises(Exception, match="unknown key"):
@@ -87,7 +87,7 @@ def test_object_store_budget_must_fit_the_local_store():
 
     from medforge.contexts.config import ContextsConfig
 
-    base = {"teacher": {"kind": "openai", "base_url": "http://127.0.0.1:1/v1", "model": "m"},
+    base = {"engine": {"kind": "openai", "base_url": "http://127.0.0.1:1/v1", "model": "m"},
             "input": {"path": "in.jsonl"}, "output": {"dir": "out"}}
     cfg = ContextsConfig.model_validate(base)
     assert cfg.object_store_budget_mib <= cfg.ray_object_store_mib

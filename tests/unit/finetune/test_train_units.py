@@ -133,7 +133,7 @@ def test_config_validation_reports_all_problems():
         load_config(
             FinetuneConfig,
             None,
-            ["model=x", "data.path=y", "checkpoint.storage_path=s", "checkpoint.name=n", "output.export_dir=e",
+            ["model=x", "data.path=y", "checkpoint.storage_path=s", "checkpoint.name=n", "output.dir=e",
              "deepspeed.zero_stage=2", "deepspeed.offload_params=true"],
         )
 
@@ -143,19 +143,19 @@ def test_local_paths_become_absolute_uris_and_hub_ids_stay(tmp_path, monkeypatch
     # tiny configs use relative ones, so a user's first run from the README crashed there.
     monkeypatch.chdir(tmp_path)
     base = ["data.path=y", "checkpoint.name=n"]
-    cfg = load_config(FinetuneConfig, None, base + ["model=x", "checkpoint.storage_path=runs/ck", "output.export_dir=runs/m"])
-    assert cfg.checkpoint.storage_path == str(tmp_path / "runs/ck") and cfg.output.export_dir == str(tmp_path / "runs/m")
-    cfg = load_config(FinetuneConfig, None, base + ["model=x", "checkpoint.storage_path=s3://b/ck", "output.export_dir=gs://b/m"])
-    assert cfg.checkpoint.storage_path == "s3://b/ck" and cfg.output.export_dir == "gs://b/m"
+    cfg = load_config(FinetuneConfig, None, base + ["model=x", "checkpoint.storage_path=runs/ck", "output.dir=runs/m"])
+    assert cfg.checkpoint.storage_path == str(tmp_path / "runs/ck") and cfg.output.dir == str(tmp_path / "runs/m")
+    cfg = load_config(FinetuneConfig, None, base + ["model=x", "checkpoint.storage_path=s3://b/ck", "output.dir=gs://b/m"])
+    assert cfg.checkpoint.storage_path == "s3://b/ck" and cfg.output.dir == "gs://b/m"
     slm = load_config(FinetuneMCConfig, REPO / "configs/finetune_mc/local_tiny.yaml")
-    assert Path(slm.checkpoint.storage_path).is_absolute() and Path(slm.output_dir).is_absolute()
+    assert Path(slm.checkpoint.storage_path).is_absolute() and Path(slm.output.dir).is_absolute()
     # Ray Train workers run elsewhere: data and a local model folder are made absolute too; a hub id is not
     assert all(Path(p).is_absolute() for p in (slm.data.train_path, slm.data.dev_path, slm.data.test_path))
     (tmp_path / "m").mkdir()
-    cfg = load_config(FinetuneConfig, None, base + ["checkpoint.storage_path=c", "output.export_dir=e", "model=m"])
+    cfg = load_config(FinetuneConfig, None, base + ["checkpoint.storage_path=c", "output.dir=e", "model=m"])
     assert cfg.model == str(tmp_path / "m") and cfg.data.path == str(tmp_path / "y")
     hub = load_config(FinetuneConfig, None, ["model=meta-llama/Llama-2-7b-hf", "data.path=y", "checkpoint.name=n",
-                                                "checkpoint.storage_path=c", "output.export_dir=e"])
+                                                "checkpoint.storage_path=c", "output.dir=e"])
     assert hub.model == "meta-llama/Llama-2-7b-hf"
 
 

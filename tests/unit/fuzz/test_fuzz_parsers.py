@@ -131,15 +131,15 @@ def test_openai_reply_parser(body):
 # --------------------------------------------------------------------------- config
 yaml_texts = st.one_of(
     st.text(max_size=200),
-    st.dictionaries(st.sampled_from(["seed", "teacher", "budget", "output", "ray_num_cpus", "generation", "x"]),
+    st.dictionaries(st.sampled_from(["seed", "engine", "budget", "output", "ray_num_cpus", "generation", "x"]),
                     json_values, max_size=5).map(lambda d: json.dumps(d, allow_nan=True)),
     st.sampled_from(["teacher:\n  kind: vllm\n  model: [", "- a\n- b", "{{", "a: !!python/object:os.system x",
                      "budget: {target_tasks: -1}", "\t\tkey: x", "seed: .nan", "output:\n  dir: ''"]),
 )
 overrides = st.lists(st.one_of(
     st.text(max_size=30),
-    st.tuples(st.sampled_from(["seed", "budget.target_tasks", "teacher.model", "output.dir", "a.b.c", "budget",
-                               "teacher.kind", "generation.sampling.temperature", "ray_num_cpus"]),
+    st.tuples(st.sampled_from(["seed", "budget.target_tasks", "engine.model", "output.dir", "a.b.c", "budget",
+                               "engine.kind", "generation.sampling.temperature", "ray_num_cpus"]),
               st.text(max_size=20)).map(lambda kv: f"{kv[0]}={kv[1]}"),
 ), max_size=4)
 

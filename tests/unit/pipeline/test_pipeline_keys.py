@@ -16,6 +16,7 @@ import pytest
 
 import medforge
 from medforge.config.base import load_config
+from medforge.evaluate.freeform import EvaluateResult, JudgeCalls, WinRate
 from medforge.pipeline import runner as R
 from medforge.pipeline import stages as S
 from medforge.pipeline.config import PipelineConfig
@@ -86,7 +87,7 @@ def test_set(tmp_path) -> Path:
 
 def _cfg(tmp_path, test_set, *overrides) -> PipelineConfig:
     return load_config(PipelineConfig, CONFIGS / "local_tiny.yaml", [
-        f"run_dir={tmp_path / 'run'}", f"evaluate.data.test_path={test_set}", "evaluate.data.format=generic",
+        f"output.dir={tmp_path / 'run'}", f"evaluate.data.test_path={test_set}", "evaluate.data.format=generic",
         "evaluate.data.reference_fields=[reference]", *overrides])
 
 
@@ -151,7 +152,7 @@ def test_stage_configs_carry_the_key_file_path_never_the_key(tmp_path, test_set)
     # /v1/medqa is behind the same key (its replicas build their auth from this config, not the driver's env)
     assert apps["medqa"]["security"]["auth"] == apps["llm"]["security"]["auth"]
     tuned, base = plan.eval_config("tuned", made), plan.eval_config("base", made)
-    for engine in (tuned.model.engine, tuned.judge.engine, base.model.engine):
+    for engine in (tuned.engine, tuned.judge.engine, base.engine):
         assert (engine.api_key_env, engine.api_key_file) == ("MEDFORGE_API_KEYS", made.file)
         assert resolve_key(engine.api_key_env, engine.api_key_file, {}) == key  # what a client actor reads
     dumped = json.dumps(apps) + tuned.model_dump_json() + base.model_dump_json()
@@ -201,7 +202,10 @@ def _fake_evaluate(seen):
             "win_rate": 0.5, "ci95": [0.3, 0.7], "n_scored": 3, "judge_reliability": rel}}}
         (out / "report.json").write_text(json.dumps(report))
         (out / "answers.jsonl").write_text("".join(json.dumps({"id": f"q{i}", "answer": "a"}) + "\n" for i in range(3)))
-        return report
+        return EvaluateResult(output_dir=str(out), model="m", judge=str(cfg.judge.name), n_items=3,
+                              judge_calls=JudgeCalls(requested=6, cached=0, made=6, errors=0),
+                              references={"reference": WinRate(win_rate=0.5, ci95=[0.3, 0.7], lc_win_rate=None, n_scored=3)},
+                              report_path=str(out / "report.json"), report=report)
     return evaluate
 
 
@@ -246,7 +250,7 @@ def test_evaluate_and_serve_run_without_writing_the_environment(tmp_path, test_s
     summary = run.run()
 
     assert environ.writes == []
-    assert {n: s["status"] for n, s in summary["stages"].items()}["serve"] == "ran"
+    assert {n: s.status for n, s in summary.stages.items()}["serve"] == "ran"
     key = run.key.read(environ)
     expected = {"none": None, "env": "env-key", "file": "file-key"}[given]
     assert key == expected or (given == "none" and run.key.generated and len(key) == 48)
@@ -255,7 +259,7 @@ def test_evaluate_and_serve_run_without_writing_the_environment(tmp_path, test_s
     assert auth["api_keys_file"] == (None if given == "env" else run.key.file)
     assert key not in json.dumps(served)
     for cfg in evaluated:  # the client actors read the key where they run
-        assert resolve_key(cfg.model.engine.api_key_env, cfg.model.engine.api_key_file, environ) == key
-        assert cfg.model.engine.api_key_file == run.key.file
+        assert resolve_key(cfg.engine.api_key_env, cfg.engine.api_key_file, environ) == key
+        assert cfg.engine.api_key_file == run.key.file
     sv = json.loads((plan.stages["serve"].folder / "stage.json").read_text())["outputs"]
     assert sv["api_key_env"] == "MEDFORGE_API_KEYS" and key not in json.dumps(sv)

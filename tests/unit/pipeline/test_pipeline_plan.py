@@ -26,7 +26,7 @@ def test_set(tmp_path) -> Path:
 
 def _load(tmp_path, test_set, *overrides, config="local_tiny.yaml"):
     return load_config(PipelineConfig, CONFIGS / config, [
-        f"run_dir={tmp_path / 'run'}", f"evaluate.data.test_path={test_set}", "evaluate.data.format=generic",
+        f"output.dir={tmp_path / 'run'}", f"evaluate.data.test_path={test_set}", "evaluate.data.format=generic",
         "evaluate.data.reference_fields=[reference]", *overrides])
 
 
@@ -51,7 +51,7 @@ def test_a_wiring_field_set_by_the_user_is_refused_with_the_reason(tmp_path, tes
 
 def test_stages_that_do_not_fit_are_refused_naming_both_sides(tmp_path, test_set):
     with pytest.raises(ConfigError, match="prompt_format=alpaca needs engine.kind=vllm"):
-        _load(tmp_path, test_set, "evaluate.model.prompt_format=alpaca")  # the endpoint the pipeline evaluates through
+        _load(tmp_path, test_set, "evaluate.answers.prompt_format=alpaca")  # the endpoint the pipeline evaluates through
     cfg = _load(tmp_path, test_set, "finetune.data.format=alpaca",
                 "serve.llm.max_lora_rank=4", "generate.responses.enabled=false")
     problems = wiring_problems(cfg)
@@ -59,8 +59,8 @@ def test_stages_that_do_not_fit_are_refused_naming_both_sides(tmp_path, test_set
     assert "finetune.data.format = 'alpaca' with finetune.lora.enabled = true" in joined
     assert "serve.llm.max_lora_rank = 4 < finetune.lora.r = 8" in joined
     assert "generate.responses.enabled = false" in joined and "finetune trains on the answers" in joined
-    prompt = wiring_problems(_load(tmp_path, test_set, "evaluate.model.system_prompt=Be brief."))
-    assert len(prompt) == 1 and "evaluate.model.system_prompt = 'Be brief.' but finetune.data.system_prompt = None" in prompt[0]
+    prompt = wiring_problems(_load(tmp_path, test_set, "evaluate.answers.system_prompt=Be brief."))
+    assert len(prompt) == 1 and "evaluate.answers.system_prompt = 'Be brief.' but finetune.data.system_prompt = None" in prompt[0]
     missing = wiring_problems(_load(tmp_path, test_set, f"evaluate.data.test_path={tmp_path / 'nope.jsonl'}"))
     assert len(missing) == 1 and "nope.jsonl" in missing[0] and "file not found" in missing[0]
     full = wiring_problems(_load(tmp_path, test_set, "finetune.lora.enabled=false"))
@@ -101,7 +101,7 @@ def test_plan_wires_each_output_into_the_next_stage(tmp_path, test_set):
     assert args["engine"]["model"] == plan.finetune.model
     assert args["adapters"] == {"tiny-llama-tuned": str(ft / "model" / "lora_adapter")}
     tuned, base = plan.eval_config("tuned", KeySource(env="K")), plan.eval_config("base", KeySource(env="K"))
-    assert (tuned.model.engine.model, base.model.engine.model) == ("tiny-llama-tuned", "tiny-llama")
+    assert (tuned.engine.model, base.engine.model) == ("tiny-llama-tuned", "tiny-llama")
     assert tuned.judge.engine == base.judge.engine and tuned.judge.engine.model == "tiny-llama"
     assert tuned.data == base.data and tuned.output.dir != base.output.dir
 
@@ -109,13 +109,13 @@ def test_plan_wires_each_output_into_the_next_stage(tmp_path, test_set):
 def test_run_folder_of_another_pipeline_is_refused_unless_force_new(tmp_path, test_set):
     cfg = _load(tmp_path, test_set)
     open_run_dir(cfg, force_new=False)
-    (Path(cfg.run_dir) / "generate").mkdir()
+    (Path(cfg.output.dir) / "generate").mkdir()
     other = cfg.model_copy(update={"name": "another-experiment"})
     with pytest.raises(PipelineRefused, match="holds the run of pipeline 'alpacare-local-tiny'.*--force-new"):
         open_run_dir(other, force_new=False)
     open_run_dir(other, force_new=True)
-    assert not (Path(cfg.run_dir) / "generate").exists()
-    assert json.loads((Path(cfg.run_dir) / "pipeline.json").read_text())["name"] == "another-experiment"
+    assert not (Path(cfg.output.dir) / "generate").exists()
+    assert json.loads((Path(cfg.output.dir) / "pipeline.json").read_text())["name"] == "another-experiment"
 
 
 def test_stage_selection():
