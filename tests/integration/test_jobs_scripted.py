@@ -157,7 +157,7 @@ VIGNETTES = Path(__file__).parents[1] / "data" / "phi_vignettes.jsonl"
 
 def _contexts(out, rules=()) -> ContextsConfig:
     return ContextsConfig(
-        teacher={"kind": "scripted", "model": "scripted-context", "batch_size": 2, "rules": list(rules),
+        engine={"kind": "scripted", "model": "scripted-context", "batch_size": 2, "rules": list(rules),
                  "breaker": {"max_consecutive_failures": 1000}},
         input={"path": str(VIGNETTES)}, keyword_concurrency=[1, 1],
         output={"dir": str(out), "chunk_rows": 2, "format": "jsonl"})
@@ -200,7 +200,7 @@ def test_contexts_every_prompt_over_the_context_length_stops_the_job_by_the_brea
     vLLM's own refusal text reaching the quarantine is checked in test_generate_vllm.py."""
     out = tmp_path / "run"
     cfg = _contexts(out, [{"match": ".", "error": TOO_LONG}])  # max_consecutive_fatal: its default, 8
-    assert cfg.teacher.breaker.max_consecutive_fatal == 8
+    assert cfg.engine.breaker.max_consecutive_fatal == 8
     with pytest.raises(Exception) as info:  # in the driver, or wrapped by a Ray task: as run_job sees it
         run_contexts(cfg)
     message = circuit_message(info.value)

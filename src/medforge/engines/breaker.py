@@ -68,7 +68,7 @@ _KINDS = [
                  "engine.rate_limit, then run the same command again")),
     (re.compile(r"Connection|connect|unreachable|refused|\b50[234]\b|Timeout|timed out", re.I),
      FailureKind("endpoint unavailable", False, True, "the endpoint is down or overloaded: check it is up at "
-                 "teacher.base_url, then run the same command again")),
+                 "engine.base_url, then run the same command again")),
     (re.compile(r"\b5\d\d\b|InternalServerError", re.I),
      FailureKind("5xx server error", False, True, "the endpoint fails: check its logs, then run the same command again")),
     (re.compile(r"EngineDead|engine.*(died|dead)|ActorDied|RayActorError|WorkerCrashed|no reply returned", re.I),

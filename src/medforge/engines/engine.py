@@ -1,6 +1,6 @@
 """One engine object per engine kind, behind one interface: the seam between the jobs and the engines.
 
-A job holds ``engine = engine_for(cfg.teacher)`` and never asks which kind it holds::
+A job holds ``engine = engine_for(cfg.engine)`` and never asks which kind it holds::
 
     engine.preflight("contexts", {"output.dir": ...})   # declared resources, modules, storage
     engine.start()                                                # endpoint check, cluster-wide limiter
