@@ -32,6 +32,12 @@ def parse_job_args(argv: list[str], prog: str, description: str, example: str) -
     return args.config, overrides
 
 
+def warn_if_tiny(model: str, warning: str) -> None:
+    """Log ``warning`` when the job's model is one of the tiny RANDOM test models (its output is noise)."""
+    if "tiny" in model.lower():
+        logger.warning(warning)
+
+
 def run_job(
     argv: list[str],
     *,

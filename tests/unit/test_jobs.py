@@ -9,7 +9,7 @@ import pytest
 from pydantic import BaseModel, ConfigDict, Field
 
 from medforge.engines.breaker import EXIT_INCOMPLETE, BreakerConfig, FailureBreaker
-from medforge.jobs import run_job
+from medforge.jobs import run_job, warn_if_tiny
 from medforge.results import JobResult
 
 TOO_LONG = "This model's maximum context length is 128 tokens. However, you requested 900 tokens in the messages"
@@ -74,3 +74,10 @@ def test_any_other_error_is_raised(tmp_path):
 
     with pytest.raises(ValueError, match="a bug"):
         _run(tmp_path, run)
+
+
+def test_the_noise_warning_names_tiny_models_only(caplog):
+    with caplog.at_level("WARNING", logger="medforge.jobs"):
+        warn_if_tiny("/models/.tiny_models/tiny-llama", "noise!")
+        warn_if_tiny("/models/smollm2-135m-instruct", "not this one")
+    assert [r.getMessage() for r in caplog.records] == ["noise!"]

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 from medforge.contexts.config import ContextsConfig
 from medforge.contexts.pipeline import ContextsResult, run_contexts
-from medforge.jobs import run_job
-
-logger = logging.getLogger(__name__)
+from medforge.jobs import run_job, warn_if_tiny
 
 NOISE_WARNING = (
     "NOTE: the teacher is a tiny RANDOM model built offline; its contexts are noise (most rows are quarantined "
@@ -18,8 +14,7 @@ NOISE_WARNING = (
 
 
 def _run(cfg: ContextsConfig) -> ContextsResult:
-    if "tiny" in cfg.engine.model.lower():
-        logger.warning(NOISE_WARNING)
+    warn_if_tiny(cfg.engine.model, NOISE_WARNING)
     return run_contexts(cfg)
 
 

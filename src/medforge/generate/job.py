@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-import logging
-
 from medforge.generate.config import GenerateConfig
 from medforge.generate.pipeline import GenerateResult, run_generate
-from medforge.jobs import run_job
-
-logger = logging.getLogger(__name__)
+from medforge.jobs import run_job, warn_if_tiny
 
 NOISE_WARNING = (
     "NOTE: the teacher is a tiny RANDOM model built offline; the tasks and answers it writes are noise. "
@@ -18,8 +14,7 @@ NOISE_WARNING = (
 
 
 def _run(cfg: GenerateConfig) -> GenerateResult:
-    if "tiny" in cfg.engine.model.lower():
-        logger.warning(NOISE_WARNING)
+    warn_if_tiny(cfg.engine.model, NOISE_WARNING)
     return run_generate(cfg)
 
 
