@@ -15,7 +15,7 @@ from typing import Any, ClassVar, TypeVar
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
-from medforge.config.registry import resolve_config_path
+from medforge.config.registry import deprecated, resolve_config_path
 
 logger = logging.getLogger(__name__)
 
@@ -57,29 +57,44 @@ def _pop_dotted(data: dict[str, Any], dotted: str) -> tuple[bool, Any]:
     return True, value
 
 
-def _has_dotted(data: dict[str, Any], dotted: str) -> bool:
+def get_dotted(data: dict[str, Any], dotted: str) -> tuple[bool, Any]:
+    """``(found, value)`` of ``a.b.c`` in nested ``data``."""
     node: Any = data
     for part in dotted.split("."):
         if not isinstance(node, dict) or part not in node:
-            return False
+            return False, None
         node = node[part]
-    return True
+    return True, node
 
 
-def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> bool:
-    """Set ``a.b.c``; ``False`` (nothing set) when a parent on the way is not a mapping."""
+def set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    """Set ``a.b.c`` in nested ``data``, making the missing parents."""
     parts = dotted.split(".")
     node = data
     for part in parts[:-1]:
         node = node.setdefault(part, {})
-        if not isinstance(node, dict):
-            return False
     node[parts[-1]] = value
-    return True
 
 
-def _copy_dicts(value: Any) -> Any:
-    return {k: _copy_dicts(v) for k, v in value.items()} if isinstance(value, dict) else value
+def _blocked(data: dict[str, Any], dotted: str) -> bool:
+    """A parent on the way to ``a.b.c`` exists and is not a mapping (``a.b.c`` cannot be set)."""
+    node: Any = data
+    for part in dotted.split(".")[:-1]:
+        if part not in node:
+            return False
+        node = node[part]
+        if not isinstance(node, dict):
+            return True
+    return False
+
+
+def deep_copy(value: Any) -> Any:
+    """A copy of nested dicts and lists (the leaves are shared)."""
+    if isinstance(value, dict):
+        return {k: deep_copy(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [deep_copy(v) for v in value]
+    return value
 
 
 def move_renamed_keys(data: dict[str, Any], renamed: dict[str, str], job: str, prefix: str = "") -> dict[str, Any]:
@@ -92,19 +107,18 @@ def move_renamed_keys(data: dict[str, Any], renamed: dict[str, str], job: str, p
     """
     if not renamed or not isinstance(data, dict):
         return data
-    data = _copy_dicts(data)
+    data = deep_copy(data)
     problems = []
     for old, new in renamed.items():
-        if not _has_dotted(data, old):
+        if not get_dotted(data, old)[0]:
             continue
-        if _has_dotted(data, new) or not _set_dotted(_copy_dicts(data), new, None):
+        if get_dotted(data, new)[0] or _blocked(data, new):
             problems.append(f"{prefix}{old} and {prefix}{new} are both set: {prefix}{old} is the old name of "
                             f"{prefix}{new}; fix: keep {prefix}{new} only")
             continue
         _, value = _pop_dotted(data, old)
-        _set_dotted(data, new, value)
-        logger.warning("%s: config key %s%s is deprecated and will be removed in the next release; use %s%s",
-                       job, prefix, old, prefix, new)
+        set_dotted(data, new, value)
+        logger.warning("%s: %s", job, deprecated(f"config key {prefix}{old}", f"{prefix}{new}"))
     if problems:
         raise ValueError("; ".join(problems))
     return data

@@ -17,7 +17,7 @@ from typing import Any, ClassVar
 
 from pydantic import Field, model_validator
 
-from medforge.config.base import JobConfig, MedforgeModel, OutputBase
+from medforge.config.base import JobConfig, MedforgeModel, OutputBase, deep_copy, get_dotted, set_dotted
 from medforge.generate.config import GenerateConfig
 from medforge.evaluate.config import EvaluateConfig
 from medforge.serve.config import LLMServeConfig
@@ -44,23 +44,6 @@ RUNTIME_ONLY = ("ray_address", "ray_num_cpus", "ray_object_store_mib")
 STAGES = ("generate", "finetune", "evaluate", "serve")
 STAGE_CONFIGS: dict[str, type[JobConfig]] = {
     "generate": GenerateConfig, "finetune": FinetuneConfig, "evaluate": EvaluateConfig}
-
-
-def _get(d: dict[str, Any], dotted: str) -> tuple[bool, Any]:
-    node: Any = d
-    for part in dotted.split("."):
-        if not isinstance(node, dict) or part not in node:
-            return False, None
-        node = node[part]
-    return True, node
-
-
-def _set(d: dict[str, Any], dotted: str, value: Any) -> None:
-    parts = dotted.split(".")
-    node = d
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = value
 
 
 class PipelineServeSection(MedforgeModel):
@@ -143,7 +126,7 @@ class PipelineConfig(JobConfig):
             raw = data.get(top)
             if not isinstance(raw, dict):
                 continue
-            raw = _deep_copy(raw)
+            raw = deep_copy(raw)
             data[top] = raw
             node = raw
             if sub:
@@ -151,11 +134,11 @@ class PipelineConfig(JobConfig):
                     continue
                 node = raw[sub]
             for dotted, value in fields.items():
-                found, given = _get(node, dotted)
+                found, given = get_dotted(node, dotted)
                 if found and given not in (None, PLACEHOLDER, value):
                     problems.append(f"{section}.{dotted} = {given!r}: set by the pipeline (it wires the stages together); "
                                     "fix: remove it from the pipeline config")
-                _set(node, dotted, _deep_copy(value))
+                set_dotted(node, dotted, deep_copy(value))
             if top in ("generate", "finetune", "evaluate"):
                 for key in RUNTIME_ONLY:
                     if key in node:
@@ -174,11 +157,3 @@ class PipelineConfig(JobConfig):
     @property
     def judge_is_served(self) -> bool:
         return getattr(self.evaluate.judge.engine, "base_url", None) == SERVED_URL
-
-
-def _deep_copy(value: Any) -> Any:
-    if isinstance(value, dict):
-        return {k: _deep_copy(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_deep_copy(v) for v in value]
-    return value
