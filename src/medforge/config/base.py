@@ -206,13 +206,20 @@ def parse_overrides(overrides: list[str] | None) -> dict[str, Any]:
     return nested
 
 
-def _deep_merge(base: dict[str, Any], extra: dict[str, Any]) -> dict[str, Any]:
+def _deep_merge(base: dict[str, Any], extra: dict[str, Any], *, kind_replaces: bool = False) -> dict[str, Any]:
     """``extra`` over ``base``, mappings merged key by key; an empty mapping (``key={}``) replaces:
-    it is how an override clears a mapping such as ``evaluate.data.reference_files``."""
+    it is how an override clears a mapping such as ``evaluate.data.reference_files``.
+
+    ``kind_replaces`` (command-line overrides): a mapping whose ``kind`` differs from the one it
+    lands on replaces it, so ``engine={kind: scripted}`` over a vLLM engine section does not drag
+    the vLLM-only keys (``max_model_len``, ...) into the scripted one."""
     out = dict(base)
     for key, value in extra.items():
-        if isinstance(value, dict) and value and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+        old = out.get(key)
+        switched = (kind_replaces and isinstance(value, dict) and isinstance(old, dict)
+                    and "kind" in value and value["kind"] != old.get("kind"))
+        if isinstance(value, dict) and value and isinstance(old, dict) and not switched:
+            out[key] = _deep_merge(old, value, kind_replaces=kind_replaces)
         else:
             out[key] = value
     return out
@@ -272,7 +279,7 @@ def load_config(model: type[M], path: str | Path | None, overrides: list[str] | 
             # (output_dir=...) still applies over a file written with the new key
             data = model.move_renamed_keys(data)
             extra = model.move_renamed_keys(extra)
-        data = _deep_merge(data, extra)
+        data = _deep_merge(data, extra, kind_replaces=True)
         return model.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(source, format_validation_error(exc, model)) from None

@@ -67,7 +67,7 @@ def load_serve_file(path: str | Path, overrides: list[str] | None = None) -> dic
         if not isinstance(value, dict):
             problems.append(f"override {name}={value!r}: give a key inside the app's args, e.g. {name}.model_id=x")
             continue
-        by_name[name]["args"] = _deep_merge(by_name[name].get("args") or {}, value)
+        by_name[name]["args"] = _deep_merge(by_name[name].get("args") or {}, value, kind_replaces=True)
     if data.get("controller_options") is not None:
         from ray.serve.config import ControllerOptions
 

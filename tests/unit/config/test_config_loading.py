@@ -77,3 +77,18 @@ def test_a_mapping_override_merges_and_an_empty_one_clears(tmp_path):
     assert merged.engine.model == "m2" and merged.engine.base_url == "http://127.0.0.1:9/v1"  # merged key by key
     assert _deep_merge({"a": {"x": 1}, "b": 2}, {"a": {}}) == {"a": {}, "b": 2}  # `a={}` clears a
     assert _deep_merge({"a": {"x": 1}}, {"a": {"y": 2}}) == {"a": {"x": 1, "y": 2}}
+
+
+def test_an_override_that_switches_the_engine_kind_replaces_the_section(tmp_path):
+    """``engine={kind: scripted}`` over an API engine: the API-only keys (base_url, ...) go with the
+    old kind instead of failing as unknown keys of the new one; the same kind still merges."""
+    from medforge.config.base import _deep_merge
+
+    path = _write(tmp_path, BASE.format(out=tmp_path))
+    switched = load_config(GenerateConfig, path, ["engine={kind: scripted, model: s}"])
+    assert switched.engine.kind == "scripted" and switched.engine.model == "s"
+    same = load_config(GenerateConfig, path, ["engine={kind: openai, model: m2}"])
+    assert same.engine.model == "m2" and same.engine.base_url == "http://127.0.0.1:9/v1"
+    # only command-line overrides switch; the pipeline's wiring updates merge as before
+    assert _deep_merge({"e": {"kind": "a", "x": 1}}, {"e": {"kind": "b"}}) == {"e": {"kind": "b", "x": 1}}
+    assert _deep_merge({"e": {"kind": "a", "x": 1}}, {"e": {"kind": "b"}}, kind_replaces=True) == {"e": {"kind": "b"}}
