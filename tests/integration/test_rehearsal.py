@@ -156,7 +156,9 @@ def _submission_id(text: str) -> str:
 def test_every_module_imports_on_every_node_through_the_runtime_env(cluster, docs):
     """The nodes hold the declared dependencies and no medforge; the runtime env brings the code."""
     c, t0 = cluster["c"], time.time()
-    assert subprocess.run([str(cluster["env"].python), "-c", "import medforge"], capture_output=True).returncode != 0
+    # in the nodes' own environment (no PYTHONPATH of the test's shell): no medforge there
+    assert subprocess.run([str(cluster["env"].python), "-c", "import medforge"], capture_output=True,
+                          env=c.node_env()).returncode != 0
     submit = find_command(docs, "ray job submit", "configs/pipeline/cluster.yaml")
     prefix = _argv(submit, c)[: _argv(submit, c).index("--") + 1]
     probe = ("import importlib, json, pkgutil, ray, medforge\n"
