@@ -134,3 +134,18 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("", 0))
         return s.getsockname()[1]
+
+
+def without_ingress_drain(data: dict[str, Any]) -> dict[str, Any]:
+    """A Serve config (``run_serve``'s ``data``) whose controller -- and so every replica it starts --
+    skips Ray's direct-ingress drain period, for a test cluster that nothing load-balances.
+
+    In throughput mode (medforge's default) Serve holds every ingress replica open for
+    ``RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S`` (30 s) on shutdown so that an external load
+    balancer can deregister it: ``serve.shutdown()`` of a test's apps waited those 30 s (and ran into
+    its own 30 s timeout). Requests in flight are still drained.
+    """
+    opts = data.setdefault("controller_options", {})
+    env_vars = opts.setdefault("runtime_env", {}).setdefault("env_vars", {})
+    env_vars["RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"] = "0"
+    return data

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from jobutils import free_port, proc_table  # noqa: E402
+from jobutils import free_port, proc_table, without_ingress_drain  # noqa: E402
 from test_serve_medqa import _mc_export  # noqa: E402 - the one tiny multiple-choice export of the serve tests
 
 KEY = "sk-medforge-test-7f3a"
@@ -85,7 +85,7 @@ def served(tiny_models, tmp_path_factory):
                                 "sampling": {"temperature": 0.0, "max_tokens": 200}}}})
     ray.init(address="local", num_cpus=8, include_dashboard=False, log_to_driver=False)
     try:
-        run_serve(data, None, None, blocking=False)
+        run_serve(without_ingress_drain(data), None, None, blocking=False)
         logs = Path(ray._private.worker.global_worker.node.get_session_dir_path()) / "logs"
         yield {"base_url": f"http://127.0.0.1:{port}", "model": model, "logs": logs}
     finally:

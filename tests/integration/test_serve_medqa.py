@@ -20,7 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from contexts_loopback import LoopbackServer  # noqa: E402
-from jobutils import free_port  # noqa: E402
+from jobutils import free_port, without_ingress_drain  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -76,7 +76,7 @@ def medqa(tiny_models, small_models, tmp_path_factory):
         ]}
         ray.init(address="local", num_cpus=6, include_dashboard=False, log_to_driver=False)
         try:
-            run_serve(data, None, None, blocking=False)
+            run_serve(without_ingress_drain(data), None, None, blocking=False)
             logs = Path(ray._private.worker.global_worker.node.get_session_dir_path()) / "logs"
             yield {"url": f"http://127.0.0.1:{port}", "llm": llm, "logs": logs}
         finally:
