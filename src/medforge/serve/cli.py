@@ -33,6 +33,9 @@ logger = logging.getLogger(__name__)
 # environment of the controller, the proxies and the replicas; a per-application runtime_env
 # reaches the replicas only. medforge turns it on unless the user said otherwise.
 THROUGHPUT_SWITCH = "RAY_SERVE_THROUGHPUT_OPTIMIZED"
+# How long Serve (throughput mode) holds an ingress replica open on shutdown so that an external load
+# balancer can deregister it (Ray's default: 30 s; serve.shutdown() waits it out).
+INGRESS_DRAIN = "RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S"
 
 # import_path of a medforge app builder -> "module:ArgsModel" that validates its args
 BUILDERS: dict[str, str] = {

@@ -24,6 +24,7 @@ from medforge.pipeline.plan import make_plan
 from medforge.pipeline.records import now, write_record
 from medforge.pipeline.runner import PipelineRefused, PipelineRun, endpoint_key
 from medforge.secrets import KeySource, NoKeyError, resolve_key, write_new_key_file
+from medforge.serve.cli import INGRESS_DRAIN
 
 CONFIGS = Path(__file__).resolve().parents[3] / "configs" / "pipeline"
 PACKAGE = Path(medforge.__file__).resolve().parent
@@ -258,6 +259,8 @@ def test_evaluate_and_serve_run_without_writing_the_environment(tmp_path, test_s
     auth = served[0]["applications"][0]["args"]["security"]["auth"]
     assert auth["api_keys_file"] == (None if given == "env" else run.key.file)
     assert key not in json.dumps(served)
+    # the endpoint is shut down at the run's end (serve.keep_serving=false): no ingress drain to wait out
+    assert served[0]["controller_options"]["runtime_env"]["env_vars"] == {INGRESS_DRAIN: "0"}
     for cfg in evaluated:  # the client actors read the key where they run
         assert resolve_key(cfg.engine.api_key_env, cfg.engine.api_key_file, environ) == key
         assert cfg.engine.api_key_file == run.key.file
