@@ -38,8 +38,8 @@ pytestmark = pytest.mark.integration
 SMALL_CONFIG = REPO / "configs" / "generate" / "local_small.yaml"
 WORD = re.compile(r"[A-Za-z]+")
 TARGET = 4
-# Its input makes every prompt that shows it longer than the model's context (engine.max_model_len,
-# 2048 in local_small.yaml; ~5,400 tokens): vLLM must refuse those requests, and they must come
+# Its input (~5,400 tokens) makes every prompt that shows it longer than the model's context
+# (engine.max_model_len=2048, as in local_small.yaml; the other prompts fit): vLLM must refuse those requests, and they must come
 # back as quarantined engine errors, not crash the job.
 HUGE = {"id": "huge", "type": "Summarization", "topic": "Cardiology", "view": "Physician", "difficulty": 3,
         "instruction": "Summarize this very long note.", "input": "The patient reported chest pain. " * 900}
@@ -55,7 +55,7 @@ MC_ID = "r00000-q0000-t00"
 def _seeds_with_huge(cfg: GenerateConfig) -> list[dict]:
     """The built-in seeds and HUGE, placed so that some but not all requests of round 1 (the first the
     teacher writes) show it: a round whose every request failed is asked again. The place comes from
-    the job's own build_request (checked below, so a change of the sampling fails here)."""
+    the job's own build_request (a change of the sampling that no place fits fails here)."""
     builtin = load_seeds(None).seeds
     rpr = cfg.generation.requests_per_round
     for at in range(len(builtin) + 1):
@@ -77,7 +77,8 @@ def _saved_round(cfg: GenerateConfig, seeds: list[dict]) -> dict:
 @pytest.fixture(scope="module")
 def small_run(small_models, tmp_path_factory):
     out = tmp_path_factory.mktemp("gen_small")
-    overrides = {"engine.model": small_models["llm"], "output.dir": out, "budget.target_tasks": TARGET,
+    overrides = {"engine.model": small_models["llm"], "engine.max_model_len": 2048, "output.dir": out,
+                 "budget.target_tasks": TARGET,
                  # 5 requests a round: one of round 1's shows the huge seed and is refused
                  "budget.max_rounds": 4, "generation.requests_per_round": 5, "responses.sampling.max_tokens": 96,
                  # 96 tokens (for time) cut most answers: keep those, marked; loops, echoes ... are still rejected
