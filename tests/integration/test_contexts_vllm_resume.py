@@ -4,7 +4,7 @@ kill -9 + resume of the job against the loopback API teacher (no engine start ne
 Every prompt over the context stopping the job by its breaker (exit 3, the cause and the fix named,
 the rows quarantined) is the breaker's logic, not vLLM's: it runs on the scripted engine in
 test_jobs_scripted.py (the contexts breaker test) and tests/unit/test_jobs.py (exit 3); vLLM's own
-refusal text is classified as that kind in test_generate_vllm.py."""
+refusal text is classified as that kind in test_generate_small.py."""
 
 import json
 import os

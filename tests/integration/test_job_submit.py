@@ -82,7 +82,7 @@ def _stop_group(proc: subprocess.Popen) -> None:
 def test_ray_job_submit(head_node, tmp_path):
     """The submission path (working-dir upload, the job joining the submitted-to cluster, its Ray
     Data actors there) with the loopback API teacher, so no engine start is paid here: the vLLM
-    path of the same job is covered by test_generate_vllm.py."""
+    path of the same job is covered by test_generate_small.py."""
     out = tmp_path / "submitted"
     with StubOpenAI() as stub:
         cmd = [RAY, "job", "submit", "--address", head_node, "--working-dir", ".", "--",

@@ -197,7 +197,7 @@ def test_contexts_every_prompt_over_the_context_length_stops_the_job_by_the_brea
     """Moved here from the vLLM module (issue 13): every request is refused as over the context.
     The breaker stops the job (run_job maps the trip to exit 3: tests/unit/test_jobs.py) naming the
     cause and the fix, instead of spinning on it, and the rows are quarantined with the reason.
-    vLLM's own refusal text reaching the quarantine is checked in test_generate_vllm.py."""
+    vLLM's own refusal text reaching the quarantine is checked in test_generate_small.py."""
     out = tmp_path / "run"
     cfg = _contexts(out, [{"match": ".", "error": TOO_LONG}])  # max_consecutive_fatal: its default, 8
     assert cfg.engine.breaker.max_consecutive_fatal == 8

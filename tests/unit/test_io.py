@@ -25,7 +25,7 @@ def test_atomic_jsonl_roundtrip_leaves_no_temp_files(tmp_path):
     assert [p.name for p in tmp_path.iterdir()] == ["x.jsonl"]
 
 
-# What a random model wrote into a rejected task (CI, test_generate_vllm): U+2028 and friends are
+# What a random model wrote into a rejected task (CI, the tiny LLaMA's generation test, since folded into test_generate_small): U+2028 and friends are
 # line breaks to str.splitlines(), JavaScript and many JSONL readers, yet json.dumps keeps them raw.
 @pytest.mark.parametrize("brk", ["\u2028", "\u2029", "\u0085"])
 def test_jsonl_escapes_line_breaks_json_keeps_raw(tmp_path, brk):
