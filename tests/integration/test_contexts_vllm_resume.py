@@ -175,6 +175,7 @@ def test_kill_and_resume_loses_nothing_and_repeats_nothing(tmp_path):
         assert res.returncode == 0, res.stderr[-4000:]
         after = [e for e in srv.rec.requests if e["t"] > t_kill]
 
+    print(f"killed with {len(done_before)} of {n_rows // chunk} chunks done; the restart sent {len(after)} requests")
     rows = _rows(out_dir)
     assert sorted(r["id"] for r in rows) == [f"row-{i:03d}" for i in range(n_rows)]  # none lost, none twice
     for name, data in done_before.items():  # finished chunks were not regenerated
