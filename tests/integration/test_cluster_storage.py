@@ -1,4 +1,10 @@
-"""Shared storage on a real S3 API (moto server on loopback): probe, and fine-tuning checkpoints + resume on s3://."""
+"""Shared storage on a real S3 API (moto server on loopback): the write probe, fine-tuning's preflight
+refusing a missing bucket, and the run folders of generate, contexts and evaluate on s3://.
+
+Fine-tuning with its checkpoints and export on s3:// (ZeRO-2 packed LoRA; a resubmitted run resumes
+from the bucket; the LoRA merge in the exported model) is test_finetune_node_loss.py, whose run
+also loses a node mid-run and restores from the bucket.
+"""
 
 from __future__ import annotations
 
@@ -50,51 +56,6 @@ def test_finetune_preflight_refuses_missing_bucket(tmp_path, tiny_models, ray_s3
     cfg = llm_cfg(tmp_path, tiny_models["llama"], data, **{"checkpoint.storage_path": "s3://no-such-bucket/ckpt"})
     with pytest.raises(ConfigError, match="checkpoint.storage_path = 's3://no-such-bucket/ckpt': cannot be written"):
         run_finetune(cfg)
-
-
-def test_finetune_checkpoints_on_s3_and_resume_there(tmp_path, tiny_models, ray_s3):
-    """Checkpoints and the export on s3://; a second run with the same storage resumes from the bucket.
-
-    ZeRO-2, packed LoRA: also the trainer's LoRA path end to end (merged into the targeted modules
-    only). It was a second, local copy of this run in test_finetune.py; one run checks both."""
-    from medforge.finetune.llm import run_finetune
-
-    data = tmp_path / "sft.jsonl"
-    atomic_write_jsonl(data, instruction_rows(48, seed=0, median_words=12))  # as test_finetune.py's sft_data
-    over = {"deepspeed.zero_stage": 2, "data.packing": True, "lora.enabled": True, "lora.r": 4, "lora.alpha": 8,
-            "lora.target_modules": ["q_proj", "v_proj"], "optim.max_steps": 2, "optim.micro_batch_size": 2,
-            "checkpoint.every_steps": 2, "data.eval_fraction": 0.0,
-            "checkpoint.storage_path": "s3://medforge-test/ckpt"}
-    first = run_finetune(llm_cfg(tmp_path, tiny_models["llama"], data, **over))
-    assert first.step == 2
-    fs, root = storage_filesystem("s3://medforge-test/ckpt/sft")
-    from pyarrow.fs import FileSelector
-
-    stored = [f.path for f in fs.get_file_info(FileSelector(root, recursive=True))]
-    assert any("checkpoint_" in p for p in stored), stored[:20]  # Ray Train wrote its checkpoint to the bucket
-    assert not (tmp_path / "ckpt").exists()
-
-    cfg2 = llm_cfg(tmp_path, tiny_models["llama"], data,
-                   **{**over, "optim.max_steps": 4, "output.dir": "s3://medforge-test/export"})
-    second = run_finetune(cfg2)
-    assert second.step == 4
-    efs, epath = storage_filesystem("s3://medforge-test/export/training_logs/history.json")
-    with efs.open_input_stream(epath) as f:
-        hist = json.loads(f.read())
-    assert [h["step"] for h in hist if "train_loss" in h] == [1, 2, 3, 4]  # 1-2 restored from S3, 3-4 new
-    assert [h["step"] for h in hist if h.get("resumed_from_checkpoint")] == [2]
-
-    # the export in the bucket is the base model with LoRA merged into its targeted modules only
-    from pyarrow.fs import LocalFileSystem, copy_files
-    from transformers import AutoModelForCausalLM
-
-    local = tmp_path / "export_copy"
-    efs, eroot = storage_filesystem("s3://medforge-test/export")
-    copy_files(eroot, str(local), source_filesystem=efs, destination_filesystem=LocalFileSystem())
-    merged = AutoModelForCausalLM.from_pretrained(local).model.layers[0].self_attn
-    base = AutoModelForCausalLM.from_pretrained(tiny_models["llama"]).model.layers[0].self_attn
-    assert not merged.q_proj.weight.equal(base.q_proj.weight)  # LoRA merged into a target module
-    assert merged.k_proj.weight.equal(base.k_proj.weight)  # untargeted modules untouched
 
 
 # ----------------------------------------------------------------------------- generation run folders on s3://

@@ -12,6 +12,11 @@ S3 and finishes: no step lost or logged twice.
 This replaces the single-node test that SIGKILLed one worker *process*: a node kill kills that
 process too, and this test keeps every assertion it made (resumed once, from a committed
 checkpoint, at a checkpoint step; steps 1..N each logged once; the run finished).
+
+The run is ZeRO-2 with packed LoRA, and after it a second run with the same storage and a higher
+``optim.max_steps`` (a job resubmitted) resumes from the bucket's last checkpoint; the export in
+the bucket is the base model with LoRA merged into its targeted modules only. These checks were
+test_cluster_storage.py's own fine-tuning run on S3 (two runs of its own), merged here.
 """
 
 from __future__ import annotations
@@ -80,13 +85,13 @@ def test_train_node_lost_mid_run_resumes_from_s3_checkpoint(cluster, tmp_path, t
     c, workers = cluster
     data = tmp_path / "sft.jsonl"
     atomic_write_jsonl(data, instruction_rows(48, seed=0, median_words=12))
-    steps, every = 16, 4  # 12 steps an epoch: the resumed run crosses an epoch boundary
-    cfg = llm_cfg(
-        tmp_path, tiny_models["llama"], data,
-        **{"deepspeed.zero_stage": 2, "optim.max_steps": steps, "optim.epochs": 100, "optim.micro_batch_size": 2,
-           "checkpoint.every_steps": every, "checkpoint.max_failures": 1, "data.eval_fraction": 0.0,
-           "checkpoint.storage_path": CKPT, "output.dir": EXPORT, "scaling.custom_resources": {POOL: 1}},
-    )
+    steps, every = 16, 4  # a few packed steps an epoch: the resumed run crosses an epoch boundary
+    over = {"deepspeed.zero_stage": 2, "data.packing": True, "lora.enabled": True, "lora.r": 4, "lora.alpha": 8,
+            "lora.target_modules": ["q_proj", "v_proj"], "optim.max_steps": steps, "optim.epochs": 100,
+            "optim.micro_batch_size": 2, "checkpoint.every_steps": every, "checkpoint.max_failures": 1,
+            "data.eval_fraction": 0.0, "checkpoint.storage_path": CKPT, "output.dir": EXPORT,
+            "scaling.custom_resources": {POOL: 1}}
+    cfg = llm_cfg(tmp_path, tiny_models["llama"], data, **over)
     run_uri = f"{CKPT}/{cfg.checkpoint.name}"
     result: dict = {}
 
@@ -139,6 +144,32 @@ def test_train_node_lost_mid_run_resumes_from_s3_checkpoint(cluster, tmp_path, t
     assert train_steps == list(range(1, steps + 1)), train_steps  # no step lost or logged twice
     # The final checkpoint and the export are in the bucket; nothing was written under tmp_path but the data.
     assert _committed_step(run_uri) == steps
+    from pyarrow.fs import FileSelector
+
+    fs, root = storage_filesystem(run_uri)
+    stored = [f.path for f in fs.get_file_info(FileSelector(root, recursive=True))]
+    assert any("/checkpoint_" in p for p in stored), stored[:20]  # Ray Train's checkpoint folders are in the bucket
     fs, path = storage_filesystem(f"{EXPORT}/model.safetensors")
     assert fs.get_file_info(path).size > 0
+
+    # The job resubmitted with a higher max_steps (the first driver gone): the new run resumes from
+    # the bucket's last checkpoint, and its history (restored from that checkpoint) goes on from there.
+    more = steps + 2
+    second = run_finetune(llm_cfg(tmp_path, tiny_models["llama"], data, **{**over, "optim.max_steps": more}))
+    assert second.step == more
+    hist = _read_json(f"{EXPORT}/training_logs/history.json")
+    assert [h["step"] for h in hist if "train_loss" in h] == list(range(1, more + 1))  # 1-16 restored, 17-18 new
+    assert [h["step"] for h in hist if h.get("resumed_from_checkpoint")] == [resumed[0], steps]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["sft.jsonl"]
+
+    # The export in the bucket is the base model with LoRA merged into its targeted modules only.
+    from pyarrow.fs import LocalFileSystem, copy_files
+    from transformers import AutoModelForCausalLM
+
+    local = tmp_path / "export_copy"
+    efs, eroot = storage_filesystem(EXPORT)
+    copy_files(eroot, str(local), source_filesystem=efs, destination_filesystem=LocalFileSystem())
+    merged = AutoModelForCausalLM.from_pretrained(local).model.layers[0].self_attn
+    base = AutoModelForCausalLM.from_pretrained(tiny_models["llama"]).model.layers[0].self_attn
+    assert not merged.q_proj.weight.equal(base.q_proj.weight)  # LoRA merged into a target module
+    assert merged.k_proj.weight.equal(base.k_proj.weight)  # untargeted modules untouched
