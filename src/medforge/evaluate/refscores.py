@@ -6,7 +6,7 @@ compare the model's answer with the reference answer item by item; the mean over
 percentile bootstrap CI (:func:`medforge.evaluate.stats.bootstrap_ci`).
 
 * ROUGE-L F1: the novelty filter's exact kernel (:func:`medforge.rouge.tokenize` and
-  :func:`~medforge.generate.novelty.rouge_l_f1`, bit-identical to ``rouge_score`` 0.1.2 without
+  :func:`~medforge.rouge.rouge_l_f1`, bit-identical to ``rouge_score`` 0.1.2 without
   stemming).
 * Embedding similarity: cosine of mean-pooled, L2-normalised token embeddings (how
   sentence-transformers pools all-MiniLM-L6-v2), from a plain Hugging Face folder loaded with
@@ -24,9 +24,8 @@ from typing import Any
 
 import numpy as np
 
-from medforge.generate.novelty import rouge_l_f1
 from medforge.evaluate.stats import bootstrap_ci
-from medforge.rouge import tokenize
+from medforge.rouge import rouge_l_f1, tokenize
 
 NOTE = "reference-based scores beside the judge; not AlpaCare's protocol (which is the pairwise judge)"
 

@@ -47,40 +47,8 @@ logger = logging.getLogger(__name__)
 _TABLE = 256
 
 
-def _lcs(a: Sequence[Any], b: Sequence[Any]) -> int:
-    from rapidfuzz.distance import LCSseq
-
-    return int(LCSseq.similarity(a, b))
-
-
-def _f_from_lcs(lcs: int, m: int, n: int) -> float:
-    """rouge_score's ``_score_lcs`` float expression (beta = 1), symmetric in ``m``, ``n``."""
-    if m == 0 or n == 0:
-        return 0.0
-    precision = lcs / n
-    recall = lcs / m
-    if precision + recall > 0:
-        return 2 * precision * recall / (precision + recall)
-    return 0.0
-
-
-def rouge_l_f1(a: Sequence[str], b: Sequence[str]) -> float:
-    """ROUGE-L F-measure exactly as rouge_score computes it (beta=1).
-
-    Args:
-        a: Target tokens.
-        b: Prediction tokens.
-
-    Returns:
-        The F-measure; 0.0 if either side is empty. Symmetric in ``a`` and ``b``.
-    """
-    if not a or not b:
-        return 0.0
-    return _f_from_lcs(_lcs(list(a), list(b)), len(a), len(b))
-
-
 def _f_vec(lcs: np.ndarray, m: np.ndarray, n: np.ndarray) -> np.ndarray:
-    """Vectorised ``_f_from_lcs``: the same IEEE-754 double operations in the same order."""
+    """Vectorised :func:`medforge.rouge.f_measure`: the same IEEE-754 double operations in the same order."""
     lcs = lcs.astype(np.float64)
     with np.errstate(divide="ignore", invalid="ignore"):
         p = lcs / n

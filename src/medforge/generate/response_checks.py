@@ -58,7 +58,7 @@ from typing import Literal
 from pydantic import Field
 
 from medforge.config.base import MedforgeModel
-from medforge.rouge import tokenize
+from medforge.rouge import rouge_l_f1_text, tokenize
 
 GateName = Literal["empty", "refusal", "repetition", "echo", "not_english", "truncated"]
 #: the order in which :func:`check_response` applies the gates (truncated last: a loop that ran
@@ -287,24 +287,6 @@ def repetition_gate(text: str, ngram_min_words: int = 50, max_sentence_repeats: 
 
 
 # ----------------------------------------------------------------------------- echo
-def _lcs_len(a: list[str], b: list[str]) -> int:
-    from rapidfuzz.distance import LCSseq
-
-    return int(LCSseq.similarity(a, b))
-
-
-def rouge_l_f1(a: str, b: str) -> float:
-    """ROUGE-L F1 (rouge_score's tokenizer, no stemming) between two texts."""
-    ta, tb = tokenize(a), tokenize(b)
-    if not ta or not tb:
-        return 0.0
-    lcs = _lcs_len(ta, tb)
-    if lcs == 0:
-        return 0.0
-    p, r = lcs / len(ta), lcs / len(tb)
-    return 2 * p * r / (p + r)
-
-
 def echo_gate(text: str, instruction: str, input_text: str = "", rouge_l: float = 0.7,
               max_new_share: float = 0.3) -> str | None:
     """The reply restates the instruction and adds nothing of its own: ROUGE-L F1 with the instruction at
@@ -320,7 +302,7 @@ def echo_gate(text: str, instruction: str, input_text: str = "", rouge_l: float 
     words = tokenize(text)
     if not words:
         return None
-    f1 = rouge_l_f1(text, instruction)
+    f1 = rouge_l_f1_text(text, instruction)
     if f1 < rouge_l:
         return None
     known = set(tokenize(instruction)) | set(tokenize(input_text))
@@ -411,5 +393,5 @@ def check_response(text: str, cfg: ResponseCheckConfig, instruction: str = "", i
 
 __all__ = [
     "GATES", "GateResult", "ResponseCheckConfig", "check_response", "echo_gate", "empty_gate", "language_gate",
-    "refusal_gate", "repetition_gate", "rouge_l_f1", "tandem_repeat",
+    "refusal_gate", "repetition_gate", "tandem_repeat",
 ]

@@ -13,7 +13,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from medforge.generate import novelty
-from medforge.generate.novelty import NoveltyDecision, NoveltyFilter, rouge_l_f1, tokenize
+from medforge.generate.novelty import NoveltyDecision, NoveltyFilter
+from medforge.rouge import f_measure
 
 rouge_scorer = pytest.importorskip("rouge_score.rouge_scorer")
 rouge_tokenize = pytest.importorskip("rouge_score.tokenize")
@@ -73,38 +74,8 @@ def assert_same(fast, ref):
             assert d.best_score <= best  # kept: best over verified survivors, a lower bound
 
 
-# ---------------------------------------------------------------- tokenizer and score
-
-TEXT = st.text(
-    alphabet=st.sampled_from(list("abcAB z09-_.,'\t\n") + ["é", "İ", "ß", "K", "ǅ", "١", "²", "ﬁ", "😀"]),
-    max_size=40,
-)
-
-
-@settings(max_examples=300, deadline=None)
-@given(TEXT)
-def test_tokenize_matches_rouge_score(text):
-    assert tokenize(text) == ref_tokens(text)
-
-
-@settings(max_examples=300, deadline=None)
-@given(st.text(max_size=30))
-def test_tokenize_matches_rouge_score_any_unicode(text):
-    assert tokenize(text) == ref_tokens(text)
-
-
-TOKS = st.lists(st.sampled_from(["a", "b", "c", "d", "e", "the", "of"]), max_size=25)
-
-
-@settings(max_examples=400, deadline=None)
-@given(TOKS, TOKS)
-def test_lcs_and_f_match_rouge_score(a, b):
-    expect = rouge_scorer._score_lcs(a, b)
-    lcs = novelty._lcs(a, b) if a and b else 0
-    if a and b:
-        assert lcs == rouge_scorer._lcs_table(a, b)[-1][-1]
-    assert rouge_l_f1(a, b) == expect.fmeasure
-    assert rouge_l_f1(b, a) == expect.fmeasure  # symmetric bit for bit
+# ---------------------------------------------------------------- length bound
+# (the tokenizer, the LCS and the F-measure: tests/unit/test_rouge.py)
 
 
 @settings(max_examples=200, deadline=None)
@@ -114,9 +85,9 @@ def test_min_rejecting_lcs_is_exact(m, n, t):
     cap = min(m, n)
     assert 1 <= need <= cap + 1
     if need <= cap:
-        assert novelty._f_from_lcs(need, m, n) > t
+        assert f_measure(need, m, n) > t
     if need > 1:
-        assert novelty._f_from_lcs(need - 1, m, n) <= t
+        assert f_measure(need - 1, m, n) <= t
 
 
 @settings(max_examples=60, deadline=None)

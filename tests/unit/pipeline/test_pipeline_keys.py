@@ -7,6 +7,7 @@ from __future__ import annotations
 import ast
 import json
 import os
+import re
 import stat
 from collections.abc import Iterator, MutableMapping
 from pathlib import Path
@@ -110,7 +111,7 @@ def test_key_source_reads_its_file_first_then_its_variable(tmp_path):
 def test_a_new_key_file_is_private_and_replaced_on_each_call(tmp_path):
     path = write_new_key_file(tmp_path / "secrets" / "endpoint_key")
     first = path.read_text().strip()
-    assert len(first) == 48 and int(first, 16) >= 0
+    assert re.fullmatch(r"[0-9a-f]{48}", first), first
     assert stat.S_IMODE(path.stat().st_mode) == 0o600 and stat.S_IMODE(path.parent.stat().st_mode) == 0o700
     assert write_new_key_file(path).read_text().strip() != first
     assert [p.name for p in path.parent.iterdir()] == ["endpoint_key"]  # no temporary file left beside it
