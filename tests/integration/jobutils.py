@@ -13,7 +13,6 @@ from collections import Counter
 from pathlib import Path
 
 import medforge.io
-from medforge.serve.cli import INGRESS_DRAIN
 
 REPO = Path(__file__).resolve().parents[2]
 JOB = REPO / "ray_jobs" / "generate.py"
@@ -135,18 +134,3 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("", 0))
         return s.getsockname()[1]
-
-
-def without_ingress_drain(data: dict[str, Any]) -> dict[str, Any]:
-    """A Serve config (``run_serve``'s ``data``) whose controller -- and so every replica it starts --
-    skips Ray's direct-ingress drain period, for a test cluster that nothing load-balances.
-
-    In throughput mode (medforge's default) Serve holds every ingress replica open for
-    ``INGRESS_DRAIN`` (Ray's default 30 s) on shutdown so that an external load
-    balancer can deregister it: ``serve.shutdown()`` of a test's apps waited those 30 s (and ran into
-    its own 30 s timeout). Requests in flight are still drained.
-    """
-    opts = data.setdefault("controller_options", {})
-    env_vars = opts.setdefault("runtime_env", {}).setdefault("env_vars", {})
-    env_vars[INGRESS_DRAIN] = "0"
-    return data

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
-from jobutils import free_port, proc_table, without_ingress_drain  # noqa: E402
+from jobutils import free_port, proc_table  # noqa: E402
 from test_serve_medqa import _mc_export  # noqa: E402 - the one tiny multiple-choice export of the serve tests
 
 KEY = "sk-medforge-test-7f3a"
@@ -59,7 +59,7 @@ def served(tiny_models, tmp_path_factory):
     import ray
     from ray import serve
 
-    from medforge.serve.cli import load_serve_file, run_serve
+    from medforge.serve.cli import load_serve_file, run_serve, without_ingress_drain
 
     tmp = tmp_path_factory.mktemp("serve_llm")
     model = _export_with_alpaca_template(tiny_models["llama"], tmp / "export")

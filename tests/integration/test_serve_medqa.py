@@ -20,7 +20,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 from contexts_loopback import LoopbackServer  # noqa: E402
-from jobutils import free_port, without_ingress_drain  # noqa: E402
+from jobutils import free_port  # noqa: E402
 
 pytestmark = pytest.mark.integration
 
@@ -51,7 +51,7 @@ def medqa(tiny_models, small_models, tmp_path_factory):
     import ray
     from ray import serve
 
-    from medforge.serve.cli import run_serve
+    from medforge.serve.cli import run_serve, without_ingress_drain
 
     tmp = tmp_path_factory.mktemp("medqa")
     ctx_model = _mc_export(tiny_models["bert"], tmp / "mc_ctx", use_context=True)

@@ -30,7 +30,7 @@ from medforge.pipeline.records import SHORT, code_version, now, read_record, wri
 from medforge.results import JobResult, ResultModel
 from medforge.runtime import init_ray
 from medforge.secrets import KeySource, read_key_file, write_new_key_file
-from medforge.serve.cli import INGRESS_DRAIN, run_serve
+from medforge.serve.cli import run_serve, without_ingress_drain
 
 logger = logging.getLogger(__name__)
 
@@ -198,10 +198,8 @@ class PipelineRun:
         sv = self.cfg.serve
         data = {"proxy_location": "HeadOnly", "http_options": {"host": sv.host, "port": sv.port},
                 "applications": self.plan.serve_apps(key)}
-        if not sv.keep_serving:
-            # an endpoint this run shuts down itself at its end has no load balancer to drain for:
-            # without this, serve.shutdown() waits out Ray's 30 s ingress drain period
-            data["controller_options"] = {"runtime_env": {"env_vars": {INGRESS_DRAIN: "0"}}}
+        if not sv.keep_serving:  # this run shuts its endpoint down itself: no load balancer to drain for
+            data = without_ingress_drain(data)
         t0 = time.perf_counter()
         _progress(f"starting the endpoint at {sv.base_url} (models {', '.join(self.plan.served_ids.values())})")
         run_serve(data, self.cfg.ray_address, self.cfg.ray_num_cpus, blocking=False)

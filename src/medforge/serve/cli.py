@@ -115,6 +115,19 @@ def controller_options(data: dict[str, Any], environ: Mapping[str, str] | None =
     return opts
 
 
+def without_ingress_drain(data: dict[str, Any]) -> dict[str, Any]:
+    """A copy of a Serve config whose controller -- and so every proxy and replica it starts -- skips
+    Ray's direct-ingress drain period (``INGRESS_DRAIN`` = 0), for an endpoint that nothing
+    load-balances and that its owner shuts down itself: without it, ``serve.shutdown()`` waits out
+    Ray's 30 s. Requests in flight are still drained. The config's other controller options and
+    environment variables are kept; ``data`` is not changed.
+    """
+    opts = data.get("controller_options") or {}
+    runtime_env = opts.get("runtime_env") or {}
+    env_vars = {**(runtime_env.get("env_vars") or {}), INGRESS_DRAIN: "0"}
+    return {**data, "controller_options": {**opts, "runtime_env": {**runtime_env, "env_vars": env_vars}}}
+
+
 def run_serve(data: dict[str, Any], address: str | None, num_cpus: int | None, blocking: bool = True) -> None:
     """Start Ray (or join ``address``), start Serve with the file's HTTP and controller options
     (throughput mode on by default, see :func:`controller_options`) and run its apps.

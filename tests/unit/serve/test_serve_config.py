@@ -86,6 +86,19 @@ def test_throughput_mode_is_on_by_default_in_the_serve_controller_env():
     assert data == {"controller_options": {"runtime_env": {"env_vars": {"RAY_SERVE_X": "7"}}}}
 
 
+def test_without_ingress_drain_turns_the_drain_off_and_keeps_the_rest():
+    from medforge.serve.cli import INGRESS_DRAIN, THROUGHPUT_SWITCH, controller_options, without_ingress_drain
+
+    data = {"applications": [], "controller_options": {"max_ongoing": 3, "runtime_env": {"env_vars": {"RAY_SERVE_X": "7"}}}}
+    off = without_ingress_drain(data)
+    assert off["controller_options"] == {"max_ongoing": 3, "runtime_env": {"env_vars": {"RAY_SERVE_X": "7", INGRESS_DRAIN: "0"}}}
+    assert data["controller_options"]["runtime_env"]["env_vars"] == {"RAY_SERVE_X": "7"}  # the input is not modified
+    assert without_ingress_drain({"applications": []})["controller_options"] == {"runtime_env": {"env_vars": {INGRESS_DRAIN: "0"}}}
+    # what serve.start gets: the drain off beside throughput mode
+    assert controller_options(off, environ={})["runtime_env"]["env_vars"][INGRESS_DRAIN] == "0"
+    assert controller_options(off, environ={})["runtime_env"]["env_vars"][THROUGHPUT_SWITCH] == "1"
+
+
 def test_throughput_mode_off_when_the_user_says_so():
     from medforge.serve.cli import THROUGHPUT_SWITCH, controller_options
 
