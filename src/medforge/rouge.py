@@ -66,7 +66,3 @@ def rouge_l_f1(a: Sequence[str], b: Sequence[str]) -> float:
         return 0.0
     return f_measure(lcs_length(a, b), len(a), len(b))
 
-
-def rouge_l_f1_text(a: str, b: str) -> float:
-    """ROUGE-L F-measure of two texts: :func:`rouge_l_f1` of their :func:`tokenize` tokens."""
-    return rouge_l_f1(tokenize(a), tokenize(b))

@@ -58,7 +58,7 @@ from typing import Literal
 from pydantic import Field
 
 from medforge.config.base import MedforgeModel
-from medforge.rouge import rouge_l_f1_text, tokenize
+from medforge.rouge import rouge_l_f1, tokenize
 
 GateName = Literal["empty", "refusal", "repetition", "echo", "not_english", "truncated"]
 #: the order in which :func:`check_response` applies the gates (truncated last: a loop that ran
@@ -302,10 +302,11 @@ def echo_gate(text: str, instruction: str, input_text: str = "", rouge_l: float 
     words = tokenize(text)
     if not words:
         return None
-    f1 = rouge_l_f1_text(text, instruction)
+    asked = tokenize(instruction)
+    f1 = rouge_l_f1(words, asked)
     if f1 < rouge_l:
         return None
-    known = set(tokenize(instruction)) | set(tokenize(input_text))
+    known = set(asked) | set(tokenize(input_text))
     stems = {w[:4] for w in known}
     new = [w for w in words if w not in known]
     content = [w for w in new if w not in _ENGLISH and w not in _FILLER and w[:4] not in stems]
